@@ -1,0 +1,254 @@
+"""Capture one step of a model as a torch.fx graph of aten ops, forward and backward.
+
+The model runs under FakeTensorMode (CPU fake tensors: shapes and dtypes, no storage, so a
+70B model is analysed on a laptop) with a dispatch mode on top that records every aten op
+into an fx.Graph. Each call node's ``meta["roofline"]`` is an :class:`OpNode`: the op, the
+input/output shapes and dtypes, the owning module's path and type, and the phase.
+
+Modes:
+  * ``"inference"``: the model in eval mode, forward under no_grad.
+  * ``"train"``: the model in train mode, forward, the loss (:class:`DefaultLoss` unless
+    ``loss_fn`` is given), and the backward of the loss with respect to every parameter that
+    requires grad, taken from the real autograd graph.
+
+Example:
+    >>> step = capture(model, (torch.randn(8, 3, 224, 224),), mode="train")
+    >>> step.nodes[0].op, step.nodes[0].module_path
+    (<OpOverload(op='aten.convolution', overload='default')>, 'conv1')
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.fx as fx
+from torch import nn
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.func import functional_call
+from torch.nn import functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves, tree_map_only
+
+from .errors import CaptureError
+from .module_tracking import ModuleOwnerTracker
+from .tensor_meta import TensorMeta
+
+MODES = ("inference", "train")
+PHASES = ("forward", "loss", "backward")
+
+
+@dataclass(frozen=True, slots=True)
+class OpNode:
+    """One aten op of the step, as the cost rules see it (tensors replaced by TensorMeta)."""
+
+    op: torch._ops.OpOverload
+    phase: str  # "forward" | "loss" | "backward"
+    module_path: str  # e.g. "layer1.0.conv2"; "" for the model itself
+    module_type: str  # e.g. "Conv2d"
+    args: tuple
+    kwargs: dict
+    inputs: tuple[TensorMeta, ...]  # every tensor argument, in order
+    outputs: tuple[TensorMeta, ...]
+
+    @property
+    def name(self) -> str:
+        return str(self.op)  # e.g. "aten.mm.default"
+
+
+@dataclass(frozen=True)
+class CapturedStep:
+    """A captured step: the fx graph plus what the report needs about the model."""
+
+    graph: fx.Graph
+    nodes: tuple[OpNode, ...]
+    mode: str
+    batch: int
+    tokens_per_sample: int | None  # sequence length for token inputs, else None
+    parameters: int  # unique parameters (tied weights once)
+    trainable_parameters: int
+    model_name: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DefaultLoss(nn.Module):
+    """The documented default training loss.
+
+    * a ``.logits`` attribute or a plain tensor output: cross-entropy over the last dimension
+      (classes or vocabulary) against integer targets, i.e. classification and language
+      modelling;
+    * any other output (a dict, tuple or ModelOutput without logits, e.g. BertModel's hidden
+      states): the sum of the means of its floating-point tensors.
+    """
+
+    def forward(self, output):
+        logits = getattr(output, "logits", output)
+        if isinstance(logits, torch.Tensor) and logits.is_floating_point() and logits.dim() >= 2:
+            flat = logits.reshape(-1, logits.shape[-1])
+            target = torch.zeros(flat.shape[0], dtype=torch.long, device=flat.device)
+            return F.cross_entropy(flat, target)
+        tensors = [t for t in _tensor_leaves(output) if t.is_floating_point()]
+        if not tensors:
+            raise CaptureError("the model's output holds no floating-point tensor to train on; "
+                               "pass a loss_fn that maps the output to a scalar")
+        return sum(t.float().mean() for t in tensors)
+
+
+def _tensor_leaves(output) -> list[torch.Tensor]:
+    if hasattr(output, "to_tuple"):  # transformers ModelOutput
+        output = output.to_tuple()
+    elif isinstance(output, dict):
+        output = list(output.values())
+    return [t for t in tree_leaves(output) if isinstance(t, torch.Tensor)]
+
+
+class _GraphRecorder(TorchDispatchMode):
+    """Appends every aten op that reaches dispatch to an fx.Graph, with its OpNode."""
+
+    def __init__(self, tracker: ModuleOwnerTracker):
+        super().__init__()
+        self.graph = fx.Graph()
+        self.nodes: list[OpNode] = []
+        self.phase = "forward"
+        self._tracker = tracker
+        self._fx_of: dict[int, fx.Node] = {}
+        self._alive: list[torch.Tensor] = []  # keeps ids unique while the capture runs
+
+    def placeholder(self, name: str, t: torch.Tensor) -> None:
+        node = self.graph.placeholder(name.replace(".", "_"))
+        node.meta["tensor_meta"] = TensorMeta.of(t)
+        self._bind(t, node)
+
+    def _bind(self, t: torch.Tensor, node: fx.Node) -> None:
+        self._fx_of[id(t)] = node
+        self._alive.append(t)
+
+    def _fx_arg(self, t: torch.Tensor) -> fx.Node:
+        node = self._fx_of.get(id(t))
+        if node is None:  # a tensor made outside the recorder (a module constant)
+            node = self.graph.create_node("get_attr", f"_const{len(self._fx_of)}")
+            node.meta["tensor_meta"] = TensorMeta.of(t)
+            self._bind(t, node)
+        return node
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func.namespace == "prim":  # metadata queries (prim.device), not work
+            return out
+        path, mtype = self._tracker.owner()
+        inputs = tuple(TensorMeta.of(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))
+        outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        op_node = OpNode(func, self.phase, path, mtype,
+                         tree_map_only(torch.Tensor, TensorMeta.of, args),
+                         tree_map_only(torch.Tensor, TensorMeta.of, kwargs),
+                         inputs, tuple(TensorMeta.of(t) for t in outs))
+        node = self.graph.create_node("call_function", func,
+                                      tree_map_only(torch.Tensor, self._fx_arg, args),
+                                      tree_map_only(torch.Tensor, self._fx_arg, kwargs))
+        node.meta["roofline"] = op_node
+        self.nodes.append(op_node)
+        for i, t in enumerate(outs):
+            self._bind(t, node if len(outs) == 1 else self.graph.call_function(_getitem, (node, i)))
+        return out
+
+
+def _getitem(x, i):
+    return x[i]
+
+
+def _fake_like(t: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:
+    """A CPU tensor of t's shape, stride and dtype, created under the active FakeTensorMode."""
+    fake = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+    return fake.requires_grad_(requires_grad) if t.is_floating_point() or t.is_complex() else fake
+
+
+def _describe(inputs) -> str:
+    return ", ".join(repr(TensorMeta.of(t)) if isinstance(t, torch.Tensor) else type(t).__name__
+                     for t in tree_leaves(inputs))
+
+
+def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
+            loss_fn: Callable[[Any], torch.Tensor] | None = None, model_name: str | None = None) -> CapturedStep:
+    """Record one inference or training step of `model` on `example_inputs` (see module doc).
+
+    `example_inputs` is a tuple of positional arguments or a dict of keyword arguments; only
+    their shapes and dtypes are used. The model's own tensors are never touched: parameters
+    and buffers are swapped for fake ones with torch.func.functional_call.
+    """
+    if mode not in MODES:
+        raise CaptureError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if not isinstance(example_inputs, (tuple, list, dict)):
+        example_inputs = (example_inputs,)
+    args, kwargs = (tuple(example_inputs), {}) if not isinstance(example_inputs, dict) else ((), dict(example_inputs))
+    names = {id(m): (path, type(m).__name__) for path, m in model.named_modules(remove_duplicate=False)}
+    loss_module = DefaultLoss() if loss_fn is None else _LossFn(loss_fn)
+    names[id(loss_module)] = ("loss", type(loss_module).__name__ if loss_fn is None else "loss_fn")
+    tracker = ModuleOwnerTracker(names, ("", type(model).__name__))
+    was_training = {m: m.training for m in model.modules()}
+    model.train(mode == "train")
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True):
+            params = {n: _fake_like(p, p.requires_grad and mode == "train") for n, p in model.named_parameters()}
+            buffers = {n: _fake_like(b) for n, b in model.named_buffers()}
+            fake_args = tree_map_only(torch.Tensor, _fake_like, args)
+            fake_kwargs = tree_map_only(torch.Tensor, _fake_like, kwargs)
+            recorder = _GraphRecorder(tracker)
+            for n, t in {**params, **buffers}.items():
+                recorder.placeholder(n, t)
+            for i, t in enumerate(t for t in tree_leaves((fake_args, fake_kwargs)) if isinstance(t, torch.Tensor)):
+                recorder.placeholder(f"input_{i}", t)
+            with tracker, recorder:
+                _run_step(model, params, buffers, fake_args, fake_kwargs, loss_module, mode, recorder,
+                          tracker, names[id(loss_module)])
+    except CaptureError:
+        raise
+    except Exception as e:  # the model's own error on these inputs, reported as one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CaptureError(f"running {model_name or type(model).__name__} on inputs ({_describe(example_inputs)}) "
+                           f"failed: {type(e).__name__}: {first}") from e
+    finally:
+        for m, flag in was_training.items():
+            m.training = flag
+    first = next((t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)), None)
+    if first is None:
+        raise CaptureError("example inputs hold no tensor; give at least one input tensor")
+    tokens = int(first.shape[1]) if (not first.is_floating_point() and first.dim() == 2) else None
+    unique = {id(p): p for p in model.parameters()}.values()
+    return CapturedStep(graph=recorder.graph, nodes=tuple(recorder.nodes), mode=mode,
+                        batch=int(first.shape[0]) if first.dim() else 1, tokens_per_sample=tokens,
+                        parameters=sum(p.numel() for p in unique),
+                        trainable_parameters=sum(p.numel() for p in unique if p.requires_grad),
+                        model_name=model_name or type(model).__name__)
+
+
+class _LossFn(nn.Module):
+    """Wraps a user's loss function so its ops are attributed to the module path 'loss'."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, output):
+        return self.fn(output)
+
+
+def _run_step(model, params, buffers, args, kwargs, loss_module, mode, recorder, tracker, loss_owner):
+    state = {**params, **buffers}
+    if mode == "inference":
+        with torch.no_grad():
+            functional_call(model, state, args, kwargs)
+        return
+    output = functional_call(model, state, args, kwargs)
+    recorder.phase = "loss"
+    loss = loss_module(output)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise CaptureError(f"the loss must be a scalar tensor, got {type(loss).__name__} "
+                           f"{tuple(loss.shape) if isinstance(loss, torch.Tensor) else ''}")
+    trainable = [p for p in params.values() if p.requires_grad]
+    if not trainable:
+        raise CaptureError("train mode needs at least one parameter with requires_grad=True; "
+                           "use mode='inference' for a frozen model")
+    recorder.phase = "backward"
+    tracker.backward_started(loss_owner)
+    torch.autograd.grad(loss, trainable, allow_unused=True)

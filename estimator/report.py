@@ -1,0 +1,178 @@
+"""The Report: a captured step costed on one chip at one precision, with its aggregates.
+
+Phases: forward totals include the loss (it runs in the forward pass); backward is autograd's
+work. Aggregation keys: "layer" (module path, cut to `depth` components), "type" (module
+type), "op" (aten op). Utilization = model FLOPs / (step time x the chip's matrix peak at the
+precision), the MFU convention.
+
+Example:
+    >>> report = estimate(model, inputs, hardware="a100-80gb-sxm", precision="amp-bf16")
+    >>> report.totals()["step_time_s"], report.rows("layer", depth=2)[0].name
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from .capture import CapturedStep, OpNode
+from .costs import Cost
+from .hardware import Hardware
+from .precision import Precision, get_precision
+from .roofline import NodeTime, node_time, step_costs
+
+GROUPINGS = ("layer", "type", "op")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One aggregated line of the table."""
+
+    name: str
+    type: str
+    forward_flops: int
+    backward_flops: int
+    forward_bytes: int
+    backward_bytes: int
+    forward_time_s: float
+    backward_time_s: float
+    bound: str  # the bound that carries most of the row's time
+    nodes: int
+
+    @property
+    def bytes(self) -> int:
+        return self.forward_bytes + self.backward_bytes
+
+    @property
+    def time_s(self) -> float:
+        return self.forward_time_s + self.backward_time_s
+
+    @property
+    def intensity(self) -> float:
+        """FLOP per byte moved, forward and backward together."""
+        return (self.forward_flops + self.backward_flops) / self.bytes if self.bytes else 0.0
+
+
+@dataclass(frozen=True)
+class Report:
+    step: CapturedStep
+    hardware: Hardware
+    precision: Precision
+    costs: tuple[Cost, ...]
+    times: tuple[NodeTime, ...]
+
+    @property
+    def nodes(self) -> tuple[OpNode, ...]:
+        return self.step.nodes
+
+    def recost(self, hardware: Hardware | None = None, precision: str | Precision | None = None) -> "Report":
+        """The same captured step on another chip and/or precision, without tracing again."""
+        return evaluate(self.step, hardware or self.hardware, precision or self.precision)
+
+    # ---- totals -------------------------------------------------------------------------
+    def _phase_sum(self, backward: bool):
+        flops = useful = nbytes = 0
+        time_s = 0.0
+        for node, cost, t in zip(self.step.nodes, self.costs, self.times):
+            if (node.phase == "backward") == backward:
+                flops += cost.flops
+                useful += cost.useful_flops
+                nbytes += cost.bytes
+                time_s += t.total_s
+        return flops, useful, nbytes, time_s
+
+    def totals(self) -> dict:
+        f_flops, f_useful, f_bytes, f_time = self._phase_sum(backward=False)
+        b_flops, b_useful, b_bytes, b_time = self._phase_sum(backward=True)
+        step_time = f_time + b_time
+        model_flops = f_useful + b_useful
+        peak = self.hardware.matrix_peak(self.precision)
+        samples_per_s = self.step.batch / step_time if step_time else 0.0
+        tokens = self.step.tokens_per_sample
+        return {
+            "parameters": self.step.parameters,
+            "trainable_parameters": self.step.trainable_parameters,
+            "forward_flops": f_flops, "backward_flops": b_flops,
+            "step_flops": f_flops + b_flops, "model_flops": model_flops,
+            "forward_bytes": f_bytes, "backward_bytes": b_bytes, "step_bytes": f_bytes + b_bytes,
+            "forward_time_s": f_time, "backward_time_s": b_time, "step_time_s": step_time,
+            "throughput_samples_per_s": samples_per_s,
+            "throughput_tokens_per_s": samples_per_s * tokens if tokens else None,
+            "utilization": model_flops / (step_time * peak) if step_time else 0.0,
+        }
+
+    # ---- aggregation --------------------------------------------------------------------
+    def rows(self, by: str = "layer", depth: int | None = None) -> list[Row]:
+        """Aggregated rows, largest step time first. `depth` cuts module paths (layer only)."""
+        if by not in GROUPINGS:
+            raise ValueError(f"unknown grouping {by!r}; expected one of {', '.join(GROUPINGS)}")
+        types = self._module_types()
+        acc: dict[str, dict] = defaultdict(lambda: {"ff": 0, "bf": 0, "fb": 0, "bb": 0, "ft": 0.0, "bt": 0.0,
+                                                    "bound": Counter(), "n": 0, "type": ""})
+        for node, cost, t in zip(self.step.nodes, self.costs, self.times):
+            if cost.op_class == "free":
+                continue
+            key, mtype = self._key(node, by, depth, types)
+            a = acc[key]
+            a["type"] = mtype
+            side = "b" if node.phase == "backward" else "f"
+            a[side + "f"] += cost.flops
+            a[side + "b"] += cost.bytes
+            a[side + "t"] += t.total_s
+            a["bound"][t.bound] += t.total_s
+            a["n"] += 1
+        rows = [Row(k, a["type"], a["ff"], a["bf"], a["fb"], a["bb"], a["ft"], a["bt"],
+                    a["bound"].most_common(1)[0][0], a["n"]) for k, a in acc.items()]
+        return sorted(rows, key=lambda r: -r.time_s)
+
+    def _module_types(self) -> dict[str, str]:
+        types = {}
+        for node in self.step.nodes:
+            types.setdefault(node.module_path, node.module_type)
+        return types
+
+    @staticmethod
+    def _key(node: OpNode, by: str, depth: int | None, types: dict[str, str]) -> tuple[str, str]:
+        if by == "op":
+            return node.name, node.op.overloadpacket.__name__ if hasattr(node.op, "overloadpacket") else ""
+        if by == "type":
+            return node.module_type, node.module_type
+        path = node.module_path
+        if depth is not None and path and path != "loss":
+            path = ".".join(path.split(".")[:depth])
+        return (path or "(model)"), types.get(path, node.module_type)
+
+    def unsupported(self) -> list[dict]:
+        """Ops without a rule: op, count, share of nodes, share of bytes (their traffic is charged)."""
+        counts: Counter = Counter()
+        nbytes: Counter = Counter()
+        for node, cost in zip(self.step.nodes, self.costs):
+            if cost.op_class == "unsupported":
+                counts[node.name] += 1
+                nbytes[node.name] += cost.bytes
+        total_bytes = sum(c.bytes for c in self.costs) or 1
+        return [{"op": op, "count": n, "node_share": n / len(self.step.nodes),
+                 "bytes_share": nbytes[op] / total_bytes} for op, n in counts.most_common()]
+
+    def to_dict(self, by: str = "layer", depth: int | None = None) -> dict:
+        """Everything the JSON output holds (SI units: FLOPs, bytes, seconds)."""
+        return {
+            "model": self.step.model_name, "hardware": self.hardware.id, "precision": self.precision.name,
+            "mode": self.step.mode, "batch": self.step.batch, "tokens_per_sample": self.step.tokens_per_sample,
+            "totals": self.totals(),
+            "layers": [{"name": r.name, "type": r.type, "forward_flops": r.forward_flops,
+                        "backward_flops": r.backward_flops, "bytes": r.bytes, "forward_bytes": r.forward_bytes,
+                        "backward_bytes": r.backward_bytes, "forward_time_s": r.forward_time_s,
+                        "backward_time_s": r.backward_time_s, "intensity_flops_per_byte": r.intensity,
+                        "bound": r.bound} for r in self.rows(by, depth)],
+            "grouped_by": by,
+            "unsupported": self.unsupported(),
+        }
+
+
+def evaluate(step: CapturedStep, hardware: Hardware, precision: str | Precision) -> Report:
+    """Cost a captured step on a chip at a precision (the cost rules run once per precision)."""
+    precision = get_precision(precision) if isinstance(precision, str) else precision
+    hardware.matrix_peak(precision)  # a precision the chip lacks fails here, clearly
+    costs = step_costs(step, precision)
+    times = tuple(node_time(c, hardware, precision) for c in costs)
+    return Report(step, hardware, precision, costs, times)

@@ -1,0 +1,2 @@
+"""Cost rules, one file per op family; importing this package registers them all."""
+from . import attention, conv, elementwise, embedding, loss, matmul, memory, norm, pooling, reduction, softmax  # noqa: F401

@@ -1,0 +1,129 @@
+"""Fused scaled dot-product attention, every kernel torch emits on CPU and CUDA.
+
+With q (b, h, s_q, d), k (b, h, s_k, d), v (b, h, s_k, d_v):
+  forward  = QK^T (2 b h s_q s_k d) + PV (2 b h s_q s_k d_v)
+  backward = recomputed QK^T (2bh s_q s_k d) + dV = P^T dO (2bh s_q s_k d_v)
+           + dP = dO V^T (2bh s_q s_k d_v) + dQ = dS K (2bh s_q s_k d) + dK = dS^T Q (2bh s_q s_k d)
+as torch.utils.flop_counter counts them (the softmax inside the kernel is not counted).
+Executed FLOPs are those; with is_causal the model FLOPs count only the unmasked scores,
+s_q*s_k - s_q*(s_q-1)/2 of them when s_q == s_k (about half).
+Bytes: q, k, v (and mask) read, the output (and logsumexp) written; the s_q x s_k score
+matrix never reaches memory. The flash/efficient CUDA kernels (_flash_attention_*,
+_efficient_attention_*) take (b, s, h, d) instead of (b, h, s, d).
+"""
+from __future__ import annotations
+
+from ..costs import Cost, cost_rule, read_write
+
+
+def _dims(q, k, v, seq_first: bool):
+    if seq_first:  # (b, s, h, d)
+        (b, s_q, h, d), s_k, d_v = q.shape, k.shape[1], v.shape[-1]
+    else:  # (b, h, s, d); the CPU kernel and the sdpa wrappers
+        *lead, s_q, d = q.shape
+        b, h = (lead + [1, 1])[:2] if len(lead) < 2 else lead[:2]
+        s_k, d_v = k.shape[-2], v.shape[-1]
+    return b, h, s_q, s_k, d, d_v
+
+
+def _scores(s_q: int, s_k: int, causal: bool) -> int:
+    """Number of (query, key) pairs that take part: all, or the causal lower triangle."""
+    if not causal:
+        return s_q * s_k
+    # torch's is_causal mask is tril(ones(s_q, s_k)), aligned top-left: query i sees keys 0..i
+    if s_q <= s_k:
+        return s_q * (s_q + 1) // 2
+    return s_q * s_k - s_k * (s_k - 1) // 2
+
+
+def _attention_cost(node, nbytes, q, k, v, causal: bool, backward: bool, seq_first: bool = False) -> Cost:
+    b, h, s_q, s_k, d, d_v = _dims(q, k, v, seq_first)
+    per_score = (3 * d + 2 * d_v) if backward else (d + d_v)
+    executed = 2 * b * h * s_q * s_k * per_score
+    model = 2 * b * h * _scores(s_q, s_k, causal) * per_score
+    return Cost(executed, *read_write(node, nbytes), "attention", model if causal else None)
+
+
+def _arg(node, index: int, name: str, default=False):
+    if name in node.kwargs:
+        return node.kwargs[name]
+    return node.args[index] if len(node.args) > index else default
+
+
+@cost_rule("_scaled_dot_product_flash_attention_for_cpu", op_class="attention")
+def sdpa_flash_cpu(node, nbytes):
+    q, k, v = node.args[:3]
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 4, "is_causal")), backward=False)
+
+
+@cost_rule("_scaled_dot_product_flash_attention_for_cpu_backward", op_class="attention")
+def sdpa_flash_cpu_backward(node, nbytes):
+    q, k, v = node.args[1:4]
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 7, "is_causal")), backward=True)
+
+
+@cost_rule("_scaled_dot_product_flash_attention", op_class="attention")
+def sdpa_flash(node, nbytes):
+    q, k, v = node.args[:3]
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 4, "is_causal")), backward=False)
+
+
+@cost_rule("_scaled_dot_product_flash_attention_backward", op_class="attention")
+def sdpa_flash_backward(node, nbytes):
+    q, k, v = node.args[1:4]
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 11, "is_causal")), backward=True)
+
+
+@cost_rule("_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
+           "_scaled_dot_product_fused_attention_overrideable", op_class="attention")
+def sdpa_efficient_or_cudnn(node, nbytes):
+    # (q, k, v, attn_bias, ...): is_causal is the 7th argument of the efficient kernel,
+    # the 7th of cudnn (after compute_log_sumexp, dropout_p) and the 6th of the overrideable
+    q, k, v = node.args[:3]
+    index = 5 if "overrideable" in node.op.__name__ else 6
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, index, "is_causal")), backward=False)
+
+
+@cost_rule("_scaled_dot_product_efficient_attention_backward", op_class="attention")
+def sdpa_efficient_backward(node, nbytes):
+    q, k, v = node.args[1:4]
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 11, "is_causal")), backward=True)
+
+
+@cost_rule("_scaled_dot_product_cudnn_attention_backward", op_class="attention")
+def sdpa_cudnn_backward(node, nbytes):
+    q, k, v = node.args[1:4]
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 14, "is_causal")), backward=True)
+
+
+@cost_rule("_scaled_dot_product_fused_attention_overrideable_backward", op_class="attention")
+def sdpa_overrideable_backward(node, nbytes):
+    q, k, v = node.args[1:4]
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 13, "is_causal")), backward=True)
+
+
+@cost_rule("_flash_attention_forward", op_class="attention")
+def flash_forward(node, nbytes):
+    q, k, v = node.args[:3]
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 8, "is_causal")), backward=False, seq_first=True)
+
+
+@cost_rule("_flash_attention_backward", op_class="attention")
+def flash_backward(node, nbytes):
+    q, k, v = node.args[1:4]
+    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 11, "is_causal")), backward=True, seq_first=True)
+
+
+@cost_rule("_efficient_attention_forward", op_class="attention")
+def efficient_forward(node, nbytes):
+    # custom_mask_type (arg 9): 0 none, 1 causal from top-left, 2 causal from bottom-right
+    q, k, v = node.args[:3]
+    causal = bool(_arg(node, 9, "custom_mask_type", 0))
+    return _attention_cost(node, nbytes, q, k, v, causal, backward=False, seq_first=True)
+
+
+@cost_rule("_efficient_attention_backward", op_class="attention")
+def efficient_backward(node, nbytes):
+    q, k, v = node.args[1:4]
+    causal = bool(_arg(node, 14, "custom_mask_type", 0))
+    return _attention_cost(node, nbytes, q, k, v, causal, backward=True, seq_first=True)

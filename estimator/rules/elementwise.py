@@ -1,0 +1,54 @@
+"""Elementwise ops: FLOPs = (FLOPs per output element) x output elements.
+
+Per-element weights: 1 for arithmetic, comparisons and cheap activations; transcendental
+activations count the arithmetic of their usual formulas (sigmoid = 1/(1+exp(-x)): 4;
+tanh-GELU: 8; exact GELU via erf: 5; SiLU = x*sigmoid(x): 5), an exp or erf counted as one
+FLOP as hardware units evaluate them. Backward ops count the derivative's arithmetic.
+Bytes: inputs (broadcast ones once) + output.
+"""
+from __future__ import annotations
+
+from ..costs import Cost, cost_rule, read_write
+
+
+def _with_inplace(*names: str) -> tuple[str, ...]:
+    return names + tuple(n + "_" for n in names)
+
+
+def _elementwise(flops_per_element: int):
+    def rule(node, nbytes):
+        out = node.outputs[0].numel if node.outputs else node.inputs[0].numel
+        return Cost(flops_per_element * out, *read_write(node, nbytes), "elementwise")
+    rule.__name__ = f"elementwise_{flops_per_element}_flops"
+    return rule
+
+
+UNARY_1 = _with_inplace("relu", "neg", "abs", "sqrt", "rsqrt", "reciprocal", "exp", "exp2", "expm1", "log",
+                        "log2", "log10", "log1p", "sin", "cos", "tan", "erf", "erfc", "floor", "ceil", "round",
+                        "trunc", "frac", "sign", "sgn", "clamp", "clamp_min", "clamp_max", "hardtanh",
+                        "threshold", "leaky_relu", "relu6", "square", "pow", "bitwise_not", "logical_not",
+                        "nan_to_num", "signbit", "isnan", "isinf", "asin", "acos", "atan", "sinh", "cosh")
+BINARY_1 = _with_inplace("add", "sub", "rsub", "mul", "div", "maximum", "minimum", "fmod", "remainder",
+                         "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
+                         "bitwise_and", "bitwise_or", "bitwise_xor", "floor_divide", "atan2", "copysign",
+                         "fmax", "fmin", "xlogy", "hypot", "where", "masked_fill", "threshold_backward",
+                         "sigmoid_backward", "tanh_backward", "hardtanh_backward", "leaky_relu_backward")
+TERNARY_2 = _with_inplace("addcmul", "addcdiv", "lerp", "hardsigmoid", "hardsigmoid_backward", "elu",
+                          "clamp_backward") + ("native_dropout_backward",)
+ACTIVATIONS_4 = _with_inplace("sigmoid", "tanh", "softplus", "hardswish", "elu_backward", "logit",
+                              "hardswish_backward", "softplus_backward") + ("native_dropout",)
+ACTIVATIONS_5 = _with_inplace("gelu", "silu", "mish")
+ACTIVATIONS_8 = ("gelu_backward", "silu_backward", "mish_backward")
+
+cost_rule(*UNARY_1, *BINARY_1, op_class="elementwise")(_elementwise(1))
+cost_rule(*TERNARY_2, op_class="elementwise")(_elementwise(2))
+cost_rule(*ACTIVATIONS_4, op_class="elementwise")(_elementwise(4))
+cost_rule(*ACTIVATIONS_5, op_class="elementwise")(_elementwise(5))
+cost_rule(*ACTIVATIONS_8, op_class="elementwise")(_elementwise(8))
+
+
+@cost_rule("upsample_bilinear2d", "upsample_bilinear2d_backward", "upsample_linear1d", "upsample_bicubic2d",
+           "_upsample_bilinear2d_aa", op_class="elementwise")
+def interpolate(node, nbytes):
+    # bilinear: 4 neighbours weighted and summed, about 7 FLOPs per output element
+    return Cost(7 * node.outputs[0].numel, *read_write(node, nbytes), "elementwise")

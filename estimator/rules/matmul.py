@@ -1,0 +1,65 @@
+"""Matrix products. A (m, k) @ (k, n) product is m*k*n MACs = 2mkn FLOPs; a fused bias
+(addmm, baddbmm, addmv) adds one FLOP per output element."""
+from __future__ import annotations
+
+import math
+
+from ..costs import Cost, cost_rule, read_write
+
+
+@cost_rule("mm", "_int_mm", op_class="matmul")
+def mm(node, nbytes):
+    (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
+    return Cost(2 * m * k * n, *read_write(node, nbytes), "matmul")
+
+
+@cost_rule("addmm", "addmm_", op_class="matmul")
+def addmm(node, nbytes):
+    # addmm(bias, a[m,k], b[k,n]): 2mkn for the product + mn for the bias add
+    (m, k), (_, n) = node.inputs[1].shape, node.inputs[2].shape
+    return Cost(2 * m * k * n + m * n, *read_write(node, nbytes), "matmul")
+
+
+@cost_rule("bmm", op_class="matmul")
+def bmm(node, nbytes):
+    (b, m, k), (_, _, n) = node.inputs[0].shape, node.inputs[1].shape
+    return Cost(2 * b * m * k * n, *read_write(node, nbytes), "matmul")
+
+
+@cost_rule("baddbmm", "baddbmm_", op_class="matmul")
+def baddbmm(node, nbytes):
+    # baddbmm(bias, a[b,m,k], c[b,k,n]): 2bmkn + bmn for the bias add
+    (b, m, k), (_, _, n) = node.inputs[1].shape, node.inputs[2].shape
+    return Cost(2 * b * m * k * n + b * m * n, *read_write(node, nbytes), "matmul")
+
+
+@cost_rule("mv", "dot", "vdot", op_class="matmul")
+def mv_dot(node, nbytes):
+    # (m, k) @ (k,) or (k,) . (k,): one MAC per element of the first operand
+    return Cost(2 * node.inputs[0].numel, *read_write(node, nbytes), "matmul")
+
+
+@cost_rule("addmv", "addmv_", op_class="matmul")
+def addmv(node, nbytes):
+    m, k = node.inputs[1].shape
+    return Cost(2 * m * k + m, *read_write(node, nbytes), "matmul")
+
+
+@cost_rule("_scaled_mm", op_class="matmul")
+def scaled_mm(node, nbytes):
+    # fp8 GEMM with scales: (m, k) @ (k, n), plus one scale multiply per output
+    (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
+    return Cost(2 * m * k * n + m * n, *read_write(node, nbytes), "matmul")
+
+
+@cost_rule("matmul", "linear", op_class="matmul")
+def matmul_composite(node, nbytes):
+    # Composite ops, normally decomposed before dispatch; seen only under custom modes.
+    # Batched (..., m, k) @ (..., k, n) with the batch dims broadcast.
+    a, b = node.inputs[0].shape, node.inputs[1].shape
+    if node.op.__name__.startswith("linear"):
+        b = tuple(reversed(b))  # weight is (n, k)
+    k = a[-1]
+    n = b[-1] if len(b) > 1 else 1
+    rows = math.prod(a[:-1]) if len(b) <= 2 else math.prod(node.outputs[0].shape[:-1])
+    return Cost(2 * rows * k * n, *read_write(node, nbytes), "matmul")

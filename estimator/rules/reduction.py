@@ -1,0 +1,19 @@
+"""Reductions: one FLOP per input element read (a sum, max, mean...); variance-like
+reductions (var, std, norms) three (subtract, square, add). Cumulative scans: one per element."""
+from __future__ import annotations
+
+from ..costs import Cost, cost_rule, read_write
+
+
+def _reduction(flops_per_element: int):
+    def rule(node, nbytes):
+        return Cost(flops_per_element * node.inputs[0].numel, *read_write(node, nbytes), "reduction")
+    rule.__name__ = f"reduction_{flops_per_element}_flops"
+    return rule
+
+
+cost_rule("sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "prod", "any", "all",
+          "cumsum", "cumsum_", "cumprod", "logsumexp", "aminmax", "nansum", "count_nonzero", "topk", "sort",
+          op_class="reduction")(_reduction(1))
+cost_rule("var", "std", "var_mean", "std_mean", "linalg_vector_norm", "norm", "_euclidean_dist", "cdist",
+          op_class="reduction")(_reduction(3))
