@@ -8,11 +8,14 @@ Bytes: inputs (broadcast ones once) + output.
 """
 from __future__ import annotations
 
+import torch
+
 from ..costs import Cost, cost_rule, read_write
 
 
 def _with_inplace(*names: str) -> tuple[str, ...]:
-    return names + tuple(n + "_" for n in names)
+    """The ops and their in-place variants (add_, relu_) where torch has one."""
+    return names + tuple(n + "_" for n in names if hasattr(torch.ops.aten, n + "_"))
 
 
 def _elementwise(flops_per_element: int):
@@ -33,8 +36,8 @@ BINARY_1 = _with_inplace("add", "sub", "rsub", "mul", "div", "maximum", "minimum
                          "bitwise_and", "bitwise_or", "bitwise_xor", "floor_divide", "atan2", "copysign",
                          "fmax", "fmin", "xlogy", "hypot", "where", "masked_fill", "threshold_backward",
                          "sigmoid_backward", "tanh_backward", "hardtanh_backward", "leaky_relu_backward")
-TERNARY_2 = _with_inplace("addcmul", "addcdiv", "lerp", "hardsigmoid", "hardsigmoid_backward", "elu",
-                          "clamp_backward") + ("native_dropout_backward",)
+TERNARY_2 = _with_inplace("addcmul", "addcdiv", "lerp", "hardsigmoid", "hardsigmoid_backward", "elu") + (
+    "native_dropout_backward",)
 ACTIVATIONS_4 = _with_inplace("sigmoid", "tanh", "softplus", "hardswish", "elu_backward", "logit",
                               "hardswish_backward", "softplus_backward") + ("native_dropout",)
 ACTIVATIONS_5 = _with_inplace("gelu", "silu", "mish")

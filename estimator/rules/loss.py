@@ -28,7 +28,7 @@ def _elementwise_loss(flops_per_element: int):
 
 # mse: subtract, square, add = 3; l1: subtract, abs, add = 3; smooth-l1/huber: about 5;
 # bce: two logs, two multiplies, add = 6; bce with logits adds a log-sigmoid: 8
-cost_rule("mse_loss", "l1_loss", "mse_loss_backward", "l1_loss_backward", op_class="loss")(_elementwise_loss(3))
+cost_rule("mse_loss", "l1_loss", "mse_loss_backward", op_class="loss")(_elementwise_loss(3))
 cost_rule("smooth_l1_loss", "huber_loss", "smooth_l1_loss_backward", "huber_loss_backward",
           op_class="loss")(_elementwise_loss(5))
 cost_rule("binary_cross_entropy", "binary_cross_entropy_backward", op_class="loss")(_elementwise_loss(6))

@@ -1,0 +1,94 @@
+"""The `roofline` command line. Only this module prints.
+
+    roofline estimate resnet50 --hardware a100-80gb-sxm --precision amp-bf16 --batch 64 --train
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from rich.console import Console
+
+from .errors import RooflineError, UnsupportedOpError
+from .precision import PRECISIONS
+
+log = logging.getLogger("estimator")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    err = Console(stderr=True)
+    try:
+        return args.run(args)
+    except RooflineError as e:
+        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="roofline", description="Static roofline performance estimates "
+                                     "for PyTorch models, forward and backward, on any chip.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    est = sub.add_parser("estimate", help="per-layer FLOPs, bytes, bounds and step time of a model on a chip")
+    est.add_argument("model", help="zoo name (resnet50, vit_b_16, gpt2, ...) or FILE.py:FUNC / module:FUNC "
+                                   "returning (model, example_inputs)")
+    est.add_argument("--hardware", default="a100-80gb-sxm", help="chip id (see hardware/) or a YAML path")
+    est.add_argument("--precision", default="fp32", choices=list(PRECISIONS), metavar="P",
+                     help=f"one of {', '.join(PRECISIONS)} (default fp32)")
+    est.add_argument("--batch", type=int, help="batch size (zoo models; default 1)")
+    est.add_argument("--seq", type=int, help="sequence length (token models)")
+    est.add_argument("--image", type=int, help="image side in pixels (image models)")
+    est.add_argument("--train", action="store_true", help="a training step: forward, loss and backward")
+    est.add_argument("--by", default="layer", choices=("layer", "type", "op"), help="group rows by")
+    est.add_argument("--depth", type=int, help="cut layer paths to K components (e.g. 2: layer1.0)")
+    est.add_argument("--top", type=int, default=25, help="rows to show, largest time first (0: all)")
+    est.add_argument("--json", metavar="FILE", help="also write the report as JSON (- for stdout only)")
+    est.add_argument("--strict", action="store_true", help="fail if any op has no cost rule")
+    est.set_defaults(run=_estimate)
+    return parser
+
+
+def _estimate(args) -> int:
+    from .capture import capture
+    from .hardware import load_hardware
+    from .model_source import load_model
+    from .render import full_report
+    from .report import evaluate
+
+    out = Console(width=None if sys.stdout.isatty() else 160)
+    err = Console(stderr=True)
+    hardware = load_hardware(args.hardware)
+    precision = PRECISIONS[args.precision]
+    hardware.matrix_peak(precision)  # fail before tracing if the chip lacks the precision
+    if args.depth is not None and args.depth < 1:
+        raise RooflineError(f"--depth must be at least 1, got {args.depth}")
+    with err.status(f"capturing {args.model}…"):
+        model, inputs, name = load_model(args.model, batch=args.batch, seq=args.seq, image=args.image)
+        step = capture(model, inputs, mode="train" if args.train else "inference", model_name=name)
+    report = evaluate(step, hardware, precision)
+    unsupported = report.unsupported()
+    if args.strict and unsupported:
+        listed = ", ".join(f"{u['op']} x{u['count']}" for u in unsupported)
+        raise UnsupportedOpError(f"{len(unsupported)} op(s) have no cost rule: {listed} (drop --strict to estimate "
+                                 "anyway with their traffic charged and FLOPs unknown)")
+    data = report.to_dict(args.by, args.depth)
+    if args.json == "-":
+        print(json.dumps(data, indent=2))
+        return 0
+    out.print(full_report(report, args.by, args.depth, args.top))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=2)
+        err.print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Rich renderables for a Report: the per-layer table, the totals, the unsupported ops.
+
+Rendering only; nothing here computes. Units in headers: GFLOP (1e9), MB (1e6 bytes), ms.
+"""
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from .report import Report
+
+BOUND_STYLE = {"compute": "green", "memory": "yellow", "overhead": "magenta", "free": "dim"}
+
+
+def layer_table(report: Report, by: str, depth: int | None, top: int) -> Table:
+    rows = report.rows(by, depth)
+    step_s = report.totals()["step_time_s"] or 1.0
+    train = report.step.mode == "train"
+    label = {"layer": "layer", "type": "module type", "op": "aten op"}[by]
+    shown = rows if top <= 0 else rows[:top]
+    title = (f"{report.step.model_name} · {report.hardware.id} · {report.precision.name} · {report.step.mode} · "
+             f"batch {report.step.batch} — by {label}" + (f" (depth {depth})" if depth else ""))
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_footer=False)
+    table.add_column(label, overflow="fold", min_width=16)
+    if by != "type":
+        table.add_column("type" if by == "layer" else "op family")
+    table.add_column("fwd GFLOP", justify="right")
+    if train:
+        table.add_column("bwd GFLOP", justify="right")
+    table.add_column("MB moved", justify="right")
+    table.add_column("FLOP/B", justify="right")
+    table.add_column("bound")
+    table.add_column("fwd ms", justify="right")
+    if train:
+        table.add_column("bwd ms", justify="right")
+    table.add_column("% step", justify="right")
+    for r in shown:
+        cells = [r.name] + ([r.type] if by != "type" else []) + [f"{r.forward_flops / 1e9:,.3f}"]
+        cells += [f"{r.backward_flops / 1e9:,.3f}"] if train else []
+        cells += [f"{r.bytes / 1e6:,.2f}", f"{r.intensity:,.1f}",
+                  Text(r.bound, style=BOUND_STYLE.get(r.bound, "")), f"{r.forward_time_s * 1e3:,.4f}"]
+        cells += [f"{r.backward_time_s * 1e3:,.4f}"] if train else []
+        cells += [f"{100 * r.time_s / step_s:.1f}"]
+        table.add_row(*cells)
+    if len(rows) > len(shown):
+        table.caption = f"{len(rows) - len(shown)} more rows not shown (--top 0 shows all)"
+    return table
+
+
+def totals_table(report: Report) -> Table:
+    t = report.totals()
+    hw, prec = report.hardware, report.precision
+    table = Table(box=box.SIMPLE, show_header=False, title="totals", title_justify="left")
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(justify="left")
+    table.add_row("parameters", f"{t['parameters']:,} ({t['trainable_parameters']:,} trainable)")
+    table.add_row("forward", f"{t['forward_flops'] / 1e9:,.2f} GFLOP   {t['forward_bytes'] / 1e9:,.3f} GB   "
+                             f"{t['forward_time_s'] * 1e3:,.3f} ms")
+    if report.step.mode == "train":
+        table.add_row("backward", f"{t['backward_flops'] / 1e9:,.2f} GFLOP   {t['backward_bytes'] / 1e9:,.3f} GB   "
+                                  f"{t['backward_time_s'] * 1e3:,.3f} ms")
+    if t["model_flops"] != t["step_flops"]:
+        table.add_row("model FLOPs", f"{t['model_flops'] / 1e9:,.2f} GFLOP (causal attention counted once per "
+                                     f"unmasked score; executed {t['step_flops'] / 1e9:,.2f})")
+    table.add_row("step time", f"{t['step_time_s'] * 1e3:,.3f} ms")
+    throughput = f"{t['throughput_samples_per_s']:,.1f} samples/s"
+    if t["throughput_tokens_per_s"]:
+        throughput += f"   {t['throughput_tokens_per_s']:,.0f} tokens/s"
+    table.add_row("throughput", throughput)
+    table.add_row("utilization", f"{100 * t['utilization']:.1f}% of {hw.matrix_peak(prec) / 1e12:,.1f} TFLOP/s "
+                                 f"{prec.matrix_key} peak (model FLOPs / step time / peak)")
+    table.add_row("roofs", f"{hw.matrix_peak(prec) / 1e12:,.1f} TFLOP/s matrix, {hw.vector_peak(prec) / 1e12:,.1f} "
+                           f"TFLOP/s vector, {hw.memory_bytes_per_s / 1e9:,.0f} GB/s, "
+                           f"{hw.kernel_overhead_s * 1e6:g} µs/kernel; ridge {hw.ridge_point(prec):,.0f} FLOP/B")
+    return table
+
+
+def unsupported_table(report: Report) -> Table | None:
+    ops = report.unsupported()
+    if not ops:
+        return None
+    table = Table(title="unsupported ops (no cost rule: traffic charged, FLOPs unknown)", box=box.SIMPLE_HEAD,
+                  title_justify="left", title_style="bold red")
+    for col in ("op", "count", "% nodes", "% bytes"):
+        table.add_column(col, justify="left" if col == "op" else "right")
+    for u in ops:
+        table.add_row(u["op"], str(u["count"]), f"{100 * u['node_share']:.2f}", f"{100 * u['bytes_share']:.2f}")
+    return table
+
+
+def full_report(report: Report, by: str = "layer", depth: int | None = None, top: int = 25) -> Group:
+    parts = [layer_table(report, by, depth, top), totals_table(report)]
+    unsupported = unsupported_table(report)
+    if unsupported is not None:
+        parts.append(unsupported)
+    return Group(*parts)

@@ -1,0 +1,149 @@
+"""`roofline estimate` as a user runs it: tables, JSON, and one clear message for bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from estimator.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_estimate_prints_layers_and_totals(capsys):
+    code, out, err = run(capsys, "estimate", "resnet50", "--hardware", "a100-80gb-sxm", "--batch", "2", "--train",
+                         "--top", "5")
+    assert code == 0, err
+    for text in ("layer", "fwd GFLOP", "bwd GFLOP", "bound", "step time", "samples/s", "utilization"):
+        assert text in out
+    assert "unsupported" not in out
+
+
+def test_estimate_json_has_the_documented_fields(capsys, tmp_path):
+    path = tmp_path / "r.json"
+    code, _, err = run(capsys, "estimate", "gpt2", "--hardware", "h100-sxm", "--precision", "amp-bf16",
+                       "--batch", "2", "--seq", "64", "--train", "--json", str(path))
+    assert code == 0, err
+    data = json.loads(path.read_text())
+    assert {"model", "hardware", "precision", "mode", "batch", "totals", "layers", "unsupported"} <= set(data)
+    assert (data["model"], data["hardware"], data["precision"], data["mode"], data["batch"]) == \
+        ("gpt2", "h100-sxm", "amp-bf16", "train", 2)
+    totals = data["totals"]
+    for key in ("parameters", "forward_flops", "backward_flops", "forward_bytes", "backward_bytes",
+                "forward_time_s", "backward_time_s", "step_time_s", "throughput_samples_per_s", "utilization"):
+        assert totals[key] > 0, key
+    # tokens/s = samples/s x sequence length for a token model
+    assert totals["throughput_tokens_per_s"] == pytest.approx(totals["throughput_samples_per_s"] * 64)
+    assert totals["step_time_s"] == pytest.approx(totals["forward_time_s"] + totals["backward_time_s"])
+    layer = data["layers"][0]
+    assert {"name", "type", "forward_flops", "backward_flops", "bytes", "forward_time_s", "backward_time_s",
+            "bound"} <= set(layer)
+    # the rows add up to the totals (free ops carry nothing)
+    assert sum(r["forward_flops"] for r in data["layers"]) == totals["forward_flops"]
+    assert sum(r["backward_time_s"] for r in data["layers"]) == pytest.approx(totals["backward_time_s"])
+
+
+@pytest.mark.parametrize("by", ["type", "op"])
+def test_grouping_by_type_and_op(capsys, by):
+    code, out, err = run(capsys, "estimate", "vit_b_16", "--batch", "1", "--by", by, "--json", "-")
+    assert code == 0, err
+    names = {r["name"] for r in json.loads(out)["layers"]}
+    assert ("Linear" in names) if by == "type" else ("aten.addmm.default" in names)
+
+
+def test_depth_groups_layer_paths(capsys):
+    code, out, _ = run(capsys, "estimate", "resnet50", "--depth", "1", "--json", "-")
+    names = {r["name"] for r in json.loads(out)["layers"]}
+    assert {"layer1", "layer2", "layer3", "layer4", "conv1", "fc"} <= names
+
+
+def test_user_factory_file(capsys, tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(textwrap.dedent("""
+        import torch
+        def make(batch=3):
+            model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4))
+            return model, (torch.randn(batch, 16),)
+    """))
+    code, out, err = run(capsys, "estimate", f"{path}:make", "--batch", "5", "--train", "--json", "-")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["batch"] == 5
+    # forward matmuls: 2*5*16*32 + 5*32 (bias) + 2*5*32*4 + 5*4
+    linear_flops = sum(r["forward_flops"] for r in data["layers"] if r["type"] == "Linear")
+    assert linear_flops == 2 * 5 * 16 * 32 + 5 * 32 + 2 * 5 * 32 * 4 + 5 * 4
+
+
+BAD_INPUT = [
+    (["estimate", "resnet5"], "unknown model 'resnet5'; did you mean 'resnet50'"),
+    (["estimate", "resnet50", "--hardware", "h10"], "unknown hardware 'h10'; did you mean"),
+    (["estimate", "resnet50", "--hardware", "v100-sxm2", "--precision", "bf16"], "v100-sxm2 has no bf16 matrix peak"),
+    (["estimate", "resnet50", "--hardware", "a100-80gb-sxm", "--precision", "fp8"], "a100-80gb-sxm has no fp8"),
+    (["estimate", "gpt2", "--seq", "2048"], "exceeds the model's 1024 positions"),
+    (["estimate", "resnet50", "--batch", "0"], "--batch must be a positive integer"),
+    (["estimate", "resnet50", "--seq", "128"], "takes images, not sequences"),
+    (["estimate", "vit_b_16", "--image", "160"], "patches but the model was built for 196"),
+    (["estimate", "nonexistent_file.py:make"], "model file 'nonexistent_file.py' does not exist"),
+    (["estimate", "resnet50", "--hardware", "missing.yaml"], "hardware file 'missing.yaml' does not exist"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_INPUT)
+def test_bad_input_is_one_clear_message(capsys, argv, message):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in " ".join(err.split())
+    assert "Traceback" not in err
+
+
+def test_failing_factory_and_wrong_return(capsys, tmp_path):
+    path = tmp_path / "broken.py"
+    path.write_text("def boom():\n    raise RuntimeError('no weights here')\ndef wrong():\n    return 42\n")
+    code, _, err = run(capsys, "estimate", f"{path}:boom")
+    assert code == 2 and "raised RuntimeError: no weights here" in err
+    code, _, err = run(capsys, "estimate", f"{path}:wrong")
+    assert code == 2 and "must return (model, example_inputs)" in err
+    code, _, err = run(capsys, "estimate", f"{path}:bom")
+    assert code == 2 and "did you mean 'boom'" in err
+
+
+def test_inputs_that_do_not_fit_the_model(capsys, tmp_path):
+    path = tmp_path / "mismatch.py"
+    path.write_text("import torch\ndef make():\n    return torch.nn.Linear(8, 4), (torch.randn(2, 9),)\n")
+    code, _, err = run(capsys, "estimate", f"{path}:make")
+    assert code == 2
+    assert "running mismatch:make on inputs (float32[2, 9]) failed" in " ".join(err.split())
+
+
+def test_malformed_yaml_from_the_command_line(capsys, tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("id: x\nname: [oops\n")
+    code, _, err = run(capsys, "estimate", "resnet50", "--hardware", str(path))
+    assert code == 2 and "not valid YAML" in err
+
+
+def test_strict_fails_on_unsupported_ops(capsys, tmp_path):
+    path = tmp_path / "odd.py"
+    # torch.linalg.inv has no cost rule: listed, and an error under --strict
+    path.write_text("import torch\nclass M(torch.nn.Module):\n    def forward(self, x):\n"
+                    "        return torch.linalg.inv(x)\ndef make():\n    return M(), (torch.randn(2, 4, 4),)\n")
+    code, out, err = run(capsys, "estimate", f"{path}:make")
+    assert code == 0 and "unsupported ops" in out and "aten.linalg_inv_ex.default" in out
+    code, out, err = run(capsys, "estimate", f"{path}:make", "--json", "-")
+    assert json.loads(out)["unsupported"][0]["op"] == "aten.linalg_inv_ex.default"
+    code, _, err = run(capsys, "estimate", f"{path}:make", "--strict")
+    assert code == 2 and "have no cost rule: aten.linalg_inv_ex.default x1" in err
+
+
+def test_console_script_exits_nonzero_without_traceback():
+    proc = subprocess.run([sys.executable, "-m", "estimator.cli", "estimate", "resnet50", "--hardware", "tpu-v9"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unknown hardware 'tpu-v9'" in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,131 @@
+"""The chip catalog against the datasheet reference, and the YAML schema's error messages."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from estimator.errors import HardwareSpecError, PrecisionError, UnknownHardwareError
+from estimator.hardware import catalog_ids, load_hardware
+from estimator.precision import PRECISIONS
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hardware_specs.yaml"
+# our id -> the reference's id (../shared/reference/hardware_specs.yaml)
+REFERENCE_IDS = {
+    "v100-sxm2": "nvidia_v100_sxm2", "v100-pcie": "nvidia_v100_pcie", "a100-40gb-sxm": "nvidia_a100_40gb_sxm",
+    "a100-80gb-sxm": "nvidia_a100_80gb_sxm", "h100-sxm": "nvidia_h100_sxm", "h100-pcie": "nvidia_h100_pcie",
+    "h200": "nvidia_h200_sxm", "t4": "nvidia_t4", "rtx-4090": "nvidia_rtx_4090", "mi300x": "amd_mi300x",
+    "xeon-8480": "intel_xeon_platinum_8480plus", "epyc-9654": "amd_epyc_9654",
+}
+REQUIRED_CHIPS = ["v100-sxm2", "v100-pcie", "a100-40gb-sxm", "a100-80gb-sxm", "h100-sxm", "h100-pcie", "t4",
+                  "rtx-4090", "xeon-8480"]
+
+
+def test_required_chips_ship_and_parse():
+    ids = catalog_ids()
+    for chip in REQUIRED_CHIPS:
+        assert chip in ids
+    for chip in ids:
+        assert load_hardware(chip).id == chip  # the id inside equals the file name
+
+
+@pytest.fixture(scope="module")
+def reference():
+    if not REFERENCE.is_file():
+        pytest.skip(f"reference datasheet file not found at {REFERENCE}")
+    return {c["id"]: c for c in yaml.safe_load(REFERENCE.read_text())["chips"]}
+
+
+@pytest.mark.parametrize("chip", sorted(REFERENCE_IDS))
+def test_catalog_agrees_with_datasheet_reference(chip, reference):
+    ref = reference[REFERENCE_IDS[chip]]
+    hw = load_hardware(chip)
+    dense = ref["peak_dense"]
+    derived = ref.get("derived", {})
+    # bandwidth in GB/s and capacity in GB (the largest where the reference lists options)
+    assert hw.memory_bytes_per_s == pytest.approx(ref["memory"]["bandwidth_gbps"] * 1e9)
+    capacity = ref["memory"]["capacity_gb"]
+    assert hw.memory_capacity_bytes == pytest.approx(max(capacity if isinstance(capacity, list) else [capacity]) * 1e9)
+    fp32 = (dense.get("fp32_tflops") or dense.get("fp32_vector_tflops") or derived.get("fp32_tflops_at_base")
+            or derived.get("avx512_fp32_tflops_at_base"))
+    assert hw.vector_flops_per_s["fp32"] == pytest.approx(fp32 * 1e12)
+    for ours in ("bf16", "fp16", "tf32", "fp8"):
+        # NVIDIA entries say *_tensor_tflops, AMD entries *_matrix_tflops
+        theirs = dense.get(f"{ours}_tensor_tflops") or dense.get(f"{ours}_matrix_tflops")
+        if theirs:
+            assert hw.matrix_flops_per_s[ours] == pytest.approx(theirs * 1e12), ours
+        else:
+            assert ours not in hw.matrix_flops_per_s or hw.kind == "cpu", f"{chip} lists {ours} the datasheet lacks"
+
+
+@pytest.mark.parametrize("chip", sorted(REFERENCE_IDS))
+def test_no_classic_catalog_mistakes(chip, reference):
+    hw = load_hardware(chip)
+    sparse = reference[REFERENCE_IDS[chip]].get("peak_sparse") or {}
+    for key, value in hw.matrix_flops_per_s.items():
+        # a 2:4-sparse figure listed as a dense peak
+        for name in (f"{key}_tensor_tflops", f"{key}_matrix_tflops"):
+            assert value != pytest.approx(sparse.get(name, -1) * 1e12), f"{key} peak is the sparse figure"
+    half = hw.matrix_flops_per_s.get("fp16") or hw.matrix_flops_per_s.get("bf16")
+    if half:  # a half-precision matrix peak below the fp32 vector peak means a unit mix-up
+        assert half >= hw.vector_flops_per_s["fp32"]
+    # bandwidth in bytes/s, not bits or MiB: between 50 GB/s and 20 TB/s for every chip here
+    assert 50e9 <= hw.memory_bytes_per_s <= 20e12
+
+
+def _write(tmp_path, text: str) -> str:
+    path = tmp_path / "chip.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = """
+id: mychip
+name: My chip
+vendor: Me
+kind: gpu
+peak_tflops:
+  matrix: {bf16: 100}
+  vector: {fp32: 10}
+memory: {bandwidth_gbps: 1000, capacity_gb: 16}
+kernel_overhead_us: 4
+source: my measurements
+"""
+
+
+def test_user_yaml_by_path(tmp_path):
+    hw = load_hardware(_write(tmp_path, GOOD))
+    assert hw.matrix_flops_per_s["bf16"] == 100e12  # TFLOP/s -> FLOP/s
+    assert hw.memory_bytes_per_s == 1000e9  # GB/s -> B/s
+    assert hw.ridge_point(PRECISIONS["bf16"]) == pytest.approx(100e12 / 1000e9)
+
+
+@pytest.mark.parametrize("text, fragment", [
+    (GOOD + "colour: red\n", "unknown key 'colour'"),
+    (GOOD.replace("bandwidth_gbps: 1000", "bandwith_gbps: 1000"), "unknown key 'memory.bandwith_gbps'; did you mean 'bandwidth_gbps'"),
+    (GOOD.replace("bandwidth_gbps: 1000", "bandwidth_gbps: fast"), "key 'memory.bandwidth_gbps' is 'fast'; expected a positive number"),
+    (GOOD.replace("kind: gpu", "kind: fpga"), "key 'kind' is 'fpga'; expected one of cpu, gpu, asic, soc"),
+    (GOOD.replace("source: my measurements\n", ""), "required key 'source' is missing"),
+    (GOOD.replace("bf16: 100", "bf17: 100"), "unknown key 'peak_tflops.matrix.bf17'"),
+    ("id: [unclosed", "not valid YAML"),
+    ("- a list\n", "expected a mapping"),
+])
+def test_invalid_yaml_errors_name_file_key_value(tmp_path, text, fragment):
+    path = _write(tmp_path, text)
+    with pytest.raises(HardwareSpecError) as info:
+        load_hardware(path)
+    assert fragment in str(info.value)
+    assert path in str(info.value)
+
+
+def test_unknown_chip_suggests_close_ids():
+    with pytest.raises(UnknownHardwareError, match="did you mean 'h100-sxm'"):
+        load_hardware("h100-sx")
+
+
+def test_precision_the_chip_lacks_is_a_clear_error():
+    v100 = load_hardware("v100-sxm2")  # Volta: no bf16 tensor cores, no fp8
+    with pytest.raises(PrecisionError, match="v100-sxm2 has no bf16 matrix peak"):
+        v100.matrix_peak(PRECISIONS["bf16"])
+    assert v100.matrix_peak(PRECISIONS["fp32"]) == v100.vector_flops_per_s["fp32"]  # no tf32: CUDA cores
