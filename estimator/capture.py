@@ -18,6 +18,7 @@ Example:
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -138,7 +139,8 @@ class _GraphRecorder(TorchDispatchMode):
             return out
         path, mtype = self._tracker.owner()
         inputs = tuple(TensorMeta.of(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))
-        outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        leaves = tree_leaves(out)
+        outs = [t for t in leaves if isinstance(t, torch.Tensor)]
         op_node = OpNode(func, self.phase, path, mtype,
                          tree_map_only(torch.Tensor, TensorMeta.of, args),
                          tree_map_only(torch.Tensor, TensorMeta.of, kwargs),
@@ -148,13 +150,13 @@ class _GraphRecorder(TorchDispatchMode):
                                       tree_map_only(torch.Tensor, self._fx_arg, kwargs))
         node.meta["roofline"] = op_node
         self.nodes.append(op_node)
-        for i, t in enumerate(outs):
-            self._bind(t, node if len(outs) == 1 else self.graph.call_function(_getitem, (node, i)))
+        if isinstance(out, torch.Tensor):
+            self._bind(out, node)
+        else:  # a tuple return: one getitem node per tensor, at its position in the return
+            for i, t in enumerate(leaves):
+                if isinstance(t, torch.Tensor):
+                    self._bind(t, self.graph.call_function(operator.getitem, (node, i)))
         return out
-
-
-def _getitem(x, i):
-    return x[i]
 
 
 def _fake_like(t: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:

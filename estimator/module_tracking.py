@@ -57,7 +57,11 @@ class ModuleOwnerTracker:
     def _post_hook(self, mod, args, output):
         entry = self._name(mod)
         self._leave(entry)
-        grads = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor) and t.requires_grad]
+        # an output that is one of the inputs (nn.Identity, Dropout(p=0)) would enter the module
+        # in backward after its own "leave" hook fired, and keep it active: skip it
+        inputs = {id(t) for t in tree_leaves(args) if isinstance(t, torch.Tensor)}
+        grads = [t for t in tree_leaves(output)
+                 if isinstance(t, torch.Tensor) and t.requires_grad and id(t) not in inputs]
         if grads:
             self._grad_hooks.append(register_multi_grad_hook(grads, lambda _: self._enter(entry)))
 
