@@ -299,6 +299,21 @@ def test_cuda_sdpa_rules_match_flop_counter_formulas(kernel, shapes, causal):
         assert (fwd_cost.model_flops is None) == (bwd_cost.model_flops is None) == (not causal)
 
 
+@pytest.mark.parametrize("s_q, s_k", [(4, 16), (16, 16), (16, 4)])
+@pytest.mark.parametrize("mask_type", [1, 2], ids=["top-left", "bottom-right"])
+def test_efficient_kernel_causal_alignment(s_q, s_k, mask_type):
+    # _efficient_attention_forward's custom_mask_type 1 aligns the causal mask top-left
+    # (tril(ones(s_q, s_k))), 2 bottom-right (tril(..., diagonal=s_k - s_q)); layout (b, s, h, d)
+    b, h, d = 1, 2, 8
+    q, k, v = (torch.empty(b, s, h, d, device="meta") for s in (s_q, s_k, s_k))
+    node, _ = _op_node(aten._efficient_attention_forward.default, "forward", q, k, v, None, None, None,
+                       s_q, s_k, 0.0, mask_type)
+    cost = rule_for(node).fn(node, lambda meta: meta.distinct * 4)
+    pairs = int(torch.ones(s_q, s_k).tril(diagonal=s_k - s_q if mask_type == 2 else 0).sum())
+    assert cost.flops == 2 * b * h * s_q * s_k * 2 * d
+    assert cost.model_flops == 2 * b * h * pairs * 2 * d
+
+
 # --------------------------------------------------------------------------------------------
 # 3. Depthwise convolution: FlopCounterMode's grad_weight ignores `groups`.
 

@@ -26,21 +26,29 @@ def _dims(q, k, v, seq_first: bool):
     return b, h, s_q, s_k, d, d_v
 
 
-def _scores(s_q: int, s_k: int, causal: bool) -> int:
-    """Number of (query, key) pairs that take part: all, or the causal lower triangle."""
+def _scores(s_q: int, s_k: int, causal: bool, bottom_right: bool = False) -> int:
+    """Number of (query, key) pairs that take part: all, or the causal triangle.
+
+    torch's is_causal mask is tril(ones(s_q, s_k)), aligned top-left: query i sees keys 0..i.
+    The bottom-right alignment (the efficient kernel's custom_mask_type 2) shifts it by s_k - s_q.
+    """
     if not causal:
         return s_q * s_k
-    # torch's is_causal mask is tril(ones(s_q, s_k)), aligned top-left: query i sees keys 0..i
+    if bottom_right:
+        if s_q <= s_k:
+            return s_q * (s_q + 1) // 2 + s_q * (s_k - s_q)
+        return s_k * (s_k + 1) // 2
     if s_q <= s_k:
         return s_q * (s_q + 1) // 2
     return s_q * s_k - s_k * (s_k - 1) // 2
 
 
-def _attention_cost(node, nbytes, q, k, v, causal: bool, backward: bool, seq_first: bool = False) -> Cost:
+def _attention_cost(node, nbytes, q, k, v, causal: bool, backward: bool, seq_first: bool = False,
+                    bottom_right: bool = False) -> Cost:
     b, h, s_q, s_k, d, d_v = _dims(q, k, v, seq_first)
     per_score = (3 * d + 2 * d_v) if backward else (d + d_v)
     executed = 2 * b * h * s_q * s_k * per_score
-    model = 2 * b * h * _scores(s_q, s_k, causal) * per_score
+    model = 2 * b * h * _scores(s_q, s_k, causal, bottom_right) * per_score
     return Cost(executed, *read_write(node, nbytes), "attention", model if causal else None)
 
 
@@ -118,12 +126,14 @@ def flash_backward(node, nbytes):
 def efficient_forward(node, nbytes):
     # custom_mask_type (arg 9): 0 none, 1 causal from top-left, 2 causal from bottom-right
     q, k, v = node.args[:3]
-    causal = bool(_arg(node, 9, "custom_mask_type", 0))
-    return _attention_cost(node, nbytes, q, k, v, causal, backward=False, seq_first=True)
+    mask_type = _arg(node, 9, "custom_mask_type", 0)
+    return _attention_cost(node, nbytes, q, k, v, bool(mask_type), backward=False, seq_first=True,
+                           bottom_right=mask_type == 2)
 
 
 @cost_rule("_efficient_attention_backward", op_class="attention")
 def efficient_backward(node, nbytes):
     q, k, v = node.args[1:4]
-    causal = bool(_arg(node, 14, "custom_mask_type", 0))
-    return _attention_cost(node, nbytes, q, k, v, causal, backward=True, seq_first=True)
+    mask_type = _arg(node, 14, "custom_mask_type", 0)
+    return _attention_cost(node, nbytes, q, k, v, bool(mask_type), backward=True, seq_first=True,
+                           bottom_right=mask_type == 2)
