@@ -23,6 +23,7 @@ class ModuleOwnerTracker:
         self._names = names
         self._root = root_owner
         self._active: list[tuple[str, str]] = []  # entry order; the last is the owner
+        self._input_grad_fns: dict[int, list[dict]] = {}  # per module call: input id -> grad_fn
         self._grad_hooks: list = []
 
     def owner(self) -> tuple[str, str]:
@@ -51,17 +52,19 @@ class ModuleOwnerTracker:
         entry = self._name(mod)
         self._enter(entry)
         grads = [t for t in tree_leaves(args) if isinstance(t, torch.Tensor) and t.requires_grad]
+        self._input_grad_fns.setdefault(id(mod), []).append({id(t): t.grad_fn for t in grads})
         if grads:
             self._grad_hooks.append(register_multi_grad_hook(grads, lambda _: self._leave(entry)))
 
     def _post_hook(self, mod, args, output):
         entry = self._name(mod)
         self._leave(entry)
-        # an output that is one of the inputs (nn.Identity, Dropout(p=0)) would enter the module
-        # in backward after its own "leave" hook fired, and keep it active: skip it
-        inputs = {id(t) for t in tree_leaves(args) if isinstance(t, torch.Tensor)}
-        grads = [t for t in tree_leaves(output)
-                 if isinstance(t, torch.Tensor) and t.requires_grad and id(t) not in inputs]
+        # an input returned untouched (nn.Identity, Dropout(p=0): same tensor, same grad_fn)
+        # would enter the module in backward after its own "leave" fired and keep it active:
+        # skip it. An in-place op (ReLU(inplace=True)) gives the tensor a new grad_fn: keep it.
+        untouched = self._input_grad_fns[id(mod)].pop()
+        grads = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor) and t.requires_grad
+                 and not (id(t) in untouched and untouched[id(t)] is t.grad_fn)]
         if grads:
             self._grad_hooks.append(register_multi_grad_hook(grads, lambda _: self._enter(entry)))
 
@@ -79,6 +82,7 @@ class ModuleOwnerTracker:
             h.remove()
         self._grad_hooks.clear()
         self._active.clear()
+        self._input_grad_fns.clear()
 
 
 def _is_descendant(path: str, ancestor: str) -> bool:

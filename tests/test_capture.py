@@ -488,6 +488,15 @@ def test_identity_module_does_not_steal_backward_ownership(identity):
     assert {n.module_path for n in nodes_of(step, aten.mm, "backward")} == {"0", "3"}
 
 
+def test_inplace_activation_keeps_its_backward():
+    # ReLU(inplace=True) returns its input tensor object, but with a new grad_fn: unlike an
+    # identity it does work, and its threshold_backward belongs to it in every block
+    _, step = resnet50_step()
+    owners = {n.module_path for n in nodes_of(step, aten.threshold_backward, "backward")}
+    assert owners == {n.module_path for n in nodes_of(step, aten.relu_, "forward")}
+    assert all(path == "relu" or path.endswith(".relu") for path in owners)
+
+
 @pytest.mark.parametrize("name, reference", [("bert", "bert-base-uncased"), ("gpt2", "gpt2 (small)")])
 def test_hf_default_parameter_counts(name, reference):
     _, report, _ = hf_report(name)
