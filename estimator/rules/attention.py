@@ -58,68 +58,35 @@ def _arg(node, index: int, name: str, default=False):
     return node.args[index] if len(node.args) > index else default
 
 
-@cost_rule("_scaled_dot_product_flash_attention_for_cpu", op_class="attention")
-def sdpa_flash_cpu(node, nbytes):
-    q, k, v = node.args[:3]
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 4, "is_causal")), backward=False)
+# kernel: (index of q, index of is_causal, is a backward, takes (b, s, h, d)); the sdpa
+# wrappers take (b, h, s, d), the low-level flash kernel (b, s, h, d)
+SDPA_KERNELS = {
+    "_scaled_dot_product_flash_attention_for_cpu": (0, 4, False, False),
+    "_scaled_dot_product_flash_attention_for_cpu_backward": (1, 7, True, False),
+    "_scaled_dot_product_flash_attention": (0, 4, False, False),
+    "_scaled_dot_product_flash_attention_backward": (1, 11, True, False),
+    "_scaled_dot_product_efficient_attention": (0, 6, False, False),
+    "_scaled_dot_product_efficient_attention_backward": (1, 11, True, False),
+    "_scaled_dot_product_cudnn_attention": (0, 6, False, False),
+    "_scaled_dot_product_cudnn_attention_backward": (1, 14, True, False),
+    "_scaled_dot_product_fused_attention_overrideable": (0, 5, False, False),
+    "_scaled_dot_product_fused_attention_overrideable_backward": (1, 13, True, False),
+    "_flash_attention_forward": (0, 8, False, True),
+    "_flash_attention_backward": (1, 11, True, True),
+}
 
 
-@cost_rule("_scaled_dot_product_flash_attention_for_cpu_backward", op_class="attention")
-def sdpa_flash_cpu_backward(node, nbytes):
-    q, k, v = node.args[1:4]
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 7, "is_causal")), backward=True)
+def _sdpa_rule(q_index: int, causal_index: int, backward: bool, seq_first: bool):
+    def rule(node, nbytes):
+        q, k, v = node.args[q_index:q_index + 3]
+        causal = bool(_arg(node, causal_index, "is_causal"))
+        return _attention_cost(node, nbytes, q, k, v, causal, backward, seq_first)
+    rule.__name__ = "sdpa_backward" if backward else "sdpa_forward"
+    return rule
 
 
-@cost_rule("_scaled_dot_product_flash_attention", op_class="attention")
-def sdpa_flash(node, nbytes):
-    q, k, v = node.args[:3]
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 4, "is_causal")), backward=False)
-
-
-@cost_rule("_scaled_dot_product_flash_attention_backward", op_class="attention")
-def sdpa_flash_backward(node, nbytes):
-    q, k, v = node.args[1:4]
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 11, "is_causal")), backward=True)
-
-
-@cost_rule("_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
-           "_scaled_dot_product_fused_attention_overrideable", op_class="attention")
-def sdpa_efficient_or_cudnn(node, nbytes):
-    # (q, k, v, attn_bias, ...): is_causal is the 7th argument of the efficient kernel,
-    # the 7th of cudnn (after compute_log_sumexp, dropout_p) and the 6th of the overrideable
-    q, k, v = node.args[:3]
-    index = 5 if "overrideable" in node.op.__name__ else 6
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, index, "is_causal")), backward=False)
-
-
-@cost_rule("_scaled_dot_product_efficient_attention_backward", op_class="attention")
-def sdpa_efficient_backward(node, nbytes):
-    q, k, v = node.args[1:4]
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 11, "is_causal")), backward=True)
-
-
-@cost_rule("_scaled_dot_product_cudnn_attention_backward", op_class="attention")
-def sdpa_cudnn_backward(node, nbytes):
-    q, k, v = node.args[1:4]
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 14, "is_causal")), backward=True)
-
-
-@cost_rule("_scaled_dot_product_fused_attention_overrideable_backward", op_class="attention")
-def sdpa_overrideable_backward(node, nbytes):
-    q, k, v = node.args[1:4]
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 13, "is_causal")), backward=True)
-
-
-@cost_rule("_flash_attention_forward", op_class="attention")
-def flash_forward(node, nbytes):
-    q, k, v = node.args[:3]
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 8, "is_causal")), backward=False, seq_first=True)
-
-
-@cost_rule("_flash_attention_backward", op_class="attention")
-def flash_backward(node, nbytes):
-    q, k, v = node.args[1:4]
-    return _attention_cost(node, nbytes, q, k, v, bool(_arg(node, 11, "is_causal")), backward=True, seq_first=True)
+for _name, _spec in SDPA_KERNELS.items():
+    cost_rule(_name, op_class="attention")(_sdpa_rule(*_spec))
 
 
 @cost_rule("_efficient_attention_forward", op_class="attention")
