@@ -37,8 +37,12 @@ def _parser() -> argparse.ArgumentParser:
                                      "for PyTorch models, forward and backward, on any chip.")
     sub = parser.add_subparsers(dest="command", required=True)
     est = sub.add_parser("estimate", help="per-layer FLOPs, bytes, bounds and step time of a model on a chip")
-    est.add_argument("model", help="zoo name (resnet50, vit_b_16, gpt2, ...) or FILE.py:FUNC / module:FUNC "
-                                   "returning (model, example_inputs)")
+    est.add_argument("model", nargs="?", help="zoo name (`roofline models` lists them), FILE.py:FUNC or "
+                     "module:FUNC returning (model, example_inputs), torchvision:NAME or timm:NAME")
+    est.add_argument("--hf-config", metavar="JSON", help="build a Hugging Face model from a local config.json "
+                     "(on the meta device, no download; needs transformers) instead of MODEL")
+    est.add_argument("--hf-class", help="transformers class for --hf-config (default: the config's "
+                     "architectures[0], else AutoModel)")
     est.add_argument("--hardware", default="a100-80gb-sxm", help="chip id (see hardware/) or a YAML path")
     est.add_argument("--precision", default="fp32", choices=list(PRECISIONS), metavar="P",
                      help=f"one of {', '.join(PRECISIONS)} (default fp32)")
@@ -52,13 +56,45 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--json", metavar="FILE", help="also write the report as JSON (- for stdout only)")
     est.add_argument("--strict", action="store_true", help="fail if any op has no cost rule")
     est.set_defaults(run=_estimate)
+    models = sub.add_parser("models", help="list the zoo: family, parameters, default input, forward GFLOPs")
+    models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.set_defaults(run=_models)
     return parser
+
+
+def _models(args) -> int:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    import roofline_zoo
+
+    from .model_source import zoo_summary
+
+    rows = []
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("capturing zoo models", total=len(roofline_zoo.ZOO))
+        for name in sorted(roofline_zoo.ZOO, key=lambda n: (roofline_zoo.get(n).family, n)):
+            progress.update(task, description=f"capturing {name}")
+            rows.append(zoo_summary(name))
+            progress.advance(task)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title=f"model zoo ({len(rows)} models); forward GFLOPs at batch 1, default input",
+                  title_justify="left")
+    for col, justify in (("name", "left"), ("family", "left"), ("parameters", "right"), ("default input", "left"),
+                         ("fwd GFLOPs", "right")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        table.add_row(r["name"], r["family"], f"{r['parameters']:,}", r["default_input"], f"{r['forward_gflops']:,.2f}")
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    return 0
 
 
 def _estimate(args) -> int:
     from .capture import capture
     from .hardware import load_hardware
-    from .model_source import load_model
+    from .model_source import load_hf_config, load_model
     from .render import full_report
     from .report import evaluate
 
@@ -69,8 +105,13 @@ def _estimate(args) -> int:
     hardware.matrix_peak(precision)  # fail before tracing if the chip lacks the precision
     if args.depth is not None and args.depth < 1:
         raise RooflineError(f"--depth must be at least 1, got {args.depth}")
-    with err.status(f"capturing {args.model}…"):
-        model, inputs, name = load_model(args.model, batch=args.batch, seq=args.seq, image=args.image)
+    if (args.model is None) == (args.hf_config is None):
+        raise RooflineError("give a MODEL (a zoo name, FILE.py:FUNC, ...) or --hf-config config.json, not both")
+    with err.status(f"capturing {args.model or args.hf_config}…"):
+        if args.hf_config:
+            model, inputs, name = load_hf_config(args.hf_config, args.hf_class, args.batch, args.seq, args.image)
+        else:
+            model, inputs, name = load_model(args.model, batch=args.batch, seq=args.seq, image=args.image)
         step = capture(model, inputs, mode="train" if args.train else "inference", model_name=name)
     report = evaluate(step, hardware, precision)
     unsupported = report.unsupported()

@@ -4,7 +4,10 @@ Accepted forms:
   resnet50              a zoo model (roofline_zoo), sized by --batch / --seq / --image
   path/to/file.py:FUNC  FUNC() returns (model, example_inputs)
   package.module:FUNC   likewise, imported from the Python path
+  torchvision:NAME      a torchvision / timm model, when that package imports
+  timm:NAME
 FUNC may take keyword arguments `batch`, `seq` or `image`; those the user gave are passed.
+A Hugging Face config.json is loaded by load_hf_config (the CLI's --hf-config).
 
 Example:
     >>> model, inputs, name = load_model("gpt2", batch=4, seq=512)
@@ -14,9 +17,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import json
 import sys
 from pathlib import Path
 
+import torch
 from torch import nn
 
 import roofline_zoo
@@ -29,6 +34,9 @@ def load_model(spec: str, batch: int | None = None, seq: int | None = None, imag
     for name, value in (("batch", batch), ("seq", seq), ("image", image)):
         if value is not None and value < 1:
             raise CaptureError(f"--{name} must be a positive integer, got {value}")
+    prefix = spec.split(":", 1)[0]
+    if prefix in ("torchvision", "timm"):
+        return _from_vision_library(prefix, spec.split(":", 1)[1], batch or 1, image)
     if ":" in spec:
         return _from_factory(spec, batch=batch, seq=seq, image=image)
     if spec not in roofline_zoo.ZOO:
@@ -90,3 +98,79 @@ def _import_module(name: str):
         return importlib.import_module(name)
     except ImportError as e:
         raise UnknownModelError(f"cannot import module {name!r}: {e}") from e
+
+
+def _from_vision_library(library: str, name: str, batch: int, image: int | None):
+    try:
+        module = importlib.import_module(library)
+    except Exception as e:  # ImportError, or a broken install (no CPU build of torchvision here)
+        raise UnknownModelError(f"{library}:{name} needs the {library} package, which does not import here "
+                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); install it "
+                                "(pip install " + library + ") or use a zoo model (`roofline models`)") from None
+    size = image or 224
+    with torch.device("meta"):
+        try:
+            model = module.models.get_model(name) if library == "torchvision" else module.create_model(name)
+        except Exception as e:
+            raise UnknownModelError(f"{library} has no model {name!r}: {e}") from None
+    return model, (torch.randn(batch, 3, size, size, device="meta"),), f"{library}:{name}"
+
+
+def load_hf_config(path_text: str, hf_class: str | None = None, batch: int | None = None, seq: int | None = None,
+                   image: int | None = None):
+    """A Hugging Face model built on the meta device from a local config.json (no downloads).
+
+    The class is `hf_class`, else the config's `architectures[0]`, else AutoModel. Inputs:
+    `pixel_values` for configs with an image size, else `input_ids` of length `seq` (default
+    min(512, max_position_embeddings)).
+    """
+    try:
+        import transformers
+    except ImportError:
+        raise UnknownModelError("--hf-config needs the transformers package: pip install 'torch-roofline[hf]' "
+                                "(or pip install transformers)") from None
+    path = Path(path_text)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise UnknownModelError(f"Hugging Face config {path_text!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+        config = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
+    except (json.JSONDecodeError, KeyError, ValueError) as e:
+        raise UnknownModelError(f"{path} is not a Hugging Face config (needs JSON with a model_type): {e}") from None
+    name = hf_class or (config.architectures or ["AutoModel"])[0]
+    cls = getattr(transformers, name, None)
+    if cls is None:
+        raise UnknownModelError(f"transformers has no class {name!r}; pass --hf-class (e.g. AutoModel, "
+                                "AutoModelForCausalLM, BertModel)")
+    with torch.device("meta"):
+        model = cls.from_config(config) if name.startswith("Auto") else cls(config)
+    batch = batch or 1
+    if getattr(config, "image_size", None):
+        size = image or config.image_size
+        inputs = {"pixel_values": torch.randn(batch, getattr(config, "num_channels", 3), size, size, device="meta")}
+    else:
+        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        length = seq or min(512, limit or 512)
+        if limit and length > limit:
+            raise CaptureError(f"sequence length {length} exceeds the model's {limit} positions "
+                               "(max_position_embeddings in the config)")
+        inputs = {"input_ids": torch.randint(0, config.vocab_size, (batch, length), device="meta")}
+    return model, inputs, f"{path.parent.name or 'hf'}:{name}"
+
+
+def zoo_summary(name: str) -> dict:
+    """One line of `roofline models`: family, parameters, default input, forward GFLOPs at batch 1."""
+    from .capture import capture
+    from .precision import PRECISIONS
+    from .roofline import step_costs
+
+    entry = roofline_zoo.get(name)
+    model, inputs = entry.build(batch=1)
+    step = capture(model, inputs, mode="inference", model_name=name)
+    flops = sum(c.flops for c in step_costs(step, PRECISIONS["fp32"]))
+    default = (f"3x{entry.default_image}x{entry.default_image} image" if entry.input_kind == "image"
+               else f"{entry.default_seq} tokens (vocab {entry.vocab_size})")
+    return {"name": name, "family": entry.family, "parameters": step.parameters, "default_input": default,
+            "forward_gflops": flops / 1e9, "reference": entry.reference}

@@ -147,3 +147,39 @@ def test_console_script_exits_nonzero_without_traceback():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown hardware 'tpu-v9'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_hf_config_builds_on_meta_and_estimates(capsys, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.LlamaConfig(vocab_size=1000, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                                      architectures=["LlamaForCausalLM"])
+    path = tmp_path / "config.json"
+    path.write_text(config.to_json_string())
+    code, out, err = run(capsys, "estimate", "--hf-config", str(path), "--batch", "2", "--seq", "64", "--train",
+                         "--json", "-")
+    assert code == 0, err
+    data = json.loads(out)
+    # 2 layers x (q, o: 128x128; k, v: 128x64; gate, up, down: 128x256) + 2 embeddings 1000x128 + norms
+    layer = 2 * 128 * 128 + 2 * 128 * 64 + 3 * 128 * 256 + 2 * 128
+    assert data["totals"]["parameters"] == 2 * layer + 2 * 1000 * 128 + 128
+    assert data["totals"]["throughput_tokens_per_s"] == pytest.approx(data["totals"]["throughput_samples_per_s"] * 64)
+    assert data["unsupported"] == []
+    code, _, err = run(capsys, "estimate", "--hf-config", str(path), "--seq", "512")
+    assert code == 2 and "sequence length 512 exceeds the model's 256 positions" in " ".join(err.split())
+    code, _, err = run(capsys, "estimate", "--hf-config", str(tmp_path / "none.json"))
+    assert code == 2 and "does not exist" in " ".join(err.split())
+    code, _, err = run(capsys, "estimate", "--hf-config", str(path), "--hf-class", "LlamaForCausalLN")
+    assert code == 2 and "transformers has no class 'LlamaForCausalLN'" in " ".join(err.split())
+
+
+def test_torchvision_names_need_torchvision(capsys):
+    code, _, err = run(capsys, "estimate", "torchvision:resnet50")
+    if code == 0:
+        pytest.skip("torchvision imports here")
+    assert code == 2 and "needs the torchvision package" in " ".join(err.split())
+
+
+def test_model_and_hf_config_are_exclusive(capsys):
+    code, _, err = run(capsys, "estimate")
+    assert code == 2 and "give a MODEL" in err
