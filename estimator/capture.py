@@ -77,13 +77,17 @@ class DefaultLoss(nn.Module):
 
     * a ``.logits`` attribute or a plain tensor output: cross-entropy over the last dimension
       (classes or vocabulary) against integer targets, i.e. classification and language
-      modelling;
+      modelling; a 4-D (N, C, H, W) output takes per-pixel cross-entropy over C (segmentation);
     * any other output (a dict, tuple or ModelOutput without logits, e.g. BertModel's hidden
       states): the sum of the means of its floating-point tensors.
     """
 
     def forward(self, output):
         logits = getattr(output, "logits", output)
+        if isinstance(logits, torch.Tensor) and logits.is_floating_point() and logits.dim() == 4:
+            # (N, C, H, W): per-pixel classes along dim 1 (segmentation)
+            n, _, h, w = logits.shape
+            return F.cross_entropy(logits, torch.zeros(n, h, w, dtype=torch.long, device=logits.device))
         if isinstance(logits, torch.Tensor) and logits.is_floating_point() and logits.dim() >= 2:
             flat = logits.reshape(-1, logits.shape[-1])
             target = torch.zeros(flat.shape[0], dtype=torch.long, device=flat.device)
