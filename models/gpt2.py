@@ -1,6 +1,7 @@
 """GPT-2 (Radford et al. 2019), nanoGPT-style, with the LM head tied to the token embedding.
 
-gpt2 (small): 124,439,808 parameters, as the Hugging Face 'gpt2' checkpoint.
+Sizes as the Hugging Face checkpoints (GPT2LMHeadModel, tied head): gpt2 (small) 124,439,808,
+gpt2-medium 354,823,168, gpt2-large 774,030,080, gpt2-xl 1,557,611,200 parameters.
 """
 from __future__ import annotations
 
@@ -72,4 +73,16 @@ class GPT2(nn.Module):
 
 register(ZooEntry("gpt2", "decoder", "tokens", lambda: GPT2(GPT2Config()),
                   "exact_param_counts_nlp 'gpt2 (small)' 124,439,808 (reference_counts.yaml)",
+                  default_seq=1024, vocab_size=50257, max_positions=1024))
+register(ZooEntry("gpt2_medium", "decoder", "tokens", lambda: GPT2(GPT2Config(layers=24, heads=16, dim=1024)),
+                  "transformers GPT2LMHeadModel(n_embd=1024, n_layer=24, n_head=16) on meta: 354,823,168 "
+                  "(Hugging Face 'gpt2-medium')",
+                  default_seq=1024, vocab_size=50257, max_positions=1024))
+register(ZooEntry("gpt2_large", "decoder", "tokens", lambda: GPT2(GPT2Config(layers=36, heads=20, dim=1280)),
+                  "transformers GPT2LMHeadModel(n_embd=1280, n_layer=36, n_head=20) on meta: 774,030,080 "
+                  "(Hugging Face 'gpt2-large')",
+                  default_seq=1024, vocab_size=50257, max_positions=1024))
+register(ZooEntry("gpt2_xl", "decoder", "tokens", lambda: GPT2(GPT2Config(layers=48, heads=25, dim=1600)),
+                  "exact_param_counts_nlp 'gpt2-xl' 1,557,611,200 (reference_counts.yaml); equals transformers "
+                  "GPT2LMHeadModel(n_embd=1600, n_layer=48, n_head=25) on meta",
                   default_seq=1024, vocab_size=50257, max_positions=1024))

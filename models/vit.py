@@ -1,7 +1,9 @@
 """Vision Transformer (Dosovitskiy et al. 2021), laid out as torchvision's ViT.
 
 Attention is a fused qkv Linear and F.scaled_dot_product_attention; the parameter count
-equals torchvision's nn.MultiheadAttention layout (vit_b_16: 86,567,656).
+equals torchvision's nn.MultiheadAttention layout (vit_b_16: 86,567,656; vit_l_16:
+304,326,632). DeiT-S (Touvron et al. 2021) is the same network at width 384 with 6 heads;
+timm's deit_small_patch16_224 has the same tensors (22,050,664 parameters).
 """
 from __future__ import annotations
 
@@ -76,4 +78,13 @@ class VisionTransformer(nn.Module):
 
 register(ZooEntry("vit_b_16", "vit", "image", lambda: VisionTransformer(ViTConfig()),
                   "torchvision ViT_B_16_Weights.IMAGENET1K_V1 num_params (reference_counts.yaml)",
+                  default_image=224, num_classes=1000))
+register(ZooEntry("vit_l_16", "vit", "image",
+                  lambda: VisionTransformer(ViTConfig(layers=24, heads=16, dim=1024, mlp_dim=4096)),
+                  "torchvision ViT_L_16_Weights.IMAGENET1K_V1 num_params 304,326,632 (reference_counts.yaml)",
+                  default_image=224, num_classes=1000))
+register(ZooEntry("deit_small", "vit", "image",
+                  lambda: VisionTransformer(ViTConfig(layers=12, heads=6, dim=384, mlp_dim=1536)),
+                  "timm deit_small_patch16_224: 22.05M params, 4.61 GMACs (reference_counts.yaml); "
+                  "exact 22,050,664 by arithmetic over the timm layout",
                   default_image=224, num_classes=1000))
