@@ -65,7 +65,8 @@ def totals_table(report: Report) -> Table:
         table.add_row("model FLOPs", f"{t['model_flops'] / 1e9:,.2f} GFLOP (causal attention counted once per "
                                      f"unmasked score; executed {t['step_flops'] / 1e9:,.2f})")
     table.add_row("step time", f"{t['step_time_s'] * 1e3:,.3f} ms")
-    throughput = f"{t['throughput_samples_per_s']:,.1f} samples/s"
+    samples = t["throughput_samples_per_s"]
+    throughput = (f"{samples:,.1f}" if samples >= 10 else f"{samples:.3g}") + " samples/s"
     if t["throughput_tokens_per_s"]:
         throughput += f"   {t['throughput_tokens_per_s']:,.0f} tokens/s"
     table.add_row("throughput", throughput)

@@ -183,3 +183,22 @@ def test_torchvision_names_need_torchvision(capsys):
 def test_model_and_hf_config_are_exclusive(capsys):
     code, _, err = run(capsys, "estimate")
     assert code == 2 and "give a MODEL" in err
+
+
+def test_models_lists_the_zoo_as_table_and_json(capsys, monkeypatch):
+    import roofline_zoo
+    # two entries keep the test fast; `roofline models` walks the whole zoo the same way
+    monkeypatch.setattr(roofline_zoo, "ZOO", {n: roofline_zoo.ZOO[n] for n in ("resnet18", "gpt2")})
+    code, out, err = run(capsys, "models", "--json")
+    assert code == 0, err
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["resnet18"]["parameters"] == 11_689_512  # torchvision ResNet18_Weights num_params
+    assert rows["resnet18"]["forward_gflops"] == pytest.approx(2 * 1.814, rel=0.03)  # 1.814 GMACs + BN/ReLU
+    assert rows["gpt2"]["default_input"] == "1024 tokens (vocab 50257)"
+    code, out, err = run(capsys, "models")
+    assert code == 0 and "resnet18" in out and "11,689,512" in out
+
+
+def test_image_too_small_names_size_and_limit(capsys):
+    code, _, err = run(capsys, "estimate", "resnet18", "--image", "16")
+    assert code == 2 and "image 16x16 is too small for resnet18: it needs at least 32x32" in " ".join(err.split())
