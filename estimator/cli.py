@@ -56,10 +56,45 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--json", metavar="FILE", help="also write the report as JSON (- for stdout only)")
     est.add_argument("--strict", action="store_true", help="fail if any op has no cost rule")
     est.set_defaults(run=_estimate)
+    hw = sub.add_parser("hardware", help="the chip catalog: `hardware list`, `hardware show ID|FILE.yaml`")
+    hw_sub = hw.add_subparsers(dest="hardware_command", required=True)
+    hw_list = hw_sub.add_parser("list", help="every chip: peaks, bandwidth, capacity, ridge point")
+    hw_list.add_argument("--json", action="store_true", help="JSON in SI units (FLOP/s, bytes/s, bytes)")
+    hw_list.set_defaults(run=_hardware_list)
+    hw_show = hw_sub.add_parser("show", help="one chip with its sources")
+    hw_show.add_argument("chip", help="a chip id, `local`, or the path of a YAML file")
+    hw_show.add_argument("--json", action="store_true", help="JSON in SI units")
+    hw_show.set_defaults(run=_hardware_show)
     models = sub.add_parser("models", help="list the zoo: family, parameters, default input, forward GFLOPs")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(run=_models)
     return parser
+
+
+def _hardware_list(args) -> int:
+    from .hardware import catalog_ids, load_hardware, local_hardware_path
+    from .render_hardware import catalog_table
+
+    chips = [load_hardware(chip) for chip in catalog_ids()]
+    if local_hardware_path().is_file():
+        chips.append(load_hardware("local"))
+    if args.json:
+        print(json.dumps([hw.to_dict() for hw in chips], indent=2))
+        return 0
+    Console(width=None if sys.stdout.isatty() else 160).print(catalog_table(chips))
+    return 0
+
+
+def _hardware_show(args) -> int:
+    from .hardware import load_hardware
+    from .render_hardware import chip_sheet
+
+    hw = load_hardware(args.chip)
+    if args.json:
+        print(json.dumps(hw.to_dict(), indent=2))
+        return 0
+    Console(width=None if sys.stdout.isatty() else 160).print(chip_sheet(hw))
+    return 0
 
 
 def _models(args) -> int:

@@ -4,12 +4,23 @@ Units in the YAML: peaks in TFLOP/s (1e12, dense, 1 FMA = 2 FLOPs), bandwidth in
 B/s), capacity in GB (1e9 B), cache in MB, overhead in microseconds. Hardware holds SI units.
 Unknown keys are rejected; errors name the file, the key, the value and what was expected.
 
+Optional blocks:
+  sparse_tflops  the vendor's 2:4-sparse figures, for audit only; a dense peak equal to one of
+                 them is rejected (the classic catalog mistake)
+  achievable     what real kernels reach, as fractions of the peaks: `matrix`, `vector`,
+                 `memory` for large work, falling off for small work either by a saturating
+                 function (`matrix_half_flops`, `memory_half_bytes`: the work at which half
+                 of the fraction is reached) or by measured `curves` ([work, fraction] points,
+                 interpolated in log(work); `roofline calibrate` writes them)
+
 Example:
     >>> load_hardware("h100-sxm").matrix_flops_per_s["bf16"]
     989400000000000.0
 """
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -23,9 +34,52 @@ from .precision import Precision
 KINDS = ("cpu", "gpu", "asic", "soc")
 MATRIX_KEYS = ("fp64", "tf32", "fp32", "fp16", "bf16", "fp8", "int8")
 VECTOR_KEYS = ("fp64", "fp32", "fp16", "bf16")
-EFFICIENCY_KEYS = ("matrix", "vector", "memory")
+ACHIEVABLE_KEYS = ("matrix", "vector", "memory", "matrix_half_flops", "memory_half_bytes", "curves", "source")
+CURVE_KEYS = ("matrix", "conv", "memory")
 REQUIRED = ("id", "name", "vendor", "kind", "peak_tflops", "memory", "kernel_overhead_us", "source")
-OPTIONAL = ("cache_mb", "tdp_w", "interconnect_gbps", "efficiency", "price_usd", "notes")
+OPTIONAL = ("cache_mb", "tdp_w", "interconnect_gbps", "achievable", "sparse_tflops", "price_usd", "notes")
+
+
+@dataclass(frozen=True)
+class Achievable:
+    """Fractions of the peaks real kernels reach; 1.0 everywhere is the datasheet roofline."""
+
+    matrix: float = 1.0
+    vector: float = 1.0
+    memory: float = 1.0
+    matrix_half_flops: float | None = None
+    memory_half_bytes: float | None = None
+    curves: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    source: tuple[str, ...] = ()
+
+    def matrix_fraction(self, flops: float, conv: bool = False) -> float:
+        curve = self.curves.get("conv") if conv and "conv" in self.curves else self.curves.get("matrix")
+        if curve:
+            return _interpolate_log(curve, flops)
+        return self.matrix * _saturation(flops, self.matrix_half_flops)
+
+    def memory_fraction(self, nbytes: float) -> float:
+        if "memory" in self.curves:
+            return _interpolate_log(self.curves["memory"], nbytes)
+        return self.memory * _saturation(nbytes, self.memory_half_bytes)
+
+
+def _saturation(work: float, half: float | None) -> float:
+    """work / (work + half): 1/2 at `half`, towards 1 for large work; 1 when no half is given."""
+    if not half or work <= 0:
+        return 1.0
+    return work / (work + half)
+
+
+def _interpolate_log(points: tuple[tuple[float, float], ...], work: float) -> float:
+    """Piecewise-linear in log(work) through measured points, flat beyond the ends."""
+    if work <= points[0][0]:
+        return points[0][1]
+    for (w0, f0), (w1, f1) in zip(points, points[1:]):
+        if work <= w1:
+            t = (math.log(work) - math.log(w0)) / (math.log(w1) - math.log(w0))
+            return f0 + t * (f1 - f0)
+    return points[-1][1]
 
 
 @dataclass(frozen=True)
@@ -43,7 +97,8 @@ class Hardware:
     cache_bytes: float | None = None
     tdp_w: float | None = None
     interconnect_bytes_per_s: float | None = None
-    efficiency: dict[str, float] = field(default_factory=dict)  # achievable fraction of peak
+    achievable: Achievable = field(default_factory=Achievable)
+    sparse_flops_per_s: dict[str, float] = field(default_factory=dict)  # audit only
     price_usd: float | None = None
     notes: tuple[str, ...] = ()
     path: str = ""
@@ -67,17 +122,54 @@ class Hardware:
         """FLOP/byte where the matrix roof meets the memory slope."""
         return self.matrix_peak(precision) / self.memory_bytes_per_s
 
+    @property
+    def half_matrix_key(self) -> str | None:
+        """The chip's 16-bit matrix precision (bf16, else fp16), None if it has neither."""
+        return next((k for k in ("bf16", "fp16") if k in self.matrix_flops_per_s), None)
+
+    def to_dict(self) -> dict:
+        """SI units: peaks in FLOP/s, bandwidth in bytes/s, capacity and cache in bytes."""
+        a = self.achievable
+        return {
+            "id": self.id, "name": self.name, "vendor": self.vendor, "kind": self.kind,
+            "matrix_flops_per_s": self.matrix_flops_per_s, "vector_flops_per_s": self.vector_flops_per_s,
+            "sparse_flops_per_s": self.sparse_flops_per_s,
+            "memory_bytes_per_s": self.memory_bytes_per_s, "memory_capacity_bytes": self.memory_capacity_bytes,
+            "cache_bytes": self.cache_bytes, "tdp_w": self.tdp_w, "interconnect_bytes_per_s": self.interconnect_bytes_per_s,
+            "kernel_overhead_s": self.kernel_overhead_s, "price_usd": self.price_usd,
+            "ridge_point_flops_per_byte": {k: v / self.memory_bytes_per_s for k, v in self.matrix_flops_per_s.items()},
+            "achievable": {"matrix": a.matrix, "vector": a.vector, "memory": a.memory,
+                           "matrix_half_flops": a.matrix_half_flops, "memory_half_bytes": a.memory_half_bytes,
+                           "curves": {k: [list(p) for p in v] for k, v in a.curves.items()}, "source": list(a.source)},
+            "source": list(self.source), "notes": list(self.notes), "path": self.path,
+        }
+
 
 def catalog_dir() -> Path:
     return Path(str(resources.files("roofline_hardware")))
 
 
 def catalog_ids() -> list[str]:
-    return sorted(p.stem for p in catalog_dir().glob("*.yaml"))
+    return sorted(p.stem for p in catalog_dir().glob("*.yaml"))  # "local" lives in the user's config
+
+
+def local_hardware_path() -> Path:
+    """Where `roofline calibrate` writes this machine's YAML ($ROOFLINE_LOCAL_HARDWARE, else
+    $XDG_CONFIG_HOME/torch-roofline/local.yaml, else ~/.config/torch-roofline/local.yaml)."""
+    if os.environ.get("ROOFLINE_LOCAL_HARDWARE"):
+        return Path(os.environ["ROOFLINE_LOCAL_HARDWARE"])
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "torch-roofline" / "local.yaml"
 
 
 def load_hardware(spec: str) -> Hardware:
-    """A chip by catalog id ("h100-sxm") or by the path of a YAML file."""
+    """A chip by catalog id ("h100-sxm"), "local" (after calibrate), or a YAML file's path."""
+    if spec == "local":
+        path = local_hardware_path()
+        if not path.is_file():
+            raise UnknownHardwareError(f"no calibrated 'local' hardware at {path}; run `roofline calibrate` "
+                                       "first (about a minute with --quick)")
+        return parse_hardware(path)
     path = Path(spec)
     if spec.endswith((".yaml", ".yml")) or path.is_file():
         if not path.is_file():
@@ -108,10 +200,12 @@ def parse_hardware(path: Path) -> Hardware:
         raise HardwareSpecError(f"{path}: key 'peak_tflops.vector.fp32' is missing; every chip needs its fp32 vector peak")
     memory = check.mapping("memory", data["memory"])
     check.keys("memory", memory, ("bandwidth_gbps", "capacity_gb"), ())
-    efficiency = check.mapping("efficiency", data.get("efficiency", {}))
-    check.keys("efficiency", efficiency, (), EFFICIENCY_KEYS)
-    for k, v in efficiency.items():
-        check.fraction(f"efficiency.{k}", v)
+    sparse = check.peaks("sparse_tflops", data.get("sparse_tflops") or {}, MATRIX_KEYS)
+    for key, dense in matrix.items():
+        if key in sparse and dense >= sparse[key] * 0.999:
+            raise HardwareSpecError(f"{path}: key 'peak_tflops.matrix.{key}' is {dense / 1e12:g} TFLOP/s, the 2:4-sparse "
+                                    f"figure (sparse_tflops.{key}); peaks must be dense, usually half of it")
+    achievable = check.achievable(data.get("achievable") or {})
     if data["kind"] not in KINDS:
         raise HardwareSpecError(f"{path}: key 'kind' is {data['kind']!r}; expected one of {', '.join(KINDS)}")
     opt = {k: check.positive(k, data[k]) for k in ("cache_mb", "tdp_w", "interconnect_gbps", "price_usd") if k in data}
@@ -125,7 +219,7 @@ def parse_hardware(path: Path) -> Hardware:
         source=check.texts("source", data["source"]), notes=check.texts("notes", data.get("notes", [])),
         cache_bytes=opt["cache_mb"] * 1e6 if "cache_mb" in opt else None, tdp_w=opt.get("tdp_w"),
         interconnect_bytes_per_s=opt["interconnect_gbps"] * 1e9 if "interconnect_gbps" in opt else None,
-        efficiency=dict(efficiency), price_usd=opt.get("price_usd"), path=str(path))
+        achievable=achievable, sparse_flops_per_s=sparse, price_usd=opt.get("price_usd"), path=str(path))
 
 
 class _Checker:
@@ -153,20 +247,35 @@ class _Checker:
             self.fail(key, value, "a mapping")
         return value
 
+    @staticmethod
+    def _number(value) -> float | None:
+        """A YAML number; also '1e9', which YAML 1.1 (PyYAML) reads as a string."""
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return float(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+
     def positive(self, key, value) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        number = self._number(value)
+        if number is None or not number > 0 or math.isinf(number):
             self.fail(key, value, "a positive number")
-        return float(value)
+        return number
 
     def non_negative(self, key, value) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        number = self._number(value)
+        if number is None or not number >= 0 or math.isinf(number):
             self.fail(key, value, "a number >= 0")
-        return float(value)
+        return number
 
     def fraction(self, key, value) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        number = self._number(value)
+        if number is None or not 0 < number <= 1:
             self.fail(key, value, "a fraction in (0, 1]")
-        return float(value)
+        return number
 
     def text(self, key, value) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -178,6 +287,27 @@ class _Checker:
         if not isinstance(items, list) or not all(isinstance(s, str) and s.strip() for s in items):
             self.fail(key, value, "a string or a list of strings")
         return tuple(items)
+
+    def achievable(self, data) -> Achievable:
+        data = self.mapping("achievable", data)
+        self.keys("achievable", data, (), ACHIEVABLE_KEYS)
+        fractions = {k: self.fraction(f"achievable.{k}", data[k]) for k in ("matrix", "vector", "memory") if k in data}
+        halves = {k: self.positive(f"achievable.{k}", data[k]) for k in ("matrix_half_flops", "memory_half_bytes")
+                  if k in data}
+        curves_data = self.mapping("achievable.curves", data.get("curves") or {})
+        self.keys("achievable.curves", curves_data, (), CURVE_KEYS)
+        curves = {k: self.curve(f"achievable.curves.{k}", v) for k, v in curves_data.items()}
+        return Achievable(**fractions, **halves, curves=curves,
+                          source=self.texts("achievable.source", data.get("source", [])))
+
+    def curve(self, key, value) -> tuple[tuple[float, float], ...]:
+        ok = isinstance(value, list) and value and all(isinstance(p, list) and len(p) == 2 for p in value)
+        if not ok:
+            self.fail(key, value, "a list of [work, fraction] pairs")
+        points = tuple((self.positive(key, w), self.fraction(key, f)) for w, f in value)
+        if any(b[0] <= a[0] for a, b in zip(points, points[1:])):
+            self.fail(key, value, "points in ascending order of work")
+        return points
 
     def peaks(self, where: str, data, allowed) -> dict[str, float]:
         data = self.mapping(where, data)

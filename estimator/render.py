@@ -64,7 +64,8 @@ def totals_table(report: Report) -> Table:
     if t["model_flops"] != t["step_flops"]:
         table.add_row("model FLOPs", f"{t['model_flops'] / 1e9:,.2f} GFLOP (causal attention counted once per "
                                      f"unmasked score; executed {t['step_flops'] / 1e9:,.2f})")
-    table.add_row("step time", f"{t['step_time_s'] * 1e3:,.3f} ms")
+    table.add_row("step time", f"{t['step_time_s'] * 1e3:,.3f} ms achievable estimate   "
+                               f"({t['roofline_step_time_s'] * 1e3:,.3f} ms datasheet roofline bound)")
     samples = t["throughput_samples_per_s"]
     throughput = (f"{samples:,.1f}" if samples >= 10 else f"{samples:.3g}") + " samples/s"
     if t["throughput_tokens_per_s"]:

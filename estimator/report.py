@@ -71,18 +71,21 @@ class Report:
     # ---- totals -------------------------------------------------------------------------
     def _phase_sum(self, backward: bool):
         flops = useful = nbytes = 0
-        time_s = 0.0
+        time_s = roofline_s = 0.0
         for node, cost, t in zip(self.step.nodes, self.costs, self.times):
             if (node.phase == "backward") == backward:
                 flops += cost.flops
                 useful += cost.useful_flops
                 nbytes += cost.bytes
                 time_s += t.total_s
-        return flops, useful, nbytes, time_s
+                roofline_s += t.roofline_s
+        return flops, useful, nbytes, time_s, roofline_s
 
     def totals(self) -> dict:
-        f_flops, f_useful, f_bytes, f_time = self._phase_sum(backward=False)
-        b_flops, b_useful, b_bytes, b_time = self._phase_sum(backward=True)
+        """Step totals. `*_time_s` is the achievable estimate (the prediction);
+        `roofline_step_time_s` the datasheet bound no chip can beat."""
+        f_flops, f_useful, f_bytes, f_time, f_roof = self._phase_sum(backward=False)
+        b_flops, b_useful, b_bytes, b_time, b_roof = self._phase_sum(backward=True)
         step_time = f_time + b_time
         model_flops = f_useful + b_useful
         peak = self.hardware.matrix_peak(self.precision)
@@ -95,6 +98,7 @@ class Report:
             "step_flops": f_flops + b_flops, "model_flops": model_flops,
             "forward_bytes": f_bytes, "backward_bytes": b_bytes, "step_bytes": f_bytes + b_bytes,
             "forward_time_s": f_time, "backward_time_s": b_time, "step_time_s": step_time,
+            "roofline_step_time_s": f_roof + b_roof,
             "throughput_samples_per_s": samples_per_s,
             "throughput_tokens_per_s": samples_per_s * tokens if tokens else None,
             "utilization": model_flops / (step_time * peak) if step_time else 0.0,

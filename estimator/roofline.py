@@ -1,10 +1,13 @@
 """The per-node roofline: time = max(FLOPs / compute roof, bytes / memory roof) + overhead.
 
+Two estimates per node:
+  * the datasheet bound: max(FLOPs / peak, bytes / bandwidth), no overhead: no chip beats it;
+  * the achievable estimate: the same with each roof scaled by the fraction real kernels
+    reach at this op's size (the chip's `achievable` block: a large-work fraction falling off
+    for small work, or measured curves), plus the per-kernel overhead. This is the prediction.
 The compute roof is the matrix-unit peak for matmul, conv and attention and the vector-unit
-peak for everything else, each times the chip's achievable-efficiency factor when its YAML
-gives one (1.0 otherwise: the datasheet roofline). Free ops (views) take no time and no
-launch; every other op pays the chip's per-kernel overhead. The bound is whichever of the
-three terms is largest.
+peak for everything else. Free ops (views) take no time and no launch. The bound is
+whichever of compute, memory and overhead is largest in the achievable estimate.
 
 Example:
     >>> t = node_time(Cost(2e9, 1e6, 1e6, "matmul"), h100, PRECISIONS["bf16"])
@@ -24,9 +27,10 @@ from .tensor_meta import TensorMeta
 
 @dataclass(frozen=True, slots=True)
 class NodeTime:
-    compute_s: float
-    memory_s: float
+    compute_s: float  # achievable compute time
+    memory_s: float  # achievable memory time
     overhead_s: float
+    roofline_s: float  # the datasheet bound: max(FLOPs / peak, bytes / bandwidth)
 
     @property
     def total_s(self) -> float:
@@ -64,11 +68,15 @@ def _node_cost(node, precision: Precision) -> Cost:
 
 def node_time(cost: Cost, hardware: Hardware, precision: Precision) -> NodeTime:
     if cost.op_class == "free":
-        return NodeTime(0.0, 0.0, 0.0)
-    eff = hardware.efficiency
+        return NodeTime(0.0, 0.0, 0.0, 0.0)
+    achievable = hardware.achievable
     if cost.op_class in MATRIX_CLASSES:
-        roof = hardware.matrix_peak(precision) * eff.get("matrix", 1.0)
+        peak = hardware.matrix_peak(precision)
+        fraction = achievable.matrix_fraction(cost.flops, conv=cost.op_class == "conv")
     else:
-        roof = hardware.vector_peak(precision) * eff.get("vector", 1.0)
-    bandwidth = hardware.memory_bytes_per_s * eff.get("memory", 1.0)
-    return NodeTime(cost.flops / roof, cost.bytes / bandwidth, hardware.kernel_overhead_s)
+        peak = hardware.vector_peak(precision)
+        fraction = achievable.vector
+    bandwidth = hardware.memory_bytes_per_s
+    roofline = max(cost.flops / peak, cost.bytes / bandwidth)
+    return NodeTime(cost.flops / (peak * fraction), cost.bytes / (bandwidth * achievable.memory_fraction(cost.bytes)),
+                    hardware.kernel_overhead_s, roofline)

@@ -202,3 +202,21 @@ def test_models_lists_the_zoo_as_table_and_json(capsys, monkeypatch):
 def test_image_too_small_names_size_and_limit(capsys):
     code, _, err = run(capsys, "estimate", "resnet18", "--image", "16")
     assert code == 2 and "image 16x16 is too small for resnet18: it needs at least 32x32" in " ".join(err.split())
+
+
+def test_hardware_list_and_show(capsys):
+    code, out, _ = run(capsys, "hardware", "list", "--json")
+    chips = {c["id"]: c for c in json.loads(out)}
+    h100 = chips["h100-sxm"]
+    # SI units: FLOP/s, bytes/s, bytes; ridge = peak / bandwidth
+    assert h100["matrix_flops_per_s"]["bf16"] == pytest.approx(989.4e12)
+    assert h100["memory_bytes_per_s"] == pytest.approx(3350e9) and h100["memory_capacity_bytes"] == pytest.approx(80e9)
+    assert h100["ridge_point_flops_per_byte"]["bf16"] == pytest.approx(989.4e12 / 3350e9)
+    code, out, _ = run(capsys, "hardware", "list")
+    assert code == 0 and "h100-sxm" in out and "ridge" in out
+    code, out, _ = run(capsys, "hardware", "show", "v100-sxm2")
+    assert code == 0 and "sources" in out and "datasheet" in out.lower()
+    code, out, _ = run(capsys, "hardware", "show", "a100-80gb-sxm", "--json")
+    assert json.loads(out)["id"] == "a100-80gb-sxm"
+    code, _, err = run(capsys, "hardware", "show", "h100-sxn")
+    assert code == 2 and "did you mean 'h100-sxm'" in err

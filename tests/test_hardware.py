@@ -108,6 +108,12 @@ def test_user_yaml_by_path(tmp_path):
     (GOOD.replace("kind: gpu", "kind: fpga"), "key 'kind' is 'fpga'; expected one of cpu, gpu, asic, soc"),
     (GOOD.replace("source: my measurements\n", ""), "required key 'source' is missing"),
     (GOOD.replace("bf16: 100", "bf17: 100"), "unknown key 'peak_tflops.matrix.bf17'"),
+    (GOOD.replace("bf16: 100", "bf16: -5"), "key 'peak_tflops.matrix.bf16' is -5; expected a positive number"),
+    (GOOD.replace("bandwidth_gbps: 1000", "bandwidth_gbps: 0"), "key 'memory.bandwidth_gbps' is 0"),
+    (GOOD + "sparse_tflops: {bf16: 100}\n", "key 'peak_tflops.matrix.bf16' is 100 TFLOP/s, the 2:4-sparse figure"),
+    (GOOD + "achievable: {matrix: 1.4}\n", "key 'achievable.matrix' is 1.4; expected a fraction in (0, 1]"),
+    (GOOD + "achievable: {curves: {matrix: [[1e9, 0.5], [1e6, 0.2]]}}\n", "points in ascending order of work"),
+    (GOOD + "achievable: {curves: {gemm: [[1e9, 0.5]]}}\n", "unknown key 'achievable.curves.gemm'"),
     ("id: [unclosed", "not valid YAML"),
     ("- a list\n", "expected a mapping"),
 ])
@@ -129,3 +135,39 @@ def test_precision_the_chip_lacks_is_a_clear_error():
     with pytest.raises(PrecisionError, match="v100-sxm2 has no bf16 matrix peak"):
         v100.matrix_peak(PRECISIONS["bf16"])
     assert v100.matrix_peak(PRECISIONS["fp32"]) == v100.vector_flops_per_s["fp32"]  # no tf32: CUDA cores
+
+
+def test_achievable_roofs_fall_off_for_small_work(tmp_path):
+    text = GOOD + ("achievable: {matrix: 0.8, memory: 0.9, matrix_half_flops: 1.0e9, memory_half_bytes: 1.0e6,\n"
+                   "             source: [a microbenchmark]}\n")
+    a = load_hardware(_write(tmp_path, text)).achievable
+    assert a.matrix_fraction(1e9) == pytest.approx(0.8 / 2)  # half of the large-work fraction at half_flops
+    assert a.matrix_fraction(1e15) == pytest.approx(0.8, rel=1e-5)
+    assert a.memory_fraction(1e6) == pytest.approx(0.45)
+
+
+def test_measured_curves_interpolate_in_log_work(tmp_path):
+    text = GOOD + "achievable: {curves: {matrix: [[1.0e6, 0.2], [1.0e8, 0.6]], memory: [[1.0e3, 0.1], [1.0e9, 0.9]]}}\n"
+    a = load_hardware(_write(tmp_path, text)).achievable
+    assert a.matrix_fraction(1e7) == pytest.approx(0.4)  # halfway in log10: 6 -> 7 -> 8
+    assert a.matrix_fraction(1e3) == 0.2 and a.matrix_fraction(1e12) == 0.6  # flat beyond the ends
+    assert a.matrix_fraction(1e7, conv=True) == pytest.approx(0.4)  # no conv curve: the matrix one
+
+
+def test_achievable_estimate_is_never_faster_than_the_datasheet_bound():
+    import estimator
+    import roofline_zoo
+    model, inputs = roofline_zoo.get("resnet18").build(batch=2)
+    for chip in catalog_ids():
+        hw = load_hardware(chip)
+        precision = "amp-bf16" if "bf16" in hw.matrix_flops_per_s else "fp32"
+        totals = estimator.estimate(model, inputs, hardware=hw, precision=precision).totals()
+        assert totals["roofline_step_time_s"] <= totals["step_time_s"], chip
+
+
+def test_local_needs_calibrate_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROOFLINE_LOCAL_HARDWARE", str(tmp_path / "local.yaml"))
+    with pytest.raises(UnknownHardwareError, match="run `roofline calibrate` first"):
+        load_hardware("local")
+    (tmp_path / "local.yaml").write_text(GOOD.replace("id: mychip", "id: local"))
+    assert load_hardware("local").id == "local"
