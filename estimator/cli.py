@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     hw_show.add_argument("chip", help="a chip id, `local`, or the path of a YAML file")
     hw_show.add_argument("--json", action="store_true", help="JSON in SI units")
     hw_show.set_defaults(run=_hardware_show)
+    cal = sub.add_parser("calibrate", help="measure this machine's roofs and write the `local` hardware YAML")
+    cal.add_argument("--quick", action="store_true", help="fewer sizes and repeats: under a minute")
+    cal.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device to measure (default cpu)")
+    cal.add_argument("--out", help="where to write the YAML (default: the user config location that "
+                                   "`--hardware local` reads)")
+    cal.set_defaults(run=_calibrate)
     models = sub.add_parser("models", help="list the zoo: family, parameters, default input, forward GFLOPs")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(run=_models)
@@ -94,6 +100,32 @@ def _hardware_show(args) -> int:
         print(json.dumps(hw.to_dict(), indent=2))
         return 0
     Console(width=None if sys.stdout.isatty() else 160).print(chip_sheet(hw))
+    return 0
+
+
+def _calibrate(args) -> int:
+    from pathlib import Path
+
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .calibrate import calibrate, summary_lines, write_hardware_yaml
+    from .hardware import local_hardware_path, parse_hardware
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise RooflineError("--device cuda: no CUDA device is visible to torch here; use --device cpu")
+    out_path = Path(args.out) if args.out else local_hardware_path()
+    err = Console(stderr=True)
+    err.print(f"measuring {args.device} with {torch.get_num_threads()} threads ({'quick' if args.quick else 'full'} run)")
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
+    with Progress(*columns, console=err) as progress:
+        doc = calibrate(device=args.device, quick=args.quick, progress=progress)
+    write_hardware_yaml(doc, out_path)
+    parse_hardware(out_path)  # what we wrote must load under the strict schema
+    for line in summary_lines(doc):
+        print(line)
+    hint = "--hardware local" if out_path == local_hardware_path() else f"--hardware {out_path}"
+    print(f"wrote {out_path}; use it with {hint}")
     return 0
 
 

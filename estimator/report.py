@@ -37,6 +37,7 @@ class Row:
     backward_time_s: float
     bound: str  # the bound that carries most of the row's time
     nodes: int
+    roofline_time_s: float  # the datasheet bound of the row, forward and backward
 
     @property
     def bytes(self) -> int:
@@ -111,7 +112,7 @@ class Report:
             raise ValueError(f"unknown grouping {by!r}; expected one of {', '.join(GROUPINGS)}")
         types = self._module_types()
         acc: dict[str, dict] = defaultdict(lambda: {"ff": 0, "bf": 0, "fb": 0, "bb": 0, "ft": 0.0, "bt": 0.0,
-                                                    "bound": Counter(), "n": 0, "type": ""})
+                                                    "bound": Counter(), "n": 0, "type": "", "roof": 0.0})
         for node, cost, t in zip(self.step.nodes, self.costs, self.times):
             if cost.op_class == "free":
                 continue
@@ -124,8 +125,9 @@ class Report:
             a[side + "t"] += t.total_s
             a["bound"][t.bound] += t.total_s
             a["n"] += 1
+            a["roof"] += t.roofline_s
         rows = [Row(k, a["type"], a["ff"], a["bf"], a["fb"], a["bb"], a["ft"], a["bt"],
-                    a["bound"].most_common(1)[0][0], a["n"]) for k, a in acc.items()]
+                    a["bound"].most_common(1)[0][0], a["n"], a["roof"]) for k, a in acc.items()]
         return sorted(rows, key=lambda r: -r.time_s)
 
     def _module_types(self) -> dict[str, str]:
@@ -166,7 +168,8 @@ class Report:
             "layers": [{"name": r.name, "type": r.type, "forward_flops": r.forward_flops,
                         "backward_flops": r.backward_flops, "bytes": r.bytes, "forward_bytes": r.forward_bytes,
                         "backward_bytes": r.backward_bytes, "forward_time_s": r.forward_time_s,
-                        "backward_time_s": r.backward_time_s, "intensity_flops_per_byte": r.intensity,
+                        "backward_time_s": r.backward_time_s, "roofline_time_s": r.roofline_time_s,
+                        "intensity_flops_per_byte": r.intensity,
                         "bound": r.bound} for r in self.rows(by, depth)],
             "grouped_by": by,
             "unsupported": self.unsupported(),
