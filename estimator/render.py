@@ -14,6 +14,11 @@ from .report import Report
 BOUND_STYLE = {"compute": "green", "memory": "yellow", "overhead": "magenta", "free": "dim"}
 
 
+def _significant(value: float) -> str:
+    """One decimal for values >= 10 (989.4, 3,350.0), three significant digits below (0.142, 9.05)."""
+    return f"{value:,.1f}" if value >= 10 else f"{value:#.3g}"
+
+
 def layer_table(report: Report, by: str, depth: int | None, top: int) -> Table:
     rows = report.rows(by, depth)
     step_s = report.totals()["step_time_s"] or 1.0
@@ -67,14 +72,15 @@ def totals_table(report: Report) -> Table:
     table.add_row("step time", f"{t['step_time_s'] * 1e3:,.3f} ms achievable estimate   "
                                f"({t['roofline_step_time_s'] * 1e3:,.3f} ms datasheet roofline bound)")
     samples = t["throughput_samples_per_s"]
-    throughput = (f"{samples:,.1f}" if samples >= 10 else f"{samples:.3g}") + " samples/s"
+    throughput = f"{_significant(samples)} samples/s"
     if t["throughput_tokens_per_s"]:
         throughput += f"   {t['throughput_tokens_per_s']:,.0f} tokens/s"
     table.add_row("throughput", throughput)
-    table.add_row("utilization", f"{100 * t['utilization']:.1f}% of {hw.matrix_peak(prec) / 1e12:,.1f} TFLOP/s "
-                                 f"{prec.matrix_key} peak (model FLOPs / step time / peak)")
-    table.add_row("roofs", f"{hw.matrix_peak(prec) / 1e12:,.1f} TFLOP/s matrix, {hw.vector_peak(prec) / 1e12:,.1f} "
-                           f"TFLOP/s vector, {hw.memory_bytes_per_s / 1e9:,.0f} GB/s, "
+    table.add_row("utilization", f"{100 * t['utilization']:.1f}% of {_significant(hw.matrix_peak(prec) / 1e12)} "
+                                 f"TFLOP/s {prec.matrix_key} peak (model FLOPs / step time / peak)")
+    table.add_row("roofs", f"{_significant(hw.matrix_peak(prec) / 1e12)} TFLOP/s matrix, "
+                           f"{_significant(hw.vector_peak(prec) / 1e12)} TFLOP/s vector, "
+                           f"{_significant(hw.memory_bytes_per_s / 1e9)} GB/s, "
                            f"{hw.kernel_overhead_s * 1e6:g} µs/kernel; ridge {hw.ridge_point(prec):,.0f} FLOP/B")
     return table
 

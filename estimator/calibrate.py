@@ -1,0 +1,779 @@
+"""Measure this machine's roofs and write them as a hardware YAML (`roofline calibrate`).
+
+What is measured, each figure a median over its samples after warm-up, with its spread
+((max - min) / median of the samples) written to the YAML's notes:
+
+  * GEMM throughput (torch.mm, out= preallocated, FLOPs = 2 N^3) per dtype over a sweep of
+    sizes N. A dtype's peak is the best median over the sizes, so it does not wander from run
+    to run. CPU: fp32, plus bf16 / fp16 when a probe shows the CPU runs them at a sane speed
+    (at least a quarter of the fp32 rate); CUDA: fp32 with TF32 off, tf32, fp16, bf16.
+  * memory bandwidth: copy (b.copy_(a), 2 x bytes) and triad (torch.add(b, c, alpha=s, out=a),
+    3 x bytes) on arrays at least 8 x the last-level cache and 256 MiB (quick: 4 x and 128 MiB);
+    the bandwidth is the better of the two medians.
+  * per-op overhead: a tiny op (torch.add on 1-element tensors, out= preallocated).
+  * efficiency curves, [work, fraction of the peak] ascending in work: matmul from the fp32 GEMM
+    sweep, conv (3x3 64->64 Conv2d at a few sizes, of the fp32 GEMM peak) and elementwise
+    (torch.add from 4 KB to the big arrays, work = 3 x bytes, of the bandwidth). Each point is
+    net of the per-op overhead, because the estimator adds `kernel_overhead_us` to every op on
+    top of the curve-scaled roof: time = max(flops / (peak x f), bytes / (bw x f)) + overhead
+    then reproduces the measured time of each point. Fractions are clamped to (0, 1].
+
+Noise: on a shared machine a neighbour can slow memory or compute by 10-30% for seconds at a
+time, so a median over one short burst wanders from run to run. Every measurement is therefore
+taken in rounds (a few samples each), and the rounds of all measurements take turns, spread
+evenly over the whole run (run_interleaved); a slow stretch then touches a few rounds of each
+figure instead of all of one.
+
+The peaks written are measured, so the `achievable` fractions are 1.0 and only the curves fall
+off for small work. Timing uses time.perf_counter on CPU and CUDA events on GPU, under
+torch.inference_mode, with the default thread count.
+
+Example:
+    >>> doc = calibrate(quick=True)                  # about 25 s on a 2-core VM
+    >>> write_hardware_yaml(doc, Path("local.yaml"))
+    >>> print("\\n".join(summary_lines(doc)))
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import math
+import os
+import platform
+import re
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import yaml
+
+SANE_DTYPE_FRACTION = 0.25  # a low-precision GEMM slower than this x fp32 is emulated: skip it
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-call seconds: `rounds` rounds of `repeats` samples, each sample the mean of `inner`
+    back-to-back calls. The figure is the median over all samples; as the rounds of every
+    measurement are spread over the whole run (run_interleaved), so are its samples."""
+
+    rounds: tuple[tuple[float, ...], ...]
+    inner: int
+
+    @property
+    def samples(self) -> list[float]:
+        return [t for r in self.rounds for t in r]
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median over every sample."""
+        return (max(self.samples) - min(self.samples)) / self.median_s
+
+    @property
+    def drift(self) -> float:
+        """(slowest - fastest) round median / fastest: how much the machine moved between rounds."""
+        medians = [statistics.median(r) for r in self.rounds]
+        return (max(medians) - min(medians)) / min(medians)
+
+    @property
+    def count(self) -> int:
+        return len(self.samples)
+
+    def describe(self) -> str:
+        text = f"spread {100 * self.spread:.1f}% ({self.count} samples x {self.inner} calls"
+        if len(self.rounds) > 1:
+            text += f" in {len(self.rounds)} rounds whose medians differ by up to {100 * self.drift:.1f}%"
+        return text + ")"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and repeats of one calibration mode (full, quick, or tiny for tests)."""
+
+    name: str
+    rounds: int  # rounds per curve measurement (conv, elementwise)
+    gemm_rounds: int  # rounds of each GEMM sweep (sizes take turns) and of the per-op overhead
+    stream_rounds: int  # rounds of copy and triad (taking turns) on the big arrays
+    repeats: int  # samples per round
+    warmup: int
+    min_sample_s: float  # each sample loops a fast op until it takes about this long
+    cuda_min_sample_s: float  # the same on CUDA, whose event timing is precise (and which has 4 GEMM dtypes)
+    cpu_gemm_sizes: tuple[int, ...]
+    cuda_gemm_sizes: tuple[int, ...]
+    extend_gemm: bool  # keep doubling N while the rate still grows and a call stays short
+    probe_n: tuple[int, int]  # (cpu, cuda) N of the low-precision sanity probe
+    llc_factor: float  # stream arrays at least this many x the last-level cache ...
+    min_array_bytes: int  # ... and at least this large
+    curve_bytes: tuple[int, ...]  # elementwise curve array sizes below the stream arrays
+    conv_shapes: tuple[tuple[int, int], ...]  # (batch, pixels) of the 3x3 64->64 conv
+
+    def bench_kw(self, rounds: int | None = None, **override) -> dict[str, Any]:
+        return dict(rounds=rounds or self.rounds, repeats=self.repeats, warmup=self.warmup,
+                    min_sample_s=self.min_sample_s) | override
+
+
+PLANS = {
+    "full": Plan("full", rounds=6, gemm_rounds=36, stream_rounds=150, repeats=3, warmup=2,
+                 min_sample_s=0.1, cuda_min_sample_s=0.02,
+                 cpu_gemm_sizes=(128, 256, 512, 1024, 2048), cuda_gemm_sizes=(256, 512, 1024, 2048, 4096, 8192),
+                 extend_gemm=True, probe_n=(256, 1024), llc_factor=8, min_array_bytes=256 * MIB,
+                 curve_bytes=tuple(4096 * 4 ** i for i in range(9)),  # 4 KB .. 256 MB
+                 conv_shapes=((1, 14), (1, 28), (8, 14), (1, 56), (8, 28), (8, 56))),
+    "quick": Plan("quick", rounds=3, gemm_rounds=16, stream_rounds=60, repeats=3, warmup=1,
+                  min_sample_s=0.05, cuda_min_sample_s=0.01,
+                  cpu_gemm_sizes=(128, 512, 1024, 2048), cuda_gemm_sizes=(512, 2048, 4096, 8192),
+                  extend_gemm=False, probe_n=(256, 1024), llc_factor=4, min_array_bytes=128 * MIB,
+                  curve_bytes=(4096, 65536, 1 * MIB, 16 * MIB), conv_shapes=((1, 14), (1, 56), (8, 56))),
+    "tiny": Plan("tiny", rounds=2, gemm_rounds=2, stream_rounds=2, repeats=3, warmup=1,
+                 min_sample_s=0.002, cuda_min_sample_s=0.002,
+                 cpu_gemm_sizes=(32, 64, 128), cuda_gemm_sizes=(64, 128, 256),
+                 extend_gemm=False, probe_n=(64, 128), llc_factor=0, min_array_bytes=4 * MIB,
+                 curve_bytes=(4096, 65536), conv_shapes=((1, 7), (1, 14))),
+}
+
+
+# ---------------------------------------------------------------- timing
+
+class Timer:
+    """Times `inner` back-to-back calls: perf_counter on CPU, CUDA events on GPU."""
+
+    def __init__(self, device: str):
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def run(self, fn: Callable[[], Any], inner: int) -> float:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            for _ in range(inner):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        return time.perf_counter() - t0
+
+
+class Bench:
+    """A group of fns timed together: warm-up, an inner loop per fn sized so one sample takes about
+    min_sample_s, then `rounds` rounds of `repeats` samples per fn, the fns taking turns within a
+    round. Rounds are taken one at a time (take_round) so that run_interleaved can spread the
+    rounds of several groups over the whole calibration."""
+
+    def __init__(self, name: str, fns: dict[Any, Callable[[], Any]], timer: Timer, *, rounds: int, repeats: int,
+                 warmup: int, min_sample_s: float, max_inner: int = 1_000_000,
+                 context: Callable[[], Any] = contextlib.nullcontext, on_round: Callable[[], None] = lambda: None):
+        self.name, self.fns, self.timer = name, fns, timer
+        self.rounds, self.repeats, self.warmup, self.min_sample_s = rounds, repeats, warmup, min_sample_s
+        self.max_inner, self.context, self.on_round = max_inner, context, on_round
+        self.inners: dict[Any, int] = {}
+        self.samples: dict[Any, list[tuple[float, ...]]] = {k: [] for k in fns}
+        self.done = 0
+
+    def prepare(self) -> None:
+        with self.context():
+            for key, fn in self.fns.items():
+                for _ in range(self.warmup):
+                    fn()
+                self.timer.sync()
+                inner = 1
+                t = self.timer.run(fn, inner)
+                for _ in range(2):  # refine: the first single call is the noisiest
+                    if t >= self.min_sample_s or inner >= self.max_inner:
+                        break
+                    inner = min(self.max_inner, max(inner + 1, math.ceil(self.min_sample_s / max(t / inner, 1e-9))))
+                    t = self.timer.run(fn, inner)
+                self.inners[key] = inner
+
+    def take_round(self) -> None:
+        with self.context():
+            for key, fn in self.fns.items():
+                inner = self.inners[key]
+                self.samples[key].append(tuple(self.timer.run(fn, inner) / inner for _ in range(self.repeats)))
+        self.done += 1
+        self.on_round()
+
+    def stats(self) -> dict[Any, Stats]:
+        return {k: Stats(tuple(self.samples[k]), self.inners[k]) for k in self.fns}
+
+    def release(self) -> None:
+        """Drop the fns (and the tensors they hold)."""
+        self.fns = {}
+
+
+def run_interleaved(benches: list[Bench]) -> None:
+    """Prepare every group, then take their rounds spread evenly in time: next is always the group
+    whose (rounds done + 1/2) / rounds is smallest, so a group of 40 rounds and one of 4 both span
+    the whole run. A neighbour that slows the machine for a stretch of seconds then touches a few
+    rounds of every measurement instead of all of one."""
+    for b in benches:
+        b.prepare()
+    while True:
+        pending = [b for b in benches if b.done < b.rounds]
+        if not pending:
+            return
+        min(pending, key=lambda b: (b.done + 0.5) / b.rounds).take_round()
+
+
+def bench_many(fns: dict[Any, Callable[[], Any]], timer: Timer, *, rounds: int = 1, repeats: int, warmup: int,
+               min_sample_s: float, **kw) -> dict[Any, Stats]:
+    """Time a group of fns on their own (see Bench)."""
+    b = Bench("", fns, timer, rounds=rounds, repeats=repeats, warmup=warmup, min_sample_s=min_sample_s, **kw)
+    run_interleaved([b])
+    return b.stats()
+
+
+def bench(fn: Callable[[], Any], timer: Timer, **kw) -> Stats:
+    """bench_many for one fn."""
+    return bench_many({0: fn}, timer, **kw)[0]
+
+
+# ---------------------------------------------------------------- measurements
+
+@contextlib.contextmanager
+def _matmul_precision(value: str | None):
+    """torch.set_float32_matmul_precision for the block: 'highest' = no TF32, 'high' = TF32."""
+    if value is None:
+        yield
+        return
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(value)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(old)
+
+
+@contextlib.contextmanager
+def _fp32_conv(cuda: bool):
+    """Full fp32 convolution: matmul precision 'highest' and, on CUDA, cuDNN TF32 off."""
+    with _matmul_precision("highest"):
+        if not cuda:
+            yield
+            return
+        old = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cudnn.allow_tf32 = old
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    key: str  # the YAML peak_tflops.matrix key
+    dtype: torch.dtype
+    matmul_precision: str | None  # float32 matmul precision while measuring
+
+
+def gemm_specs(device: str) -> list[GemmSpec]:
+    if torch.device(device).type == "cuda":
+        return [GemmSpec("fp32", torch.float32, "highest"), GemmSpec("tf32", torch.float32, "high"),
+                GemmSpec("fp16", torch.float16, None), GemmSpec("bf16", torch.bfloat16, None)]
+    return [GemmSpec("fp32", torch.float32, "highest"), GemmSpec("bf16", torch.bfloat16, None),
+            GemmSpec("fp16", torch.float16, None)]
+
+
+def _gemm_fn(n: int, dtype: torch.dtype, device: str) -> Callable[[], Any]:
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    c = torch.empty(n, n, device=device, dtype=dtype)
+    return lambda: torch.mm(a, b, out=c)
+
+
+def gemm_bench(spec: GemmSpec, device: str, sizes: tuple[int, ...], plan: Plan, timer: Timer,
+               on_round: Callable[[], None] = lambda: None) -> Bench:
+    """torch.mm(a, b, out=c) at each N of `sizes` (FLOPs 2 N^3), the sizes taking turns."""
+    return Bench(f"GEMM {spec.key}", {n: _gemm_fn(n, spec.dtype, device) for n in sizes}, timer,
+                 **plan.bench_kw(plan.gemm_rounds), context=lambda: _matmul_precision(spec.matmul_precision),
+                 on_round=on_round)
+
+
+def extend_gemm(results: dict[int, Stats], spec: GemmSpec, device: str, plan: Plan, timer: Timer,
+                max_call_s: float = 0.3, max_n: int = 16384) -> dict[int, Stats]:
+    """Keep doubling N past the largest size while the rate still grows by 3% and one call stays
+    under max_call_s: a big CPU or GPU is not saturated by the listed sizes."""
+    results = dict(results)
+    while len(results) >= 2 and 2 * max(results) <= max_n:
+        prev, last = sorted(results)[-2:]
+        growing = gemm_tflops(last, results[last]) > 1.03 * gemm_tflops(prev, results[prev])
+        if not growing or results[last].median_s * 8 > max_call_s:
+            break
+        with _matmul_precision(spec.matmul_precision):
+            results[2 * last] = bench(_gemm_fn(2 * last, spec.dtype, device), timer,
+                                      **plan.bench_kw(max(plan.rounds, plan.gemm_rounds // 2)))
+    return results
+
+
+def measure_gemm(spec: GemmSpec, device: str, sizes: tuple[int, ...], plan: Plan, timer: Timer,
+                 extend: bool = False) -> dict[int, Stats]:
+    """Timings of torch.mm at each N, on their own (calibrate interleaves them with the rest)."""
+    with torch.inference_mode():
+        b = gemm_bench(spec, device, sizes, plan, timer)
+        run_interleaved([b])
+        results = b.stats()
+        b.release()
+        return extend_gemm(results, spec, device, plan, timer) if extend else results
+
+
+def gemm_tflops(n: int, stats: Stats) -> float:
+    return 2 * n ** 3 / stats.median_s / 1e12
+
+
+def probe_dtype(spec: GemmSpec, device: str, n: int, timer: Timer) -> tuple[float, float]:
+    """(TFLOP/s of `spec`, TFLOP/s of fp32) at size n: a short check that a dtype is not emulated."""
+    rates = []
+    with torch.inference_mode():
+        for s in (spec, GemmSpec("fp32", torch.float32, "highest")):
+            with _matmul_precision(s.matmul_precision):
+                stats = bench(_gemm_fn(n, s.dtype, device), timer, repeats=3, warmup=1, min_sample_s=0.01)
+            rates.append(gemm_tflops(n, stats))
+    return rates[0], rates[1]
+
+
+def overhead_bench(device: str, plan: Plan, timer: Timer, on_round: Callable[[], None] = lambda: None) -> Bench:
+    """torch.add on 1-element tensors with out= preallocated: the per-op cost with no work."""
+    a = torch.ones(1, device=device)
+    b = torch.ones(1, device=device)
+    out = torch.empty(1, device=device)
+    return Bench("overhead", {"add": lambda: torch.add(a, b, out=out)}, timer,
+                 **plan.bench_kw(plan.gemm_rounds, warmup=100), on_round=on_round)
+
+
+def conv_flops(batch: int, pixels: int, channels: int = 64, kernel: int = 3) -> int:
+    # 2 FLOPs per MAC x output elements (batch x Cout x H x W, 'same' padding) x Cin x kh x kw
+    return 2 * batch * channels * pixels * pixels * channels * kernel * kernel
+
+
+def conv_bench(device: str, shapes: tuple[tuple[int, int], ...], plan: Plan, timer: Timer,
+               on_round: Callable[[], None] = lambda: None) -> Bench:
+    """3x3 64->64 Conv2d (stride 1, padding 1), fp32 (TF32 off on CUDA), at each (batch, pixels)."""
+    w = torch.randn(64, 64, 3, 3, device=device)
+    xs = {(batch, pixels): torch.randn(batch, 64, pixels, pixels, device=device) for batch, pixels in shapes}
+    fns = {shape: (lambda x=x: torch.nn.functional.conv2d(x, w, padding=1)) for shape, x in xs.items()}
+    cuda = timer.cuda
+    return Bench("conv", fns, timer, **plan.bench_kw(), context=lambda: _fp32_conv(cuda), on_round=on_round)
+
+
+def memory_benches(device: str, array_bytes: int, curve_bytes: tuple[int, ...], plan: Plan, timer: Timer,
+                   on_round: Callable[[], None] = lambda: None) -> tuple[Bench, Bench]:
+    """(stream, curve) on three fp32 arrays of array_bytes each. Stream: copy (b.copy_(a)) and triad
+    (torch.add(b, c, alpha=3, out=a)) in single calls on CPU (10 ms or more each), so a sample is
+    one pass. Curve: torch.add(x, y, out=z) on leading slices of the arrays at each size of
+    curve_bytes below array_bytes, plus array_bytes."""
+    numel = array_bytes // 4
+    a, b, c = (torch.empty(numel, device=device, dtype=torch.float32) for _ in range(3))
+    for t, v in ((a, 0.0), (b, 1.0), (c, 2.0)):
+        t.fill_(v)  # touch every page before timing
+    stream = Bench("stream", {"copy": lambda: b.copy_(a), "triad": lambda: torch.add(b, c, alpha=3.0, out=a)},
+                   timer, **plan.bench_kw(plan.stream_rounds, min_sample_s=0.01), on_round=on_round)
+    sizes = sorted({n for n in curve_bytes if n < array_bytes} | {array_bytes})
+    views = {n: (a[:n // 4], b[:n // 4], c[:n // 4]) for n in sizes}
+    curve = Bench("elementwise", {n: (lambda v=v: torch.add(v[0], v[1], out=v[2])) for n, v in views.items()},
+                  timer, **plan.bench_kw(), on_round=on_round)
+    return stream, curve
+
+
+@dataclass
+class MemoryResult:
+    array_bytes: int
+    copy: Stats
+    triad: Stats
+    curve: dict[int, Stats] = field(default_factory=dict)  # array bytes -> torch.add timing
+
+    @property
+    def copy_gbps(self) -> float:
+        return 2 * self.array_bytes / self.copy.median_s / 1e9
+
+    @property
+    def triad_gbps(self) -> float:
+        return 3 * self.array_bytes / self.triad.median_s / 1e9
+
+    @property
+    def best(self) -> tuple[str, float]:
+        return max((("copy", self.copy_gbps), ("triad", self.triad_gbps)), key=lambda kv: kv[1])
+
+
+def measure_memory(device: str, array_bytes: int, curve_bytes: tuple[int, ...], plan: Plan,
+                   timer: Timer) -> MemoryResult:
+    """Bandwidth and the elementwise curve on their own (calibrate interleaves them with the rest)."""
+    with torch.inference_mode():
+        stream, curve = memory_benches(device, array_bytes, curve_bytes, plan, timer)
+        run_interleaved([stream, curve])
+        s = stream.stats()
+        return MemoryResult(array_bytes, s["copy"], s["triad"], curve.stats())
+
+
+def measure_overhead(device: str, plan: Plan, timer: Timer) -> Stats:
+    """The per-op overhead on its own (calibrate interleaves it with the rest)."""
+    with torch.inference_mode():
+        return _run_one(overhead_bench(device, plan, timer))["add"]
+
+
+def measure_conv(device: str, shapes: tuple[tuple[int, int], ...], plan: Plan,
+                 timer: Timer) -> dict[tuple[int, int], Stats]:
+    """The conv timings on their own (calibrate interleaves them with the rest)."""
+    with torch.inference_mode():
+        return _run_one(conv_bench(device, shapes, plan, timer))
+
+
+def _run_one(b: Bench) -> dict[Any, Stats]:
+    run_interleaved([b])
+    return b.stats()
+
+
+# ---------------------------------------------------------------- machine facts
+
+def llc_bytes(device: str = "cpu") -> int | None:
+    """Last-level cache in bytes: CUDA L2; on CPU the highest cache level summed over its distinct
+    instances (sysfs), else lscpu's figure."""
+    if torch.device(device).type == "cuda":
+        return int(torch.cuda.get_device_properties(torch.device(device)).L2_cache_size) or None
+    instances: dict[tuple[int, str], int] = {}
+    for index in Path("/sys/devices/system/cpu").glob("cpu[0-9]*/cache/index[0-9]*"):
+        try:
+            level = int((index / "level").read_text())
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            size = _parse_size((index / "size").read_text())
+            shared = (index / "shared_cpu_list").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        instances[(level, shared)] = size
+    if instances:
+        top = max(level for level, _ in instances)
+        return sum(size for (level, _), size in instances.items() if level == top)
+    with contextlib.suppress(Exception):
+        import subprocess
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for name in ("L3 cache", "L2 cache"):
+            m = re.search(rf"^{name}:\s*([\d.]+\s*[KMG]i?B?)", out, re.M)
+            if m:
+                return _parse_size(m.group(1))
+    return None
+
+
+def _parse_size(text: str) -> int:
+    m = re.fullmatch(r"\s*([\d.]+)\s*([KMG]?)i?B?\s*", text, re.I)
+    if not m:
+        raise ValueError(f"cache size {text!r}")
+    return int(float(m.group(1)) * {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[m.group(2).upper()])
+
+
+def _cpuinfo(key: str) -> str | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            k, _, v = line.partition(":")
+            if k.strip() == key and v.strip():
+                return v.strip()
+    return None
+
+
+def _meminfo_bytes(key: str) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def machine(device: str) -> dict[str, Any]:
+    """Name, vendor, kind, memory capacity (bytes) and free memory (bytes) of the device."""
+    if torch.device(device).type == "cuda":
+        dev = torch.device(device)
+        props = torch.cuda.get_device_properties(dev)
+        free, total = torch.cuda.mem_get_info(dev)
+        vendor = "AMD" if getattr(torch.version, "hip", None) else "NVIDIA"
+        return dict(name=props.name, vendor=vendor, kind="gpu", capacity=int(total), free=int(free),
+                    blas="rocblas" if vendor == "AMD" else "cublas")
+    total = _meminfo_bytes("MemTotal")
+    if total is None:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    free = _meminfo_bytes("MemAvailable") or total
+    name = _cpuinfo("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    return dict(name=name, vendor=_cpuinfo("vendor_id") or "unknown", kind="cpu", capacity=total, free=free,
+                blas="cpu_blas")
+
+
+def stream_array_bytes(plan: Plan, llc: int | None, free: int | None) -> tuple[int, str]:
+    """Bytes per stream array: max(llc_factor x LLC, min_array_bytes), capped so the three arrays
+    take at most half the free memory. Returns (bytes, how it was chosen)."""
+    want = max(int(plan.llc_factor * (llc or 0)), plan.min_array_bytes)
+    want = -(-want // MIB) * MIB
+    why = f"{want / MIB:.0f} MiB each"
+    if llc:
+        why += f" = {want / llc:.1f} x LLC ({llc / MIB:.0f} MiB)"
+    if free and 3 * want > free // 2:
+        want = max(MIB, (free // 6) // MIB * MIB)
+        why = f"{want / MIB:.0f} MiB each, capped at half the free memory" + (
+            f" = {want / llc:.1f} x LLC ({llc / MIB:.0f} MiB)" if llc else "")
+    return want, why
+
+
+# ---------------------------------------------------------------- progress
+
+class _Progress:
+    """One task per measurement group on a rich Progress, or calls progress(description, advance)
+    with advance the fraction of the group just done; nothing when progress is None."""
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def group(self, description: str, total: int) -> Callable[[], None]:
+        p = self.progress
+        if p is None:
+            return lambda: None
+        if hasattr(p, "add_task"):
+            task = p.add_task(description, total=total)
+            return lambda: p.advance(task, 1)
+        return lambda: p(description, 1 / total)
+
+
+# ---------------------------------------------------------------- the document
+
+def _sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def _fraction(x: float) -> float:
+    return min(1.0, max(_sig(x), 1e-6))
+
+
+def _curve(points: list[tuple[float, float]]) -> list[list[float]]:
+    """[[work, fraction], ...] strictly ascending in work (equal work keeps the larger fraction)."""
+    merged: dict[float, float] = {}
+    for work, frac in points:
+        w = float(round(work))
+        merged[w] = max(merged.get(w, 0.0), _fraction(frac))
+    return [[w, merged[w]] for w in sorted(merged)]
+
+
+def _net(seconds: float, overhead_s: float) -> float:
+    """Time net of the per-op overhead; never below a tenth of the measured time."""
+    return max(seconds - overhead_s, 0.1 * seconds)
+
+
+def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: str | Plan | None = None,
+              net_of_overhead: bool = True) -> dict:
+    """Measure `device` and return the hardware YAML document (a plain dict) for `--hardware local`.
+
+    `progress`: None, a rich.progress.Progress (one task per measurement group), or a callable
+    progress(description, advance) with advance the fraction of that group just finished.
+    `plan`: "full", "quick" or "tiny" (tests: seconds, sizes far too small to trust), or a Plan;
+    default "quick" if quick else "full". `net_of_overhead`: curve points net of the per-op overhead.
+    """
+    started = time.perf_counter()
+    if isinstance(plan, str) or plan is None:
+        plan = PLANS[plan or ("quick" if quick else "full")]
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("calibrate(device='cuda'): torch sees no CUDA device")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+        torch.cuda.set_device(dev)
+    elif dev.type != "cpu":
+        raise ValueError(f"calibrate: device {device!r} is not supported; expected 'cpu' or 'cuda'")
+    device = str(dev)
+    cuda = dev.type == "cuda"
+    if cuda:
+        plan = dataclasses.replace(plan, min_sample_s=plan.cuda_min_sample_s)
+    timer = Timer(device)
+    info = machine(device)
+    llc = llc_bytes(device)
+    threads = torch.get_num_threads()
+    steps = _Progress(progress)
+    sizes = plan.cuda_gemm_sizes if cuda else plan.cpu_gemm_sizes
+    probe_n = plan.probe_n[1 if cuda else 0]
+    array_bytes, why = stream_array_bytes(plan, llc, info["free"])
+
+    with torch.inference_mode():
+        # low-precision probes decide which GEMM groups exist
+        specs, skipped = [], {}
+        for spec in gemm_specs(device):
+            if spec.key in ("fp32", "tf32"):
+                specs.append(spec)
+                continue
+            rate, fp32_rate = probe_dtype(spec, device, probe_n, timer)
+            if rate >= SANE_DTYPE_FRACTION * fp32_rate:
+                specs.append(spec)
+            else:
+                skipped[spec.key] = (f"GEMM {spec.key}: skipped: a probe at N={probe_n} ran at {_sig(rate, 3)} "
+                                     f"TFLOP/s, {100 * rate / fp32_rate:.1f}% of fp32 ({_sig(fp32_rate, 3)}); below "
+                                     f"{100 * SANE_DTYPE_FRACTION:.0f}% it is emulated, not a native {spec.key} matmul")
+        # every group's rounds spread over the whole run
+        ov = overhead_bench(device, plan, timer, steps.group("per-op overhead", plan.gemm_rounds))
+        gemm_groups = {spec.key: gemm_bench(spec, device, sizes, plan, timer,
+                                            steps.group(f"GEMM {spec.key}", plan.gemm_rounds)) for spec in specs}
+        conv_group = conv_bench(device, plan.conv_shapes, plan, timer, steps.group("conv curve", plan.rounds))
+        mem_step = steps.group("memory bandwidth", plan.stream_rounds + plan.rounds)
+        stream, curve = memory_benches(device, array_bytes, plan.curve_bytes, plan, timer, mem_step)
+        groups = [ov, *gemm_groups.values(), conv_group, stream, curve]
+        run_interleaved(groups)
+        overhead = ov.stats()["add"]
+        conv = conv_group.stats()
+        s = stream.stats()
+        mem = MemoryResult(array_bytes, s["copy"], s["triad"], curve.stats())
+        gemm = {key: g.stats() for key, g in gemm_groups.items()}
+        for g in groups:
+            g.release()
+        del groups, stream, curve, gemm_groups
+        if plan.extend_gemm:
+            gemm = {spec.key: extend_gemm(gemm[spec.key], spec, device, plan, timer) for spec in specs}
+    overhead_s = overhead.median_s if net_of_overhead else 0.0
+
+    notes: list[str] = []
+    peaks: dict[str, tuple[float, int]] = {}  # key -> (TFLOP/s, N)
+    for key in (spec.key for spec in gemm_specs(device)):
+        if key in skipped:
+            notes.append(skipped[key])
+            continue
+        by_n = gemm[key]
+        n_best = max(by_n, key=lambda n: gemm_tflops(n, by_n[n]))
+        peaks[key] = (gemm_tflops(n_best, by_n[n_best]), n_best)
+        by = ", ".join(f"{n}: {_sig(gemm_tflops(n, st), 4)}" for n, st in sorted(by_n.items()))
+        notes.append(f"GEMM {key} ({info['blas']}): peak {_sig(peaks[key][0])} TFLOP/s, the best median over N, "
+                     f"at N={n_best}, {by_n[n_best].describe()}; median TFLOP/s by N: {by}")
+    fp32_peak = peaks["fp32"][0] * 1e12
+    matrix_curve = _curve([(2 * n ** 3, 2 * n ** 3 / _net(st.median_s, overhead_s) / fp32_peak)
+                           for n, st in gemm["fp32"].items()])
+    conv_points = {shape: conv_flops(*shape) / _net(st.median_s, overhead_s) / fp32_peak for shape, st in conv.items()}
+    conv_curve = _curve([(conv_flops(*shape), f) for shape, f in conv_points.items()])
+    notes.append("conv curve: 3x3 64->64 Conv2d, stride 1, padding 1, fp32" + (", TF32 off" if cuda else "")
+                 + "; fraction of the fp32 GEMM peak at (batch, pixels): "
+                 + ", ".join(f"({b}, {p}): {_fraction(f)} {conv[(b, p)].describe()}"
+                             for (b, p), f in conv_points.items()))
+    which, gbps = mem.best
+    memory_curve = _curve([(3 * n, 3 * n / _net(st.median_s, overhead_s) / (gbps * 1e9))
+                           for n, st in mem.curve.items()])
+    notes.append(f"memory bandwidth: {_sig(gbps)} GB/s from {which}, the better of two medians; "
+                 f"copy {_sig(mem.copy_gbps)} GB/s {mem.copy.describe()}; "
+                 f"triad {_sig(mem.triad_gbps)} GB/s {mem.triad.describe()}; "
+                 f"copy is b.copy_(a) counting 2 x bytes, triad is torch.add(b, c, alpha=s, out=a) "
+                 f"counting 3 x bytes, on fp32 arrays of {why}")
+    notes.append(f"kernel overhead: {_sig(overhead.median_s * 1e6, 3)} us median per tiny op (torch.add on "
+                 f"1-element tensors, out= preallocated), {overhead.describe()}")
+    notes.append("elementwise curve: torch.add(x, y, out=z) on fp32 arrays from 4 KB up to the stream arrays, "
+                 "work = 3 x array bytes, fraction of the bandwidth above (cache-resident sizes beat it and "
+                 "are clamped to 1)")
+    notes.append("every figure is a median over all its samples; the rounds of all measurements take turns, "
+                 "spread evenly over the whole run, so a neighbour slowing the machine for some seconds touches "
+                 "a few rounds of each instead of all of one; spread = (max - min) / median over the samples")
+    notes.append("peak_tflops.vector.fp32 is the measured fp32 GEMM peak: elementwise ops are memory-bound, "
+                 "so a separate vector FLOP rate is not measured")
+    notes.append("achievable fractions are 1.0 because the peaks and bandwidth above are measured; the curves "
+                 "give the fall-off for small work" + (", each point net of kernel_overhead_us (which the "
+                 "estimator adds per op), clamped to (0, 1]" if net_of_overhead else ", clamped to (0, 1]"))
+    if plan.name == "tiny":
+        notes.append("plan 'tiny': sizes far too small to trust; for tests only")
+
+    now = datetime.datetime.now().astimezone()
+    label = f"torch {torch.__version__}, {threads} threads"
+    notes.append(f"calibration took {time.perf_counter() - started:.0f} s ({plan.name} plan)")
+    doc: dict[str, Any] = {
+        "id": "local",
+        "name": f"{info['name']} (measured)",
+        "vendor": info["vendor"],
+        "kind": info["kind"],
+        "peak_tflops": {
+            "matrix": {key: _sig(tflops) for key, (tflops, _) in peaks.items()},
+            "vector": {"fp32": _sig(peaks["fp32"][0])},
+        },
+        "memory": {"bandwidth_gbps": _sig(gbps), "capacity_gb": _sig((info["capacity"] or 1e9) / 1e9)},
+    }
+    if llc:
+        doc["cache_mb"] = _sig(llc / 1e6)
+    doc["kernel_overhead_us"] = _sig(overhead.median_s * 1e6, 3)
+    doc["achievable"] = {
+        "matrix": 1.0, "vector": 1.0, "memory": 1.0,
+        "curves": {"matrix": matrix_curve, "conv": conv_curve, "memory": memory_curve},
+        "source": [f"roofline calibrate, {now.date().isoformat()}, {label}"],
+    }
+    doc["source"] = [f"measured by roofline calibrate on {socket.gethostname()}, "
+                     f"{now.isoformat(timespec='seconds')}, {label}, quick={plan.name != 'full'}"]
+    doc["notes"] = notes
+    return doc
+
+
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper writing each [work, fraction] curve point on one line."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list):
+    pair = len(data) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=pair or None)
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def write_hardware_yaml(doc: dict, path: Path) -> None:
+    """Write `doc` as YAML at `path` (parent folders created), under a comment saying how it was made."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = (f"# {doc.get('name', 'this machine')}: roofs measured by `roofline calibrate`\n"
+              f"# ({'; '.join(doc.get('source', []))}).\n"
+              "# Peaks are the best median GEMM rate over sizes; bandwidth the better of copy and triad;\n"
+              "# curves are [work, fraction of the peak] from the same runs. Re-run `roofline calibrate`\n"
+              "# to refresh; edits are kept only until then.\n")
+    path.write_text(header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True))
+
+
+_GEMM_NOTE = re.compile(r"^GEMM (\w+) \((\w+)\): peak [\d.eE+-]+ TFLOP/s.*? at N=(\d+), spread ([\d.]+)%")
+_BANDWIDTH = re.compile(r"\b(copy|triad) ([\d.]+) GB/s spread ([\d.]+)%")
+
+
+def summary_lines(doc: dict) -> list[str]:
+    """Human lines: 'Peak: 0.86 TFLOPS (cpu_blas fp32, N=2048)' per dtype, bandwidth, overhead, spreads."""
+    notes = doc.get("notes", [])
+    gemm = {m.group(1): m for m in map(_GEMM_NOTE.match, notes) if m}
+    lines = [f"Device: {doc['name']} [{doc['kind']}]" + (f", {doc['source'][0].split(', ', 2)[-1]}"
+                                                          if doc.get("source") else "")]
+    spreads = []
+    for key, tflops in doc["peak_tflops"].get("matrix", {}).items():
+        m = gemm.get(key)
+        where = f"{m.group(2)} {key}, N={m.group(3)}" if m else key
+        lines.append(f"Peak: {tflops:.2f} TFLOPS ({where})" if tflops >= 0.1 else
+                     f"Peak: {tflops:.3g} TFLOPS ({where})")
+        if m:
+            spreads.append(f"GEMM {key} {m.group(4)}%")
+    lines += [n for n in notes if n.startswith("GEMM ") and ": skipped:" in n]
+    bw_note = next((n for n in notes if n.startswith("memory bandwidth:")), "")
+    source = re.search(r"from (copy|triad)", bw_note)
+    found = _BANDWIDTH.findall(bw_note)
+    detail = ", ".join(f"{k} {v}" for k, v, _ in found)
+    lines.append(f"Bandwidth: {doc['memory']['bandwidth_gbps']:g} GB/s"
+                 + (f" ({source.group(1)}; medians: {detail} GB/s)" if source else ""))
+    spreads += [f"{k} {spread}%" for k, _, spread in found]
+    lines.append(f"Overhead: {doc['kernel_overhead_us']:g} us per op")
+    ov_note = next((n for n in notes if n.startswith("kernel overhead:")), "")
+    m = re.search(r"spread ([\d.]+)%", ov_note)
+    if m:
+        spreads.append(f"overhead {m.group(1)}%")
+    curves = doc.get("achievable", {}).get("curves", {})
+    if curves:
+        lines.append("Curves: " + ", ".join(
+            f"{k} {len(v)} points ({min(f for _, f in v):.2f}..{max(f for _, f in v):.2f} of peak)"
+            for k, v in curves.items() if v))
+    if spreads:
+        lines.append("Spreads ((max-min)/median): " + ", ".join(spreads))
+    took = next((n for n in notes if n.startswith("calibration took")), None)
+    if took:
+        lines.append(took[0].upper() + took[1:])
+    return lines
