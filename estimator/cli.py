@@ -71,6 +71,23 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", help="where to write the YAML (default: the user config location that "
                                    "`--hardware local` reads)")
     cal.set_defaults(run=_calibrate)
+    meas = sub.add_parser("measure", help="time zoo models on this device and compare delivered TFLOPS with the "
+                                          "peak and with our prediction")
+    meas.add_argument("--model", required=True, help="comma-separated zoo names, e.g. resnet50,vit_b_16")
+    meas.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
+    meas.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    meas.add_argument("--precision", default="fp32", choices=list(PRECISIONS), metavar="P",
+                      help=f"one of {', '.join(PRECISIONS)} (default fp32)")
+    meas.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    meas.add_argument("--runs", type=int, default=5, help="timed runs; the median is reported (default 5)")
+    meas.add_argument("--train", action="store_true", help="time full training steps (forward, loss, backward, AdamW)")
+    meas.add_argument("--seq", type=int, help="sequence length (token models)")
+    meas.add_argument("--image", type=int, help="image side (image models)")
+    meas.add_argument("--peak", default="measured", choices=("measured", "datasheet"),
+                      help="measured: the calibrated `local` chip (default); datasheet: the catalog chip of --hardware")
+    meas.add_argument("--hardware", help="with --peak datasheet: the catalog chip whose peak and prediction to use")
+    meas.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    meas.set_defaults(run=_measure)
     models = sub.add_parser("models", help="list the zoo: family, parameters, default input, forward GFLOPs")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(run=_models)
@@ -126,6 +143,68 @@ def _calibrate(args) -> int:
         print(line)
     hint = "--hardware local" if out_path == local_hardware_path() else f"--hardware {out_path}"
     print(f"wrote {out_path}; use it with {hint}")
+    return 0
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RooflineError(f"{option} takes comma-separated integers, got {text!r}") from None
+    if not values:
+        raise RooflineError(f"{option} is empty")
+    return values
+
+
+def _measure(args) -> int:
+    import torch
+    from rich.table import Table
+
+    from .hardware import load_hardware
+    from .measure import efficiency_table_rows, measure
+
+    batches = _int_list(args.batch, "--batch")
+    if args.peak == "datasheet":
+        if not args.hardware or args.hardware == "local":
+            raise RooflineError("--peak datasheet needs --hardware ID of a catalog chip (`roofline hardware list`)")
+        hardware = load_hardware(args.hardware)
+    else:
+        if args.hardware and args.hardware != "local":
+            raise RooflineError(f"--hardware {args.hardware} needs --peak datasheet; the measured peak is `local`")
+        hardware = None  # the calibrated local chip, or a message saying to calibrate
+    err = Console(stderr=True)
+    err.print(f"device {args.device}, precision {args.precision}, {torch.get_num_threads()} threads, "
+              f"warmup {args.warmup}, runs {args.runs}, {'training steps' if args.train else 'inference'}")
+    measurements = []
+    for name in [m for m in args.model.split(",") if m.strip()]:
+        for batch in batches:
+            with err.status(f"measuring {name} batch {batch}…"):
+                m = measure(name, batch, device=args.device, precision=args.precision, train=args.train,
+                            warmup=args.warmup, runs=args.runs, hardware=hardware, seq=args.seq, image=args.image)
+            err.print(f"  {name} batch {batch}: {m.delivered_flops_per_s / 1e12:.3f} TFLOPS, "
+                      f"efficiency {100 * m.efficiency:.1f}%")
+            measurements.append(m)
+    rows = efficiency_table_rows(measurements)
+    table = Table(title=f"model efficiency on {measurements[0].hardware} ({args.device}, "
+                        f"{measurements[0].threads} threads)", title_justify="left")
+    for col in ("model", "batch", "precision", "GFLOPs", "latency ms", "delivered TFLOPS", "peak TFLOPS",
+                "efficiency", "predicted ms", "error", "spread"):
+        table.add_column(col, justify="left" if col in ("model", "precision") else "right")
+    for r in rows:
+        table.add_row(r["model"], str(r["batch"]), r["precision"], f"{r['gflops']:,.1f}", f"{r['latency_ms']:,.2f}",
+                      f"{r['delivered_tflops']:.3f}", f"{r['peak_tflops']:.3g}", f"{100 * r['efficiency']:.1f}%",
+                      f"{r['predicted_ms']:,.2f}", f"{r['error_pct']:+.1f}%", f"{r['spread_pct']:.1f}%")
+    out = Console(width=None if sys.stdout.isatty() else 160)
+    out.print(table)
+    mean_eff = sum(r["efficiency"] for r in rows) / len(rows)
+    mape = sum(abs(r["error_pct"]) for r in rows) / len(rows)
+    out.print(f"average efficiency {100 * mean_eff:.1f}%; prediction error (MAPE) {mape:.1f}% over {len(rows)} runs")
+    out.print("GFLOPs are real FLOPs (1 multiply-accumulate = 2 FLOPs) of exactly what was timed, counted by "
+              "torch-roofline; tools that report GMACs as 'GFLOPs' show half.")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+        err.print(f"wrote {args.json}")
     return 0
 
 

@@ -220,3 +220,30 @@ def test_hardware_list_and_show(capsys):
     assert json.loads(out)["id"] == "a100-80gb-sxm"
     code, _, err = run(capsys, "hardware", "show", "h100-sxn")
     assert code == 2 and "did you mean 'h100-sxm'" in err
+
+
+def test_measure_prints_the_efficiency_table(capsys, tmp_path):
+    path = tmp_path / "rows.json"
+    code, out, err = run(capsys, "measure", "--model", "resnet18", "--image", "64", "--batch", "1,2", "--warmup", "1",
+                         "--runs", "2", "--peak", "datasheet", "--hardware", "xeon-8480", "--json", str(path))
+    assert code == 0, err
+    for text in ("GFLOPs", "delivered TFLOPS", "peak TFLOPS", "efficiency", "predicted ms", "threads"):
+        assert text in out + err
+    rows = json.loads(path.read_text())
+    assert [r["batch"] for r in rows] == [1, 2]
+    for r in rows:  # delivered = FLOPs / latency, efficiency = delivered / peak
+        assert r["delivered_tflops"] == pytest.approx(r["gflops"] / r["latency_ms"], rel=1e-3)
+        assert r["efficiency"] == pytest.approx(r["delivered_tflops"] / r["peak_tflops"], rel=1e-3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["measure", "--model", "resnet18", "--runs", "0", "--peak", "datasheet", "--hardware", "xeon-8480"],
+     "--runs must be at least 1"),
+    (["measure", "--model", "resnet18", "--device", "tpu", "--peak", "datasheet", "--hardware", "xeon-8480"], "tpu"),
+    (["measure", "--model", "resnet18", "--peak", "datasheet"], "--peak datasheet needs --hardware"),
+    (["measure", "--model", "resnet18", "--batch", "one"], "--batch takes comma-separated integers"),
+    (["measure", "--model", "resnet5", "--peak", "datasheet", "--hardware", "xeon-8480"], "did you mean 'resnet50'"),
+])
+def test_measure_bad_input(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and message in " ".join(err.split())
