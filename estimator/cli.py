@@ -88,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     meas.add_argument("--hardware", help="with --peak datasheet: the catalog chip whose peak and prediction to use")
     meas.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     meas.set_defaults(run=_measure)
+    cmp_ = sub.add_parser("compare", help="measure a zoo model layer by layer here and set it beside the prediction")
+    cmp_.add_argument("model", help="zoo name")
+    cmp_.add_argument("--hardware", default="local", help="the chip to predict with (default: the calibrated local)")
+    cmp_.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    cmp_.add_argument("--seq", type=int, help="sequence length (token models)")
+    cmp_.add_argument("--image", type=int, help="image side (image models)")
+    cmp_.add_argument("--train", action="store_true", help="a training step: forward, loss and backward")
+    cmp_.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    cmp_.add_argument("--runs", type=int, default=5, help="timed steps; medians per layer (default 5)")
+    cmp_.add_argument("--top", type=int, default=20, help="rows to show, largest error first (0: all)")
+    cmp_.add_argument("--json", metavar="FILE", help="also write the comparison as JSON")
+    cmp_.set_defaults(run=_compare)
     models = sub.add_parser("models", help="list the zoo: family, parameters, default input, forward GFLOPs")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(run=_models)
@@ -204,6 +216,56 @@ def _measure(args) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
+        err.print(f"wrote {args.json}")
+    return 0
+
+
+def _compare(args) -> int:
+    import torch
+    from rich.table import Table
+
+    import roofline_zoo
+
+    from .capture import capture
+    from .compare import compare, measure_layers
+    from .hardware import load_hardware
+    from .model_source import load_model
+    from .report import evaluate
+
+    if args.runs < 1 or args.warmup < 0:
+        raise RooflineError(f"--runs must be at least 1 and --warmup at least 0, got {args.runs} and {args.warmup}")
+    hardware = load_hardware(args.hardware)
+    mode = "train" if args.train else "inference"
+    err = Console(stderr=True)
+    if ":" in args.model:
+        raise RooflineError("compare runs zoo models only (it needs real weights); see `roofline models`")
+    model, inputs, name = load_model(args.model, batch=args.batch, seq=args.seq, image=args.image)
+    report = evaluate(capture(model, inputs, mode=mode, model_name=name), hardware, "fp32")
+    real_model, real_inputs = roofline_zoo.get(args.model).build(batch=args.batch, image=args.image, seq=args.seq,
+                                                                 device="cpu")
+    with err.status(f"timing {name} layer by layer ({args.warmup} warm-up + {args.runs} steps, "
+                    f"{torch.get_num_threads()} threads)…"):
+        measured = measure_layers(real_model, real_inputs, train=args.train, warmup=args.warmup, runs=args.runs)
+    result = compare(report, measured, train=args.train)
+    rows = result.rows if args.top <= 0 else result.rows[:args.top]
+    table = Table(title=f"{name} · {hardware.id} · fp32 · {mode} · batch {args.batch}: predicted vs measured "
+                        f"per layer (largest error first)", title_justify="left")
+    for col in ("layer", "type", "predicted ms", "measured ms", "ratio", "bound"):
+        table.add_column(col, justify="left" if col in ("layer", "type", "bound") else "right")
+    for r in rows:
+        ratio = f"{r.ratio:.2f}" if r.measured_s > 0 else "-"
+        table.add_row(r.name, r.type, f"{r.predicted_s * 1e3:,.2f}", f"{r.measured_s * 1e3:,.2f}", ratio, r.bound)
+    if len(result.rows) > len(rows):
+        table.caption = f"{len(result.rows) - len(rows)} more rows (--top 0 shows all)"
+    out = Console(width=None if sys.stdout.isatty() else 140)
+    out.print(table)
+    out.print(f"step: predicted {result.predicted_total_s * 1e3:,.1f} ms, measured {result.measured_total_s * 1e3:,.1f} "
+              f"ms (median of {args.runs} steps per layer, on a machine others may share)")
+    out.print(f"time-weighted mean absolute error over layers {100 * result.weighted_mae:.1f}%; "
+              f"Spearman rank correlation of predicted vs measured {result.spearman:.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result.to_dict(), f, indent=2)
         err.print(f"wrote {args.json}")
     return 0
 

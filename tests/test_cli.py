@@ -247,3 +247,16 @@ def test_measure_prints_the_efficiency_table(capsys, tmp_path):
 def test_measure_bad_input(capsys, argv, message):
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in " ".join(err.split())
+
+
+def test_compare_per_layer_table_and_json(capsys, tmp_path):
+    path = tmp_path / "cmp.json"
+    code, out, err = run(capsys, "compare", "resnet18", "--hardware", "xeon-8480", "--batch", "1", "--image", "64",
+                         "--train", "--warmup", "1", "--runs", "1", "--top", "5", "--json", str(path))
+    assert code == 0, err
+    assert "predicted ms" in out and "Spearman" in out and "time-weighted mean absolute error" in out
+    data = json.loads(path.read_text())
+    names = {r["name"] for r in data["layers"]}
+    assert {"conv1", "layer1.0.conv1", "fc", "loss"} <= names
+    code, _, err = run(capsys, "compare", "x.py:make", "--hardware", "xeon-8480")
+    assert code == 2 and "zoo models only" in err
