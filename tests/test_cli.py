@@ -260,3 +260,25 @@ def test_compare_per_layer_table_and_json(capsys, tmp_path):
     assert {"conv1", "layer1.0.conv1", "fc", "loss"} <= names
     code, _, err = run(capsys, "compare", "x.py:make", "--hardware", "xeon-8480")
     assert code == 2 and "zoo models only" in err
+
+
+def test_calibrate_writes_a_yaml_that_estimates_use(capsys, tmp_path, monkeypatch):
+    import estimator.calibrate as calibration
+    full = calibration.calibrate
+    # the "tiny" plan measures the same things on small sizes, so the test stays fast
+    monkeypatch.setattr(calibration, "calibrate", lambda **kw: full(**kw, plan="tiny"))
+    path = tmp_path / "local.yaml"
+    code, out, err = run(capsys, "calibrate", "--quick", "--out", str(path))
+    assert code == 0, err
+    assert "Peak:" in out and "TFLOPS (cpu_blas fp32" in out and f"wrote {path}" in out
+    code, out, err = run(capsys, "estimate", "resnet18", "--hardware", str(path), "--image", "64", "--json", "-")
+    assert code == 0, err
+    assert json.loads(out)["hardware"] == "local"
+
+
+def test_calibrate_cuda_absent(capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    code, _, err = run(capsys, "calibrate", "--device", "cuda")
+    assert code == 2 and "no CUDA device is visible" in err
