@@ -14,7 +14,6 @@ from rich.console import Console
 from .errors import RooflineError, UnsupportedOpError
 from .precision import PRECISIONS
 
-log = logging.getLogger("estimator")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ import operator
 
 import functools
 import json
-import math
 import re
 import subprocess
 import sys
@@ -30,7 +29,6 @@ import estimator
 import roofline_zoo
 from estimator import capture, evaluate, load_hardware
 from estimator.capture import PHASES, CapturedStep, OpNode
-from estimator.rules.conv import conv_flops
 
 aten = torch.ops.aten
 

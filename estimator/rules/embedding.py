@@ -7,8 +7,7 @@ from ..costs import Cost, cost_rule
 
 @cost_rule("embedding", op_class="embedding")
 def embedding(node, nbytes):
-    weight, indices = node.inputs[0], node.inputs[1]
-    out = node.outputs[0]
+    indices, out = node.inputs[1], node.outputs[0]
     # only the looked-up rows are read, not the whole table
     return Cost(0, nbytes(indices) + nbytes(out), nbytes(out), "embedding")
 

@@ -2,8 +2,6 @@
 (addmm, baddbmm, addmv) adds one FLOP per output element."""
 from __future__ import annotations
 
-import math
-
 from ..costs import Cost, cost_rule, read_write
 
 
@@ -50,16 +48,3 @@ def scaled_mm(node, nbytes):
     # fp8 GEMM with scales: (m, k) @ (k, n), plus one scale multiply per output
     (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
     return Cost(2 * m * k * n + m * n, *read_write(node, nbytes), "matmul")
-
-
-@cost_rule("matmul", "linear", op_class="matmul")
-def matmul_composite(node, nbytes):
-    # Composite ops, normally decomposed before dispatch; seen only under custom modes.
-    # Batched (..., m, k) @ (..., k, n) with the batch dims broadcast.
-    a, b = node.inputs[0].shape, node.inputs[1].shape
-    if node.op.__name__.startswith("linear"):
-        b = tuple(reversed(b))  # weight is (n, k)
-    k = a[-1]
-    n = b[-1] if len(b) > 1 else 1
-    rows = math.prod(a[:-1]) if len(b) <= 2 else math.prod(node.outputs[0].shape[:-1])
-    return Cost(2 * rows * k * n, *read_write(node, nbytes), "matmul")
