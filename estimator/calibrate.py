@@ -9,9 +9,10 @@ What is measured, each figure a median over its samples after warm-up, with its 
     (at least a quarter of the fp32 rate); CUDA: fp32 with TF32 off, tf32, fp16, bf16.
   * memory bandwidth: copy (b.copy_(a), 2 x bytes) and triad (torch.add(b, c, alpha=s, out=a),
     3 x bytes) on arrays at least 8 x the last-level cache and 256 MiB (quick: 4 x and 128 MiB);
-    the bandwidth is the better of the two, each taken as the 10th percentile of its round
-    medians (memory bandwidth is what a neighbour on a shared VM disturbs most, and
-    interference only slows a round down).
+    the bandwidth is the better of the two, each at its best sample (STREAM's "best rate"
+    convention: a neighbour on a shared VM only ever slows a pass down, and the best pass over
+    a few minutes is the figure that repeats; on a 2-core VM the per-minute median wandered
+    by 20%, the best pass by 3%).
   * per-op overhead: a tiny op (torch.add on 1-element tensors, out= preallocated).
   * efficiency curves, [work, fraction of the peak] ascending in work: matmul from the fp32 GEMM
     sweep, conv (3x3 64->64 Conv2d at a few sizes, of the fp32 GEMM peak) and elementwise
@@ -87,13 +88,10 @@ class Stats:
         return (max(medians) - min(medians)) / min(medians)
 
     @property
-    def fast_round_s(self) -> float:
-        """The 10th percentile of the round medians (the fastest one with few rounds). A
-        neighbour's interference only ever slows a round down, so the fast rounds show what the
-        hardware sustains; a percentile, unlike the single fastest round, does not grow more
-        extreme as the number of rounds grows."""
-        medians = sorted(statistics.median(r) for r in self.rounds)
-        return medians[int(0.1 * (len(medians) - 1))]
+    def best_s(self) -> float:
+        """The fastest sample (STREAM's convention for bandwidth): interference only slows a
+        sample down, so the fastest shows what the hardware sustains."""
+        return min(self.samples)
 
     @property
     def count(self) -> int:
@@ -409,11 +407,11 @@ class MemoryResult:
 
     @property
     def copy_gbps(self) -> float:
-        return 2 * self.array_bytes / self.copy.fast_round_s / 1e9
+        return 2 * self.array_bytes / self.copy.best_s / 1e9
 
     @property
     def triad_gbps(self) -> float:
-        return 3 * self.array_bytes / self.triad.fast_round_s / 1e9
+        return 3 * self.array_bytes / self.triad.best_s / 1e9
 
     @property
     def best(self) -> tuple[str, float]:
@@ -673,7 +671,7 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
     which, gbps = mem.best
     memory_curve = _curve([(3 * n, 3 * n / _net(st.median_s, overhead_s) / (gbps * 1e9))
                            for n, st in mem.curve.items()])
-    notes.append(f"memory bandwidth: {_sig(gbps)} GB/s from {which}, the better of the two (each the 10th-percentile round median); "
+    notes.append(f"memory bandwidth: {_sig(gbps)} GB/s from {which}, the better of the two (each its best sample, as STREAM reports); "
                  f"copy {_sig(mem.copy_gbps)} GB/s {mem.copy.describe()}; "
                  f"triad {_sig(mem.triad_gbps)} GB/s {mem.triad.describe()}; "
                  f"copy is b.copy_(a) counting 2 x bytes, triad is torch.add(b, c, alpha=s, out=a) "
@@ -770,7 +768,7 @@ def summary_lines(doc: dict) -> list[str]:
     found = _BANDWIDTH.findall(bw_note)
     detail = ", ".join(f"{k} {v}" for k, v, _ in found)
     lines.append(f"Bandwidth: {doc['memory']['bandwidth_gbps']:g} GB/s"
-                 + (f" ({source.group(1)}; fast-round medians: {detail} GB/s)" if source else ""))
+                 + (f" ({source.group(1)}; best samples: {detail} GB/s)" if source else ""))
     spreads += [f"{k} {spread}%" for k, _, spread in found]
     lines.append(f"Overhead: {doc['kernel_overhead_us']:g} us per op")
     ov_note = next((n for n in notes if n.startswith("kernel overhead:")), "")
