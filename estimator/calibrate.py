@@ -20,6 +20,10 @@ What is measured, each figure a median over its samples after warm-up, with its 
     net of the per-op overhead, because the estimator adds `kernel_overhead_us` to every op on
     top of the curve-scaled roof: time = max(flops / (peak x f), bytes / (bw x f)) + overhead
     then reproduces the measured time of each point. Fractions are clamped to (0, 1].
+  * kernel points (`achievable.kernels`): the efficiency of each aten kernel that common layers
+    run (depthwise and 1x1 convolutions, batch norm, pooling, activations, ...), forward and
+    backward, measured op by op at a few sizes against our own cost of the same op; see
+    estimator.kernel_probes. Run after the rest, with the peak, bandwidth and overhead known.
 
 Noise: on a shared machine a neighbour can slow memory or compute by 10-30% for seconds at a
 time, so a median over one short burst wanders from run to run. Every measurement is therefore
@@ -54,6 +58,8 @@ from typing import Any, Callable
 
 import torch
 import yaml
+
+from .kernel_probes import PROBES, kernel_points
 
 SANE_DTYPE_FRACTION = 0.25  # a low-precision GEMM slower than this x fp32 is emulated: skip it
 MIB = 1 << 20
@@ -124,6 +130,8 @@ class Plan:
     min_array_bytes: int  # ... and at least this large
     curve_bytes: tuple[int, ...]  # elementwise curve array sizes below the stream arrays
     conv_shapes: tuple[tuple[int, int], ...]  # (batch, pixels) of the 3x3 64->64 conv
+    probe_scales: tuple[int, ...]  # batch scales of the kernel probes (estimator.kernel_probes)
+    probe_reps: int  # timed repeats of each probe
 
     def bench_kw(self, rounds: int | None = None, **override) -> dict[str, Any]:
         return dict(rounds=rounds or self.rounds, repeats=self.repeats, warmup=self.warmup,
@@ -136,17 +144,19 @@ PLANS = {
                  cpu_gemm_sizes=(128, 256, 512, 1024, 2048), cuda_gemm_sizes=(256, 512, 1024, 2048, 4096, 8192),
                  extend_gemm=True, probe_n=(256, 1024), llc_factor=8, min_array_bytes=256 * MIB,
                  curve_bytes=tuple(4096 * 4 ** i for i in range(9)),  # 4 KB .. 256 MB
-                 conv_shapes=((1, 14), (1, 28), (8, 14), (1, 56), (8, 28), (8, 56))),
+                 conv_shapes=((1, 14), (1, 28), (8, 14), (1, 56), (8, 28), (8, 56)), probe_scales=(1, 4, 16),
+                 probe_reps=5),
     "quick": Plan("quick", rounds=3, gemm_rounds=16, stream_rounds=60, repeats=3, warmup=1,
                   min_sample_s=0.05, cuda_min_sample_s=0.01,
                   cpu_gemm_sizes=(128, 512, 1024, 2048), cuda_gemm_sizes=(512, 2048, 4096, 8192),
                   extend_gemm=False, probe_n=(256, 1024), llc_factor=4, min_array_bytes=128 * MIB,
-                  curve_bytes=(4096, 65536, 1 * MIB, 16 * MIB), conv_shapes=((1, 14), (1, 56), (8, 56))),
+                  curve_bytes=(4096, 65536, 1 * MIB, 16 * MIB), conv_shapes=((1, 14), (1, 56), (8, 56)),
+                  probe_scales=(1, 8), probe_reps=2),
     "tiny": Plan("tiny", rounds=2, gemm_rounds=2, stream_rounds=2, repeats=3, warmup=1,
                  min_sample_s=0.002, cuda_min_sample_s=0.002,
                  cpu_gemm_sizes=(32, 64, 128), cuda_gemm_sizes=(64, 128, 256),
                  extend_gemm=False, probe_n=(64, 128), llc_factor=0, min_array_bytes=4 * MIB,
-                 curve_bytes=(4096, 65536), conv_shapes=((1, 7), (1, 14))),
+                 curve_bytes=(4096, 65536), conv_shapes=((1, 7), (1, 14)), probe_scales=(), probe_reps=1),
 }
 
 
@@ -632,6 +642,7 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
                                             steps.group(f"GEMM {spec.key}", plan.gemm_rounds)) for spec in specs}
         conv_group = conv_bench(device, plan.conv_shapes, plan, timer, steps.group("conv curve", plan.rounds))
         mem_step = steps.group("memory bandwidth", plan.stream_rounds + plan.rounds)
+        kernel_step = steps.group("kernel points", len(PROBES) * len(plan.probe_scales)) if plan.probe_scales else None
         stream, curve = memory_benches(device, array_bytes, plan.curve_bytes, plan, timer, mem_step)
         groups = [ov, *gemm_groups.values(), conv_group, stream, curve]
         run_interleaved(groups)
@@ -676,6 +687,11 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
                  f"triad {_sig(mem.triad_gbps)} GB/s {mem.triad.describe()}; "
                  f"copy is b.copy_(a) counting 2 x bytes, triad is torch.add(b, c, alpha=s, out=a) "
                  f"counting 3 x bytes, on fp32 arrays of {why}")
+    kernels: dict[str, list[list[float]]] = {}
+    if kernel_step:
+        kernels, kernel_notes = kernel_points(device, plan.probe_scales, plan.probe_reps, peaks["fp32"][0] * 1e12,
+                                              gbps * 1e9, overhead.median_s, on_probe=kernel_step)
+        notes += kernel_notes
     notes.append(f"kernel overhead: {_sig(overhead.median_s * 1e6, 3)} us median per tiny op (torch.add on "
                  f"1-element tensors, out= preallocated), {overhead.describe()}")
     notes.append("elementwise curve: torch.add(x, y, out=z) on fp32 arrays from 4 KB up to the stream arrays, "
@@ -712,6 +728,7 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
     doc["achievable"] = {
         "matrix": 1.0, "vector": 1.0, "memory": 1.0,
         "curves": {"matrix": matrix_curve, "conv": conv_curve, "memory": memory_curve},
+        **({"kernels": kernels} if kernels else {}),
         "source": [f"roofline calibrate, {now.date().isoformat()}, {label}"],
     }
     doc["source"] = [f"measured by roofline calibrate on {socket.gethostname()}, "
@@ -725,7 +742,7 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _represent_list(dumper: yaml.SafeDumper, data: list):
-    pair = len(data) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data)
+    pair = len(data) in (2, 3) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in data)
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=pair or None)
 
 
@@ -780,6 +797,11 @@ def summary_lines(doc: dict) -> list[str]:
         lines.append("Curves: " + ", ".join(
             f"{k} {len(v)} points ({min(f for _, f in v):.2f}..{max(f for _, f in v):.2f} of peak)"
             for k, v in curves.items() if v))
+    kernels = doc.get("achievable", {}).get("kernels", {})
+    if kernels:
+        slowest = sorted(kernels.items(), key=lambda kv: min(p[2] for p in kv[1]))[:3]
+        lines.append(f"Kernel points: {len(kernels)} kernels; slowest: "
+                     + ", ".join(f"{k} {min(p[2] for p in v):.3f}" for k, v in slowest) + " of the roofline")
     if spreads:
         lines.append("Spreads ((max-min)/median): " + ", ".join(spreads))
     took = next((n for n in notes if n.startswith("calibration took")), None)

@@ -33,13 +33,15 @@ OP_CLASSES = MATRIX_CLASSES + ("norm", "softmax", "elementwise", "reduction", "p
 @dataclass(frozen=True, slots=True)
 class Cost:
     """FLOPs and bytes of one op. `model_flops` is the work the math needs (causal attention
-    counts half its scores); `flops` is what the kernel executes."""
+    counts half its scores); `flops` is what the kernel executes. `kernel` names the measured
+    efficiency curve the op follows (see estimator.kernels; "" for a sum of ops)."""
 
     flops: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
     op_class: str = "free"
     model_flops: int | None = None
+    kernel: str = ""
 
     @property
     def bytes(self) -> int:
@@ -57,7 +59,7 @@ class Cost:
 
     def scale(self, factor: int) -> "Cost":
         return Cost(self.flops * factor, self.bytes_read * factor, self.bytes_written * factor,
-                    self.op_class, None if self.model_flops is None else self.model_flops * factor)
+                    self.op_class, None if self.model_flops is None else self.model_flops * factor, self.kernel)
 
 
 Nbytes = Callable[[TensorMeta], int]

@@ -11,7 +11,11 @@ Optional blocks:
                  `memory` for large work, falling off for small work either by a saturating
                  function (`matrix_half_flops`, `memory_half_bytes`: the work at which half
                  of the fraction is reached) or by measured `curves` ([work, fraction] points,
-                 interpolated in log(work); `roofline calibrate` writes them)
+                 interpolated in log(work); `roofline calibrate` writes them), and measured
+                 `kernels`: per kernel key (estimator.kernels, e.g. "native_batch_norm",
+                 "convolution.depthwise"), [FLOPs, bytes, fraction] points: the fraction of
+                 the roofline bound that kernel reached on ops of that size; an op takes the
+                 inverse-distance-weighted mean of the nearest points in (log FLOPs, log bytes)
 
 Example:
     >>> load_hardware("h100-sxm").matrix_flops_per_s["bf16"]
@@ -28,14 +32,17 @@ from typing import Any
 
 import yaml
 
+from .kernels import is_known_key
 from .errors import HardwareSpecError, PrecisionError, UnknownHardwareError, did_you_mean
 from .precision import Precision
 
 KINDS = ("cpu", "gpu", "asic", "soc")
 MATRIX_KEYS = ("fp64", "tf32", "fp32", "fp16", "bf16", "fp8", "int8")
 VECTOR_KEYS = ("fp64", "fp32", "fp16", "bf16")
-ACHIEVABLE_KEYS = ("matrix", "vector", "memory", "matrix_half_flops", "memory_half_bytes", "curves", "source")
+ACHIEVABLE_KEYS = ("matrix", "vector", "memory", "matrix_half_flops", "memory_half_bytes", "curves", "kernels",
+                   "source")
 CURVE_KEYS = ("matrix", "conv", "memory")
+KERNEL_NEIGHBOURS = 3
 REQUIRED = ("id", "name", "vendor", "kind", "peak_tflops", "memory", "kernel_overhead_us", "source")
 OPTIONAL = ("cache_mb", "tdp_w", "interconnect_gbps", "achievable", "sparse_tflops", "price_usd", "notes")
 
@@ -50,6 +57,7 @@ class Achievable:
     matrix_half_flops: float | None = None
     memory_half_bytes: float | None = None
     curves: dict[str, tuple[tuple[float, float], ...]] = field(default_factory=dict)
+    kernels: dict[str, tuple[tuple[float, float, float], ...]] = field(default_factory=dict)
     source: tuple[str, ...] = ()
 
     def matrix_fraction(self, flops: float, conv: bool = False) -> float:
@@ -57,6 +65,19 @@ class Achievable:
         if curve:
             return _interpolate_log(curve, flops)
         return self.matrix * _saturation(flops, self.matrix_half_flops)
+
+    def kernel_fraction(self, key: str, flops: float, nbytes: float) -> float:
+        """Fraction of the roofline bound kernel `key` (which must have points) reaches on an op of
+        `flops` and `nbytes`: the geometric mean of the fractions of the KERNEL_NEIGHBOURS nearest
+        points in (log10 FLOPs, log10 bytes), weighted by 1 / distance^2 (a point at distance 0
+        gives its own fraction)."""
+        here = (math.log10(flops + 1), math.log10(nbytes + 1))
+        near = sorted((math.dist(here, (math.log10(f + 1), math.log10(b + 1))), frac)
+                      for f, b, frac in self.kernels[key])[:KERNEL_NEIGHBOURS]
+        if near[0][0] < 1e-9:
+            return near[0][1]
+        weights = [1 / d ** 2 for d, _ in near]
+        return math.exp(sum(w * math.log(frac) for w, (_, frac) in zip(weights, near)) / sum(weights))
 
     def memory_fraction(self, nbytes: float) -> float:
         if "memory" in self.curves:
@@ -140,7 +161,8 @@ class Hardware:
             "ridge_point_flops_per_byte": {k: v / self.memory_bytes_per_s for k, v in self.matrix_flops_per_s.items()},
             "achievable": {"matrix": a.matrix, "vector": a.vector, "memory": a.memory,
                            "matrix_half_flops": a.matrix_half_flops, "memory_half_bytes": a.memory_half_bytes,
-                           "curves": {k: [list(p) for p in v] for k, v in a.curves.items()}, "source": list(a.source)},
+                           "curves": {k: [list(p) for p in v] for k, v in a.curves.items()},
+                           "kernels": {k: [list(p) for p in v] for k, v in a.kernels.items()}, "source": list(a.source)},
             "source": list(self.source), "notes": list(self.notes), "path": self.path,
         }
 
@@ -297,7 +319,14 @@ class _Checker:
         curves_data = self.mapping("achievable.curves", data.get("curves") or {})
         self.keys("achievable.curves", curves_data, (), CURVE_KEYS)
         curves = {k: self.curve(f"achievable.curves.{k}", v) for k, v in curves_data.items()}
-        return Achievable(**fractions, **halves, curves=curves,
+        kernels_data = self.mapping("achievable.kernels", data.get("kernels") or {})
+        for k in kernels_data:
+            if not is_known_key(str(k)):
+                raise HardwareSpecError(f"{self.path}: unknown kernel 'achievable.kernels.{k}'; expected an aten op "
+                                        f"name (e.g. gelu), convolution or convolution_backward optionally with "
+                                        f".depthwise or .pointwise, or native_batch_norm optionally with .eval")
+        kernels = {k: self.kernel_points(f"achievable.kernels.{k}", v) for k, v in kernels_data.items()}
+        return Achievable(**fractions, **halves, curves=curves, kernels=kernels,
                           source=self.texts("achievable.source", data.get("source", [])))
 
     def curve(self, key, value) -> tuple[tuple[float, float], ...]:
@@ -308,6 +337,13 @@ class _Checker:
         if any(b[0] <= a[0] for a, b in zip(points, points[1:])):
             self.fail(key, value, "points in ascending order of work")
         return points
+
+    def kernel_points(self, key, value) -> tuple[tuple[float, float, float], ...]:
+        ok = isinstance(value, list) and value and all(isinstance(p, list) and len(p) == 3 for p in value)
+        if not ok:
+            self.fail(key, value, "a list of [FLOPs, bytes, fraction] points")
+        return tuple((self.non_negative(key, f), self.positive(key, b), self.fraction(key, frac))
+                     for f, b, frac in value)
 
     def peaks(self, where: str, data, allowed) -> dict[str, float]:
         data = self.mapping(where, data)

@@ -60,6 +60,10 @@ def chip_sheet(hw: Hardware) -> Group:
         achievable += f", {a.memory_half_bytes:.3g} bytes (memory)"
     if a.curves:
         achievable += "; measured curves: " + ", ".join(f"{k} ({len(v)} points)" for k, v in a.curves.items())
+    if a.kernels:
+        slowest = sorted(a.kernels.items(), key=lambda kv: min(p[2] for p in kv[1]))[:3]
+        achievable += (f"; measured points for {len(a.kernels)} kernels (slowest: "
+                       + ", ".join(f"{k} {min(p[2] for p in v):.0%}" for k, v in slowest) + " of the roofline)")
     table.add_row("achievable", achievable)
     for label, items in (("achievable from", a.source), ("sources", hw.source), ("notes", hw.notes)):
         for i, item in enumerate(items):

@@ -5,6 +5,9 @@ Two estimates per node:
   * the achievable estimate: the same with each roof scaled by the fraction real kernels
     reach at this op's size (the chip's `achievable` block: a large-work fraction falling off
     for small work, or measured curves), plus the per-kernel overhead. This is the prediction.
+    Where the chip has measured points for the op's kernel (`achievable.kernels`, keyed as in
+    estimator.kernels), both roofs are scaled instead by the fraction that kernel reached on
+    ops of the nearest sizes (in FLOPs and bytes).
 The compute roof is the matrix-unit peak for matmul, conv and attention and the vector-unit
 peak for everything else. Free ops (views) take no time and no launch. The bound is
 whichever of compute, memory and overhead is largest in the achievable estimate.
@@ -16,11 +19,13 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from .capture import CapturedStep
 from .costs import MATRIX_CLASSES, Cost, rule_for, unsupported_cost
 from .hardware import Hardware
+from .kernels import kernel_key
 from .precision import Precision
 from .tensor_meta import TensorMeta
 
@@ -63,20 +68,29 @@ def _node_cost(node, precision: Precision) -> Cost:
     def nbytes(meta: TensorMeta) -> int:
         return meta.distinct * (size if meta.dtype.is_floating_point else meta.itemsize)
 
-    return rule.fn(node, nbytes) if rule else unsupported_cost(node, nbytes)
+    cost = rule.fn(node, nbytes) if rule else unsupported_cost(node, nbytes)
+    return dataclasses.replace(cost, kernel=kernel_key(node))
 
 
 def node_time(cost: Cost, hardware: Hardware, precision: Precision) -> NodeTime:
     if cost.op_class == "free":
         return NodeTime(0.0, 0.0, 0.0, 0.0)
     achievable = hardware.achievable
-    if cost.op_class in MATRIX_CLASSES:
+    matrix = cost.op_class in MATRIX_CLASSES
+    bandwidth = hardware.memory_bytes_per_s
+    kernel_curve = achievable.kernels.get(cost.kernel)
+    if kernel_curve:
+        peak = hardware.matrix_peak(precision) if matrix else hardware.vector_peak(precision)
+        compute_s, memory_s = cost.flops / peak, cost.bytes / bandwidth
+        fraction = achievable.kernel_fraction(cost.kernel, cost.flops, cost.bytes)
+        return NodeTime(compute_s / fraction, memory_s / fraction, hardware.kernel_overhead_s,
+                        max(compute_s, memory_s))
+    if matrix:
         peak = hardware.matrix_peak(precision)
         fraction = achievable.matrix_fraction(cost.flops, conv=cost.op_class == "conv")
     else:
         peak = hardware.vector_peak(precision)
         fraction = achievable.vector
-    bandwidth = hardware.memory_bytes_per_s
     roofline = max(cost.flops / peak, cost.bytes / bandwidth)
     return NodeTime(cost.flops / (peak * fraction), cost.bytes / (bandwidth * achievable.memory_fraction(cost.bytes)),
                     hardware.kernel_overhead_s, roofline)

@@ -147,6 +147,12 @@ def test_user_yaml_by_path(tmp_path):
     (GOOD + "achievable: {matrix: 1.4}\n", "key 'achievable.matrix' is 1.4; expected a fraction in (0, 1]"),
     (GOOD + "achievable: {curves: {matrix: [[1e9, 0.5], [1e6, 0.2]]}}\n", "points in ascending order of work"),
     (GOOD + "achievable: {curves: {gemm: [[1e9, 0.5]]}}\n", "unknown key 'achievable.curves.gemm'"),
+    (GOOD + "achievable: {kernels: {batchnorm: [[0, 1e6, 0.5]]}}\n", "unknown kernel 'achievable.kernels.batchnorm'"),
+    (GOOD + "achievable: {kernels: {gelu.depthwise: [[0, 1e6, 0.5]]}}\n",
+     "unknown kernel 'achievable.kernels.gelu.depthwise'"),
+    (GOOD + "achievable: {kernels: {gelu: [[0, 1e6, 1.5]]}}\n", "key 'achievable.kernels.gelu' is 1.5"),
+    (GOOD + "achievable: {kernels: {gelu: [[1e6, 0.5]]}}\n", "expected a list of [FLOPs, bytes, fraction] points"),
+    (GOOD + "achievable: {kernels: {gelu: [[-1, 1e6, 0.5]]}}\n", "is -1; expected a number >= 0"),
     ("id: [unclosed", "not valid YAML"),
     ("- a list\n", "expected a mapping"),
 ])
