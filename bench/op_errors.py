@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     mode = "train" if args.train else "inference"
 
     meta_model, meta_inputs = entry.build(batch=args.batch, seq=args.seq, device="meta")
-    step = capture(meta_model, meta_inputs, mode=mode)
+    step = capture(meta_model, meta_inputs, mode=mode, optimizer=None)
     costs = step_costs(step, precision)
     predicted = [node_time(c, chip, precision).total_s for c in costs]
 

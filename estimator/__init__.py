@@ -17,10 +17,13 @@ from .report import Report, evaluate
 
 
 def estimate(model, example_inputs, hardware: str | Hardware = "h100-sxm", precision: str = "fp32",
-             mode: str = "train", loss_fn=None, model_name: str | None = None) -> Report:
-    """Capture one step of `model` on `example_inputs` and cost it on `hardware` at `precision`."""
+             mode: str = "train", loss_fn=None, model_name: str | None = None, optimizer: str | None = "adamw",
+             accumulate: int = 1) -> Report:
+    """Capture one step of `model` on `example_inputs` and cost it on `hardware` at `precision`
+    (training: with `optimizer`'s update, `accumulate` micro-batches per step)."""
     chip = load_hardware(hardware) if isinstance(hardware, str) else hardware
-    step = capture(model, example_inputs, mode=mode, loss_fn=loss_fn, model_name=model_name)
+    step = capture(model, example_inputs, mode=mode, loss_fn=loss_fn, model_name=model_name, optimizer=optimizer,
+                   accumulate=accumulate)
     return evaluate(step, chip, precision)
 
 

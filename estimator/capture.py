@@ -18,6 +18,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -26,17 +27,19 @@ import torch
 import torch.fx as fx
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-from torch.func import functional_call
+from torch.nn.utils.stateless import _reparametrize_module
 from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map_only
 
 from .errors import CaptureError
+from .recompute import recomputing
+from .optimizer import CLASS_NAMES, DEFAULT_OPTIMIZER, check_optimizer, prepare_fused_step
 from .module_tracking import ModuleOwnerTracker
 from .tensor_meta import TensorMeta
 
 MODES = ("inference", "train")
-PHASES = ("forward", "loss", "backward")
+PHASES = ("forward", "loss", "backward", "optimizer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,9 @@ class CapturedStep:
     parameters: int  # unique parameters (tied weights once)
     trainable_parameters: int
     model_name: str
+    optimizer: str | None = None  # the optimizer recorded in phase "optimizer" (train mode)
+    accumulate: int = 1  # micro-batches per optimizer step: forward and backward run this many times
+    recompute: bool = False  # blocks checkpointed: their forward re-runs in the backward
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -115,6 +121,8 @@ class _GraphRecorder(TorchDispatchMode):
         self.graph = fx.Graph()
         self.nodes: list[OpNode] = []
         self.phase = "forward"
+        self.recording = True  # False: ops run (on fake tensors) but are not part of the step
+        self.owner: tuple[str, str] | None = None  # overrides the tracker's owner (the optimizer)
         self._tracker = tracker
         self._fx_of: dict[int, fx.Node] = {}
         self._alive: list[torch.Tensor] = []  # keeps ids unique while the capture runs
@@ -139,9 +147,9 @@ class _GraphRecorder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        if func.namespace == "prim":  # metadata queries (prim.device), not work
+        if func.namespace == "prim" or not self.recording:  # metadata queries (prim.device), not work
             return out
-        path, mtype = self._tracker.owner()
+        path, mtype = self.owner or self._tracker.owner()
         inputs = tuple(TensorMeta.of(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))
         leaves = tree_leaves(out)
         outs = [t for t in leaves if isinstance(t, torch.Tensor)]
@@ -175,15 +183,21 @@ def _describe(inputs) -> str:
 
 
 def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
-            loss_fn: Callable[[Any], torch.Tensor] | None = None, model_name: str | None = None) -> CapturedStep:
+            loss_fn: Callable[[Any], torch.Tensor] | None = None, model_name: str | None = None,
+            optimizer: str | None = DEFAULT_OPTIMIZER, accumulate: int = 1, recompute: bool = False) -> CapturedStep:
     """Record one inference or training step of `model` on `example_inputs` (see module doc).
 
     `example_inputs` is a tuple of positional arguments or a dict of keyword arguments; only
     their shapes and dtypes are used. The model's own tensors are never touched: parameters
-    and buffers are swapped for fake ones with torch.func.functional_call.
+    and buffers are swapped for fake ones for the step (as torch.func.functional_call does).
     """
     if mode not in MODES:
         raise CaptureError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if optimizer is not None:
+        check_optimizer(optimizer)
+    if not isinstance(accumulate, int) or accumulate < 1:
+        raise CaptureError(f"accumulate must be a positive integer (micro-batches per optimizer step), "
+                           f"got {accumulate!r}")
     if not isinstance(example_inputs, (tuple, list, dict)):
         example_inputs = (example_inputs,)
     args, kwargs = (tuple(example_inputs), {}) if not isinstance(example_inputs, dict) else ((), dict(example_inputs))
@@ -204,9 +218,10 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
                 recorder.placeholder(n, t)
             for i, t in enumerate(t for t in tree_leaves((fake_args, fake_kwargs)) if isinstance(t, torch.Tensor)):
                 recorder.placeholder(f"input_{i}", t)
-            with tracker, recorder:
+            blocks = recomputing(model) if recompute and mode == "train" else contextlib.nullcontext()
+            with tracker, recorder, blocks:
                 _run_step(model, params, buffers, fake_args, fake_kwargs, loss_module, mode, recorder,
-                          tracker, names[id(loss_module)])
+                          tracker, names[id(loss_module)], optimizer)
     except CaptureError:
         raise
     except Exception as e:  # the model's own error on these inputs, reported as one line
@@ -225,7 +240,9 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
                         batch=int(first.shape[0]) if first.dim() else 1, tokens_per_sample=tokens,
                         parameters=sum(p.numel() for p in unique),
                         trainable_parameters=sum(p.numel() for p in unique if p.requires_grad),
-                        model_name=model_name or type(model).__name__)
+                        model_name=model_name or type(model).__name__,
+                        optimizer=optimizer if mode == "train" else None,
+                        accumulate=accumulate if mode == "train" else 1, recompute=recompute and mode == "train")
 
 
 class _LossFn(nn.Module):
@@ -239,13 +256,19 @@ class _LossFn(nn.Module):
         return self.fn(output)
 
 
-def _run_step(model, params, buffers, args, kwargs, loss_module, mode, recorder, tracker, loss_owner):
-    state = {**params, **buffers}
+def _run_step(model, params, buffers, args, kwargs, loss_module, mode, recorder, tracker, loss_owner, optimizer):
+    # the fake parameters stay swapped in for the whole step, as torch.func.functional_call swaps
+    # them for one call: a recomputed block re-runs its forward during the backward
+    with _reparametrize_module(model, {**params, **buffers}, tie_weights=True):
+        _run_swapped(model, params, args, kwargs, loss_module, mode, recorder, tracker, loss_owner, optimizer)
+
+
+def _run_swapped(model, params, args, kwargs, loss_module, mode, recorder, tracker, loss_owner, optimizer):
     if mode == "inference":
         with torch.no_grad():
-            functional_call(model, state, args, kwargs)
+            model(*args, **kwargs)
         return
-    output = functional_call(model, state, args, kwargs)
+    output = model(*args, **kwargs)
     recorder.phase = "loss"
     loss = loss_module(output)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -257,4 +280,14 @@ def _run_step(model, params, buffers, args, kwargs, loss_module, mode, recorder,
                            "use mode='inference' for a frozen model")
     recorder.phase = "backward"
     tracker.backward_started(loss_owner)
-    torch.autograd.grad(loss, trainable, allow_unused=True)
+    grads = torch.autograd.grad(loss, trainable, allow_unused=True)
+    if optimizer is None:
+        return
+    updated = [(p.detach(), g) for p, g in zip(trainable, grads) if g is not None]
+    recorder.phase = "optimizer"
+    recorder.owner = ("optimizer", CLASS_NAMES[optimizer])
+    with torch.no_grad():
+        recorder.recording = False  # the state exists before the step: making it is not part of it
+        update = prepare_fused_step(optimizer, [p for p, _ in updated])
+        recorder.recording = True
+        update([g for _, g in updated])

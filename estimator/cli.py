@@ -12,8 +12,77 @@ import sys
 from rich.console import Console
 
 from .errors import RooflineError, UnsupportedOpError
+from .optimizer import DEFAULT_OPTIMIZER, OPTIMIZERS
 from .precision import PRECISIONS
 
+
+
+def _required(args) -> int:
+    from rich.table import Table
+
+    from .capture import capture
+    from .errors import PrecisionError
+    from .hardware import load_hardware
+    from .model_source import load_model
+    from .required import check_throughput, from_macs, from_step
+
+    if args.model is None and args.macs is None:
+        raise RooflineError("give a MODEL (a zoo name, FILE.py:FUNC, ...) whose MACs we count, or --macs N "
+                            "(forward multiply-accumulates per sample, e.g. 4.112e9)")
+    if args.model is not None and args.macs is not None:
+        raise RooflineError(f"give MODEL {args.model!r} or --macs {args.macs:g}, not both: with a MODEL we count "
+                            "its MACs ourselves")
+    if args.macs is not None and (args.batch, args.seq, args.image) != (None, None, None):
+        raise RooflineError("--batch, --seq and --image size a MODEL; --macs is already per sample, leave them out")
+    check_throughput(args.throughput)
+    precision = PRECISIONS[args.precision]
+    chips = [load_hardware(chip.strip()) for chip in args.hardware.split(",") if chip.strip()]
+    if not chips:
+        raise RooflineError(f"--hardware {args.hardware!r} names no chip; give ids such as v100-pcie,a100-80gb-sxm")
+    for hw in chips:  # fail before tracing if a chip lacks the precision
+        try:
+            hw.matrix_peak(precision)
+        except PrecisionError as e:
+            raise PrecisionError(f"{e}: pick another --precision or leave {hw.id} out of --hardware") from None
+    if args.macs is not None:
+        result = from_macs(args.macs, args.throughput, chips, precision, args.train)
+    else:
+        with Console(stderr=True).status(f"capturing {args.model}…"):
+            model, inputs, name = load_model(args.model, batch=args.batch, seq=args.seq, image=args.image)
+            step = capture(model, inputs, mode="train" if args.train else "inference", model_name=name)
+        result = from_step(step, args.throughput, chips, precision)
+    data = result.to_dict()
+    if args.json == "-":
+        print(json.dumps(data, indent=2))
+        return 0
+    factor = "x 3 (train) " if result.train else "x 1 (inference) "
+    table = Table()
+    model_columns = ("traced ratio", "predicted util", "predicted samples/s/chip", "chips needed")
+    for col in ("chip", "precision", "peak TFLOPS", "3x-rule ratio") + (model_columns if result.model else ()):
+        table.add_column(col, justify="left" if col in ("chip", "precision") else "right")
+    for c in result.chips:
+        cells = [c.hardware, result.precision, f"{c.peak_flops_per_s / 1e12:,.4g}", f"{c.rule_peak_ratio:.1%}"]
+        if result.model:
+            cells += [f"{c.traced_peak_ratio:.1%}", f"{c.predicted_utilization:.1%}",
+                      f"{c.predicted_samples_per_s:,.4g}", f"{c.chips_needed:,}"]
+        table.add_row(*cells)
+    out = Console(width=None if sys.stdout.isatty() else 160)
+    if result.model:
+        out.print(f"{result.model} · {'train' if result.train else 'inference'} · batch {result.batch}",
+                  highlight=False)
+    out.print(f"3x rule: {result.forward_macs_per_sample / 1e9:.4g} GMACs/sample x 2 FLOPs/MAC {factor}x "
+              f"{result.target_samples_per_s:,.4g} samples/s = {result.rule_flops_per_s / 1e12:.4g} TFLOPS required",
+              highlight=False)
+    if result.model:
+        out.print(f"traced:  {result.traced_flops_per_sample / 1e9:.4g} GFLOPs/sample (every op of the forward"
+                  f"{', loss and backward' if result.train else ''}) x {result.target_samples_per_s:,.4g} samples/s = "
+                  f"{result.traced_flops_per_s / 1e12:.4g} TFLOPS required", highlight=False)
+    out.print(table)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(data, f, indent=2)
+        Console(stderr=True).print(f"wrote {args.json}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +117,14 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--batch", type=int, help="batch size (zoo models; default 1)")
     est.add_argument("--seq", type=int, help="sequence length (token models)")
     est.add_argument("--image", type=int, help="image side in pixels (image models)")
-    est.add_argument("--train", action="store_true", help="a training step: forward, loss and backward")
+    est.add_argument("--train", action="store_true", help="a training step: forward, loss, backward and the "
+                     "optimizer's update")
+    est.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, choices=OPTIMIZERS, metavar="NAME",
+                     help=f"optimizer of a training step: {', '.join(OPTIMIZERS)} (default {DEFAULT_OPTIMIZER})")
+    est.add_argument("--accumulate", type=int, default=1, metavar="N", help="gradient accumulation: N "
+                     "micro-batches of --batch per optimizer step (default 1)")
+    est.add_argument("--recompute", action="store_true", help="activation checkpointing per block: the backward "
+                     "re-runs each repeated block's forward")
     est.add_argument("--by", default="layer", choices=("layer", "type", "op"), help="group rows by")
     est.add_argument("--depth", type=int, help="cut layer paths to K components (e.g. 2: layer1.0)")
     est.add_argument("--top", type=int, default=25, help="rows to show, largest time first (0: all)")
@@ -102,6 +178,24 @@ def _parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list the zoo: family, parameters, default input, forward GFLOPs")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
     models.set_defaults(run=_models)
+    req = sub.add_parser("required", help="back of the envelope: the TFLOPS a throughput needs by the 3x rule and "
+                                          "by our traced count, the peak ratio on each chip, and the chips it takes")
+    req.add_argument("model", nargs="?", help="zoo name, FILE.py:FUNC, module:FUNC, torchvision:NAME or timm:NAME "
+                     "(as for `estimate`); or give --macs instead")
+    req.add_argument("--macs", type=float, help="forward multiply-accumulates per sample counted elsewhere "
+                     "(e.g. 4.112e9: ResNet-50 by thop), instead of MODEL")
+    req.add_argument("--throughput", type=float, required=True, metavar="SAMPLES_PER_S",
+                     help="the target (or measured) throughput in samples/s")
+    req.add_argument("--hardware", required=True, help="comma-separated chip ids (see hardware/) or YAML paths")
+    req.add_argument("--precision", default="fp32", choices=list(PRECISIONS), metavar="P",
+                     help=f"one of {', '.join(PRECISIONS)} (default fp32)")
+    req.add_argument("--batch", type=int, help="batch size per chip of MODEL's step (default 1)")
+    req.add_argument("--seq", type=int, help="sequence length (token models)")
+    req.add_argument("--image", type=int, help="image side in pixels (image models)")
+    req.add_argument("--train", action="store_true", help="training: the 3x rule's factor 3 and a captured "
+                                                          "training step (default: inference, factor 1)")
+    req.add_argument("--json", metavar="FILE", help="also write the rows as JSON in SI units (- for stdout only)")
+    req.set_defaults(run=_required)
     return parser
 
 
@@ -239,7 +333,7 @@ def _compare(args) -> int:
     if ":" in args.model:
         raise RooflineError("compare runs zoo models only (it needs real weights); see `roofline models`")
     model, inputs, name = load_model(args.model, batch=args.batch, seq=args.seq, image=args.image)
-    report = evaluate(capture(model, inputs, mode=mode, model_name=name), hardware, "fp32")
+    report = evaluate(capture(model, inputs, mode=mode, model_name=name, optimizer=None), hardware, "fp32")
     real_model, real_inputs = roofline_zoo.get(args.model).build(batch=args.batch, image=args.image, seq=args.seq,
                                                                  device="cpu")
     with err.status(f"timing {name} layer by layer ({args.warmup} warm-up + {args.runs} steps, "
@@ -312,6 +406,10 @@ def _estimate(args) -> int:
     hardware.matrix_peak(precision)  # fail before tracing if the chip lacks the precision
     if args.depth is not None and args.depth < 1:
         raise RooflineError(f"--depth must be at least 1, got {args.depth}")
+    if args.accumulate < 1:
+        raise RooflineError(f"--accumulate must be at least 1 (micro-batches per optimizer step), got {args.accumulate}")
+    if (args.accumulate > 1 or args.recompute) and not args.train:
+        raise RooflineError("--accumulate and --recompute apply to training steps; add --train")
     if (args.model is None) == (args.hf_config is None):
         raise RooflineError("give a MODEL (a zoo name, FILE.py:FUNC, ...) or --hf-config config.json, not both")
     with err.status(f"capturing {args.model or args.hf_config}…"):
@@ -319,7 +417,8 @@ def _estimate(args) -> int:
             model, inputs, name = load_hf_config(args.hf_config, args.hf_class, args.batch, args.seq, args.image)
         else:
             model, inputs, name = load_model(args.model, batch=args.batch, seq=args.seq, image=args.image)
-        step = capture(model, inputs, mode="train" if args.train else "inference", model_name=name)
+        step = capture(model, inputs, mode="train" if args.train else "inference", model_name=name,
+                       optimizer=args.optimizer, accumulate=args.accumulate, recompute=args.recompute)
     report = evaluate(step, hardware, precision)
     unsupported = report.unsupported()
     if args.strict and unsupported:

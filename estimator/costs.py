@@ -27,7 +27,7 @@ from .tensor_meta import TensorMeta
 # op classes: the first three run on the matrix unit, the rest on the vector unit
 MATRIX_CLASSES = ("matmul", "conv", "attention")
 OP_CLASSES = MATRIX_CLASSES + ("norm", "softmax", "elementwise", "reduction", "pooling",
-                               "embedding", "loss", "memory", "free", "unsupported")
+                               "embedding", "loss", "memory", "optimizer", "free", "unsupported")
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,7 +175,7 @@ def _probe_points(probe: Probe, scale: int, mode: str, device: torch.device, rep
     def loss_fn(out):
         return (out * g).sum()
 
-    step = capture(harness, (dummy,), mode=mode, loss_fn=loss_fn)
+    step = capture(harness, (dummy,), mode=mode, loss_fn=loss_fn, optimizer=None)
     costs = step_costs(step, PRECISIONS["fp32"])
     sync = cuda_sync(device)
     timed: list[list[float]] = []

@@ -5,8 +5,8 @@
   fp16/bf16 everything stored and computed in half precision ("pure" half).
   amp-fp16/amp-bf16  autocast: matmul, conv and attention in half on the tensor cores;
             activations and elementwise ops stored in half; norms, softmax, losses and
-            reductions in fp32 (autocast's fp32 list); fp32 master weights (they count in
-            memory, not in the traced step's traffic).
+            reductions in fp32 (autocast's fp32 list); fp32 master weights, gradients and
+            optimizer state, which the optimizer step reads and writes in fp32.
   fp8       matmul/conv/attention inputs in fp8 on the fp8 tensor-core rate, everything else
             in bf16 (the Transformer-Engine recipe).
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from .costs import MATRIX_CLASSES
 from .errors import PrecisionError, did_you_mean
 
-FP32_CLASSES_UNDER_AMP = ("norm", "softmax", "loss", "reduction")
+FP32_CLASSES_UNDER_AMP = ("norm", "softmax", "loss", "reduction", "optimizer")
 
 
 @dataclass(frozen=True)

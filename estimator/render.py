@@ -66,6 +66,12 @@ def totals_table(report: Report) -> Table:
     if report.step.mode == "train":
         table.add_row("backward", f"{t['backward_flops'] / 1e9:,.2f} GFLOP   {t['backward_bytes'] / 1e9:,.3f} GB   "
                                   f"{t['backward_time_s'] * 1e3:,.3f} ms")
+    if t["optimizer"]:
+        table.add_row("optimizer", f"{t['optimizer']}: {t['optimizer_flops'] / 1e9:,.2f} GFLOP   "
+                                   f"{t['optimizer_bytes'] / 1e9:,.3f} GB   {t['optimizer_time_s'] * 1e3:,.3f} ms")
+    if t["accumulate"] > 1:
+        table.add_row("accumulation", f"forward and backward above are {t['accumulate']} micro-batches of "
+                                      f"{report.step.batch}: {t['samples_per_step']:,} samples per optimizer step")
     if t["model_flops"] != t["step_flops"]:
         table.add_row("model FLOPs", f"{t['model_flops'] / 1e9:,.2f} GFLOP (causal attention counted once per "
                                      f"unmasked score; executed {t['step_flops'] / 1e9:,.2f})")

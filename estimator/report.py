@@ -1,7 +1,10 @@
 """The Report: a captured step costed on one chip at one precision, with its aggregates.
 
 Phases: forward totals include the loss (it runs in the forward pass); backward is autograd's
-work. Aggregation keys: "layer" (module path, cut to `depth` components), "type" (module
+work; the optimizer's update has its own totals and, in rows, sits in the backward columns of
+the row "optimizer". With gradient accumulation (step.accumulate = N) the forward and backward
+run N times per step (rows and totals count all N) and the step trains N x batch samples.
+Aggregation keys: "layer" (module path, cut to `depth` components), "type" (module
 type), "op" (aten op). Utilization = model FLOPs / (step time x the chip's matrix peak at the
 precision), the MFU convention.
 
@@ -70,36 +73,45 @@ class Report:
         return evaluate(self.step, hardware or self.hardware, precision or self.precision)
 
     # ---- totals -------------------------------------------------------------------------
-    def _phase_sum(self, backward: bool):
+    def _repeats(self, node: OpNode) -> int:
+        """How many times the node runs per step: the micro-batches, except the optimizer's once."""
+        return 1 if node.phase == "optimizer" else self.step.accumulate
+
+    def _phase_sum(self, phases: tuple[str, ...]):
         flops = useful = nbytes = 0
         time_s = roofline_s = 0.0
         for node, cost, t in zip(self.step.nodes, self.costs, self.times):
-            if (node.phase == "backward") == backward:
-                flops += cost.flops
-                useful += cost.useful_flops
-                nbytes += cost.bytes
-                time_s += t.total_s
-                roofline_s += t.roofline_s
+            if node.phase in phases:
+                n = self._repeats(node)
+                flops += n * cost.flops
+                useful += n * cost.useful_flops
+                nbytes += n * cost.bytes
+                time_s += n * t.total_s
+                roofline_s += n * t.roofline_s
         return flops, useful, nbytes, time_s, roofline_s
 
     def totals(self) -> dict:
         """Step totals. `*_time_s` is the achievable estimate (the prediction);
         `roofline_step_time_s` the datasheet bound no chip can beat."""
-        f_flops, f_useful, f_bytes, f_time, f_roof = self._phase_sum(backward=False)
-        b_flops, b_useful, b_bytes, b_time, b_roof = self._phase_sum(backward=True)
-        step_time = f_time + b_time
-        model_flops = f_useful + b_useful
+        f_flops, f_useful, f_bytes, f_time, f_roof = self._phase_sum(("forward", "loss"))
+        b_flops, b_useful, b_bytes, b_time, b_roof = self._phase_sum(("backward",))
+        o_flops, o_useful, o_bytes, o_time, o_roof = self._phase_sum(("optimizer",))
+        step_time = f_time + b_time + o_time
+        model_flops = f_useful + b_useful + o_useful
         peak = self.hardware.matrix_peak(self.precision)
-        samples_per_s = self.step.batch / step_time if step_time else 0.0
+        samples = self.step.batch * self.step.accumulate
+        samples_per_s = samples / step_time if step_time else 0.0
         tokens = self.step.tokens_per_sample
         return {
             "parameters": self.step.parameters,
             "trainable_parameters": self.step.trainable_parameters,
-            "forward_flops": f_flops, "backward_flops": b_flops,
-            "step_flops": f_flops + b_flops, "model_flops": model_flops,
-            "forward_bytes": f_bytes, "backward_bytes": b_bytes, "step_bytes": f_bytes + b_bytes,
-            "forward_time_s": f_time, "backward_time_s": b_time, "step_time_s": step_time,
-            "roofline_step_time_s": f_roof + b_roof,
+            "optimizer": self.step.optimizer, "accumulate": self.step.accumulate, "samples_per_step": samples,
+            "forward_flops": f_flops, "backward_flops": b_flops, "optimizer_flops": o_flops,
+            "step_flops": f_flops + b_flops + o_flops, "model_flops": model_flops,
+            "forward_bytes": f_bytes, "backward_bytes": b_bytes, "optimizer_bytes": o_bytes,
+            "step_bytes": f_bytes + b_bytes + o_bytes,
+            "forward_time_s": f_time, "backward_time_s": b_time, "optimizer_time_s": o_time,
+            "step_time_s": step_time, "roofline_step_time_s": f_roof + b_roof + o_roof,
             "throughput_samples_per_s": samples_per_s,
             "throughput_tokens_per_s": samples_per_s * tokens if tokens else None,
             "utilization": model_flops / (step_time * peak) if step_time else 0.0,
@@ -119,13 +131,14 @@ class Report:
             key, mtype = self._key(node, by, depth, types)
             a = acc[key]
             a["type"] = mtype
-            side = "b" if node.phase == "backward" else "f"
-            a[side + "f"] += cost.flops
-            a[side + "b"] += cost.bytes
-            a[side + "t"] += t.total_s
-            a["bound"][t.bound] += t.total_s
-            a["n"] += 1
-            a["roof"] += t.roofline_s
+            side = "b" if node.phase in ("backward", "optimizer") else "f"
+            n = self._repeats(node)
+            a[side + "f"] += n * cost.flops
+            a[side + "b"] += n * cost.bytes
+            a[side + "t"] += n * t.total_s
+            a["bound"][t.bound] += n * t.total_s
+            a["n"] += n
+            a["roof"] += n * t.roofline_s
         rows = [Row(k, a["type"], a["ff"], a["bf"], a["fb"], a["bb"], a["ft"], a["bt"],
                     a["bound"].most_common(1)[0][0], a["n"], a["roof"]) for k, a in acc.items()]
         return sorted(rows, key=lambda r: -r.time_s)
@@ -143,7 +156,7 @@ class Report:
         if by == "type":
             return node.module_type, node.module_type
         path = node.module_path
-        if depth is not None and path and path != "loss":
+        if depth is not None and path and path not in ("loss", "optimizer"):
             path = ".".join(path.split(".")[:depth])
         return (path or "(model)"), types.get(path, node.module_type)
 

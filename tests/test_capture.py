@@ -119,11 +119,15 @@ def test_conv_forward_and_backward_are_owned_by_the_conv_module():
         assert {n.module_type for n in found} == {mtype}
 
 
-def test_phases_run_forward_then_loss_then_backward():
+def test_phases_run_forward_then_loss_then_backward_then_optimizer():
     _, step = resnet50_step()
     order = [PHASES.index(n.phase) for n in step.nodes]
     assert order == sorted(order)
-    assert set(order) == {0, 1, 2}
+    assert set(order) == {0, 1, 2, 3}
+    # the default optimizer: one fused AdamW update of every trainable parameter, owned by "optimizer"
+    (update,) = [n for n in step.nodes if n.phase == "optimizer"]
+    assert update.op is aten._fused_adamw_.default and update.module_path == "optimizer"
+    assert sum(t.numel for t in update.args[0]) == step.trainable_parameters
     # the loss (cross-entropy by default) is owned by the loss, forward and backward
     assert {n.module_path for n in step.nodes if n.phase == "loss"} == {"loss"}
     assert nodes_of(step, aten.nll_loss_backward, "backward", "loss")

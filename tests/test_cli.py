@@ -41,13 +41,17 @@ def test_estimate_json_has_the_documented_fields(capsys, tmp_path):
         assert totals[key] > 0, key
     # tokens/s = samples/s x sequence length for a token model
     assert totals["throughput_tokens_per_s"] == pytest.approx(totals["throughput_samples_per_s"] * 64)
-    assert totals["step_time_s"] == pytest.approx(totals["forward_time_s"] + totals["backward_time_s"])
+    assert totals["step_time_s"] == pytest.approx(totals["forward_time_s"] + totals["backward_time_s"]
+                                                  + totals["optimizer_time_s"])
+    # the default optimizer, AdamW, reads parameters, gradients and two moments and writes three, in fp32
+    assert totals["optimizer"] == "adamw" and totals["optimizer_bytes"] == 7 * 4 * totals["trainable_parameters"]
     layer = data["layers"][0]
     assert {"name", "type", "forward_flops", "backward_flops", "bytes", "forward_time_s", "backward_time_s",
             "bound"} <= set(layer)
     # the rows add up to the totals (free ops carry nothing)
     assert sum(r["forward_flops"] for r in data["layers"]) == totals["forward_flops"]
-    assert sum(r["backward_time_s"] for r in data["layers"]) == pytest.approx(totals["backward_time_s"])
+    assert sum(r["backward_time_s"] for r in data["layers"]) == pytest.approx(totals["backward_time_s"]
+                                                                         + totals["optimizer_time_s"])
 
 
 @pytest.mark.parametrize("by", ["type", "op"])
