@@ -111,7 +111,10 @@ def _parser() -> argparse.ArgumentParser:
                      "(on the meta device, no download; needs transformers) instead of MODEL")
     est.add_argument("--hf-class", help="transformers class for --hf-config (default: the config's "
                      "architectures[0], else AutoModel)")
-    est.add_argument("--hardware", default="a100-80gb-sxm", help="chip id (see hardware/) or a YAML path")
+    est.add_argument("--hardware", default="a100-80gb-sxm", help="chip id (see hardware/) or a YAML path; several "
+                     "separated by commas print the chips side by side")
+    est.add_argument("--max-batch", action="store_true", help="also search the largest batch whose step fits in "
+                     "the chip's memory (several captures)")
     est.add_argument("--precision", default="fp32", choices=list(PRECISIONS), metavar="P",
                      help=f"one of {', '.join(PRECISIONS)} (default fp32)")
     est.add_argument("--batch", type=int, help="batch size (zoo models; default 1)")
@@ -394,16 +397,23 @@ def _models(args) -> int:
 
 def _estimate(args) -> int:
     from .capture import capture
+    from .chips import side_by_side
     from .hardware import load_hardware
+    from .memory import max_batch, step_memory
     from .model_source import load_hf_config, load_model
     from .render import full_report
+    from .render_plan import memory_line, side_by_side_table
     from .report import evaluate
 
     out = Console(width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True)
-    hardware = load_hardware(args.hardware)
+    chips = [load_hardware(chip.strip()) for chip in args.hardware.split(",") if chip.strip()]
+    if not chips:
+        raise RooflineError(f"--hardware {args.hardware!r} names no chip; give an id such as h100-sxm, or several "
+                            "separated by commas")
     precision = PRECISIONS[args.precision]
-    hardware.matrix_peak(precision)  # fail before tracing if the chip lacks the precision
+    for hardware in chips:
+        hardware.matrix_peak(precision)  # fail before tracing if a chip lacks the precision
     if args.depth is not None and args.depth < 1:
         raise RooflineError(f"--depth must be at least 1, got {args.depth}")
     if args.accumulate < 1:
@@ -412,28 +422,70 @@ def _estimate(args) -> int:
         raise RooflineError("--accumulate and --recompute apply to training steps; add --train")
     if (args.model is None) == (args.hf_config is None):
         raise RooflineError("give a MODEL (a zoo name, FILE.py:FUNC, ...) or --hf-config config.json, not both")
+    mode = "train" if args.train else "inference"
+    captured = {}
+
+    def capture_at(batch: int | None):
+        """The step at `batch` (None: the model's default; cached, so the max-batch searches of
+        several chips share their probes)."""
+        if batch not in captured:
+            if args.hf_config:
+                model, inputs, name = load_hf_config(args.hf_config, args.hf_class, batch, args.seq, args.image)
+            else:
+                model, inputs, name = load_model(args.model, batch=batch, seq=args.seq, image=args.image)
+            step = capture(model, inputs, mode=mode, model_name=name, optimizer=args.optimizer,
+                           accumulate=args.accumulate, recompute=args.recompute)
+            if batch is not None and step.batch != batch:
+                raise RooflineError(f"{name} ignores the batch size (asked {batch}, built {step.batch}), so the "
+                                    "largest batch that fits cannot be searched: give a zoo model, --hf-config, or "
+                                    "a FUNC that takes batch=")
+            captured[batch] = step
+        return captured[batch]
+
     with err.status(f"capturing {args.model or args.hf_config}…"):
-        if args.hf_config:
-            model, inputs, name = load_hf_config(args.hf_config, args.hf_class, args.batch, args.seq, args.image)
-        else:
-            model, inputs, name = load_model(args.model, batch=args.batch, seq=args.seq, image=args.image)
-        step = capture(model, inputs, mode="train" if args.train else "inference", model_name=name,
-                       optimizer=args.optimizer, accumulate=args.accumulate, recompute=args.recompute)
-    report = evaluate(step, hardware, precision)
-    unsupported = report.unsupported()
-    if args.strict and unsupported:
-        listed = ", ".join(f"{u['op']} x{u['count']}" for u in unsupported)
-        raise UnsupportedOpError(f"{len(unsupported)} op(s) have no cost rule: {listed} (drop --strict to estimate "
-                                 "anyway with their traffic charged and FLOPs unknown)")
-    data = report.to_dict(args.by, args.depth)
+        step = capture_at(args.batch)
+    if len(chips) > 1:
+        with err.status("memory and the largest batch per chip…"):
+            rows = side_by_side(step, chips, precision, capture_at)
+        peak_bytes = rows[0].peak_bytes
+        data = {"model": step.model_name, "precision": precision.name, "mode": step.mode, "batch": step.batch,
+                "tokens_per_sample": step.tokens_per_sample, "chips": [r.to_dict() for r in rows]}
+        if args.json != "-":
+            out.print(side_by_side_table(step, precision, rows))
+    else:
+        hardware = chips[0]
+        report = evaluate(step, hardware, precision)
+        unsupported = report.unsupported()
+        if args.strict and unsupported:
+            listed = ", ".join(f"{u['op']} x{u['count']}" for u in unsupported)
+            raise UnsupportedOpError(f"{len(unsupported)} op(s) have no cost rule: {listed} (drop --strict to "
+                                     "estimate anyway with their traffic charged and FLOPs unknown)")
+        memory = step_memory(step, precision, optimizer=step.optimizer)
+        peak_bytes = memory.peak_bytes
+        biggest = None
+        if args.max_batch:
+            with err.status("searching the largest batch that fits…"):
+                biggest = max_batch(capture_at, hardware.memory_capacity_bytes, precision, optimizer=step.optimizer)
+        data = report.to_dict(args.by, args.depth)
+        data["memory"] = {"parameters_bytes": memory.parameters_bytes, "gradients_bytes": memory.gradients_bytes,
+                          "optimizer_bytes": memory.optimizer_bytes, "activations_bytes": memory.activations_bytes,
+                          "peak_bytes": memory.peak_bytes, "capacity_bytes": hardware.memory_capacity_bytes,
+                          "fits": memory.peak_bytes <= hardware.memory_capacity_bytes, "max_batch": biggest}
+        if args.json != "-":
+            out.print(full_report(report, args.by, args.depth, args.top))
+            out.print(memory_line(memory, hardware, biggest))
     if args.json == "-":
         print(json.dumps(data, indent=2))
-        return 0
-    out.print(full_report(report, args.by, args.depth, args.top))
-    if args.json:
+    elif args.json:
         with open(args.json, "w") as f:
             json.dump(data, f, indent=2)
         err.print(f"wrote {args.json}")
+    if peak_bytes > max(c.memory_capacity_bytes for c in chips):  # fits nowhere: say so, after the numbers
+        largest = max(c.memory_capacity_bytes for c in chips)
+        raise RooflineError(f"the step needs {peak_bytes / 1e9:,.2f} GB at batch {step.batch} but the largest memory "
+                            f"among {', '.join(c.id for c in chips)} is {largest / 1e9:,.0f} GB: use a smaller --batch or "
+                            "--seq, --recompute, or --accumulate with smaller micro-batches (--max-batch finds the "
+                            "largest batch that fits)")
     return 0
 
 

@@ -272,4 +272,4 @@ def test_training_step_has_a_cost_rule_for_every_op(name, sizes):
     totals = report.totals()
     assert totals["parameters"] == totals["trainable_parameters"] == _params(model)
     assert 1.8 < totals["backward_flops"] / totals["forward_flops"] < 2.2  # backward ~ 2x forward
-    assert {n.phase for n in report.nodes} == {"forward", "loss", "backward"}
+    assert {n.phase for n in report.nodes} == {"forward", "loss", "backward", "optimizer"}

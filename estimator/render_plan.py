@@ -1,0 +1,53 @@
+"""Rich renderables for the training planner: the memory line under a report, and the chips
+side by side. Rendering only. Units: GB (1e9 bytes), ms, US$ per million samples or tokens.
+"""
+from __future__ import annotations
+
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from .capture import CapturedStep
+from .chips import AMORTIZATION_YEARS, ChipRow
+from .hardware import Hardware
+from .memory import MemoryEstimate
+from .precision import Precision
+
+
+def memory_line(memory: MemoryEstimate, hardware: Hardware, max_batch: int | None) -> Text:
+    fits = memory.peak_bytes <= hardware.memory_capacity_bytes
+    text = Text("memory        ", style="bold")
+    text.append(f"peak {memory.peak_bytes / 1e9:,.2f} GB of {hardware.memory_capacity_bytes / 1e9:,.0f} GB: ")
+    text.append("fits" if fits else "does NOT fit", style="green" if fits else "bold red")
+    text.append(f"  (parameters {memory.parameters_bytes / 1e9:,.2f}, gradients {memory.gradients_bytes / 1e9:,.2f}, "
+                f"optimizer {memory.optimizer_bytes / 1e9:,.2f}, activations saved for backward "
+                f"{memory.activations_bytes / 1e9:,.2f} GB; peak in the {memory.peak_phase} at "
+                f"{memory.peak_module or '(model)'})")
+    if max_batch is not None:
+        text.append(f"\nlargest batch that fits: {max_batch:,}" if max_batch else
+                    "\nlargest batch that fits: none (batch 1 does not fit)")
+    return text
+
+
+def side_by_side_table(step: CapturedStep, precision: Precision, rows: list[ChipRow]) -> Table:
+    tokens = step.tokens_per_sample is not None
+    unit = "tokens" if tokens else "samples"
+    title = (f"{step.model_name} · {precision.name} · {step.mode} · batch {step.batch}"
+             + (f" x {step.accumulate} micro-batches" if step.accumulate > 1 else "")
+             + (f" · seq {step.tokens_per_sample}" if tokens else "") + " — chips side by side")
+    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left",
+                  caption=f"US$ per million {unit}: list price written off over {AMORTIZATION_YEARS} years of "
+                          "continuous use (no power, host or hosting); '-' where the YAML has no price",
+                  caption_justify="left")
+    for col in ("chip", "step ms", "samples/s", *(["tokens/s"] if tokens else []), "utilization", "memory GB",
+                "capacity GB", "fits", "max batch", f"US$/M {unit}", ""):
+        table.add_column(col, justify="left" if col in ("chip", "fits", "") else "right")
+    for r in rows:
+        marks = ", ".join(m for m, on in (("fastest", r.fastest), ("cheapest", r.cheapest)) if on)
+        table.add_row(r.chip, f"{r.step_time_s * 1e3:,.2f}", f"{r.samples_per_s:,.1f}",
+                      *([f"{r.tokens_per_s:,.0f}"] if tokens else []), f"{100 * r.utilization:.1f}%",
+                      f"{r.peak_bytes / 1e9:,.2f}", f"{r.capacity_bytes / 1e9:,.0f}",
+                      Text("yes", style="green") if r.fits else Text("NO", style="bold red"),
+                      "-" if r.max_batch is None else f"{r.max_batch:,}",
+                      "-" if r.usd_per_million is None else f"{r.usd_per_million:,.4g}", marks)
+    return table
