@@ -469,6 +469,7 @@ def _estimate(args) -> int:
         data = report.to_dict(args.by, args.depth)
         data["memory"] = {"parameters_bytes": memory.parameters_bytes, "gradients_bytes": memory.gradients_bytes,
                           "optimizer_bytes": memory.optimizer_bytes, "activations_bytes": memory.activations_bytes,
+                          "kv_cache_bytes": memory.kv_cache_bytes,
                           "peak_bytes": memory.peak_bytes, "capacity_bytes": hardware.memory_capacity_bytes,
                           "fits": memory.peak_bytes <= hardware.memory_capacity_bytes, "max_batch": biggest}
         if args.json != "-":

@@ -63,6 +63,7 @@ from .capture import CapturedStep, DefaultLoss
 from .costs import MATRIX_CLASSES, rule_for
 from .optimizer import STATE_TENSORS, check_optimizer
 from .precision import Precision, get_precision
+from .rules.attention import SDPA_KERNELS
 from .recompute import recomputing
 from .tensor_meta import TensorMeta
 
@@ -96,6 +97,7 @@ class MemoryEstimate:
     peak_phase: str
     peak_module: str
     peak_breakdown: dict[str, int]
+    kv_cache_bytes: int = 0  # inference of a decoder: the keys and values of every causal attention
 
 
 @dataclass
@@ -138,14 +140,36 @@ def step_memory(step: CapturedStep, precision: str | Precision, optimizer: str |
 
     total = {kind: sum(s.nbytes for s in storages if s.kind == kind) for kind in KINDS}
     activations = total["activations"] if train else breakdown["temporaries"]
+    kv_cache = 0 if train else kv_cache_bytes(step, precision)
     op = nodes[peak_pos].meta.get("roofline") if ops else None
     return MemoryEstimate(
         mode=step.mode, precision=precision.name, optimizer=optimizer,
         parameters_bytes=total["parameters"], weight_copies_bytes=total["weight_copies"],
         buffers_bytes=total["buffers"], inputs_bytes=total["inputs"], gradients_bytes=total["gradients"],
-        optimizer_bytes=state_bytes, activations_bytes=activations, peak_bytes=peak + state_bytes,
+        optimizer_bytes=state_bytes, activations_bytes=activations, peak_bytes=peak + state_bytes + kv_cache,
         peak_node=op_positions.index(peak_pos) if ops else -1, peak_op=op.name if op else "",
-        peak_phase=op.phase if op else "", peak_module=op.module_path if op else "", peak_breakdown=breakdown)
+        peak_phase=op.phase if op else "", peak_module=op.module_path if op else "", peak_breakdown=breakdown,
+        kv_cache_bytes=kv_cache)
+
+
+def kv_cache_bytes(step: CapturedStep, precision: Precision) -> int:
+    """The KV cache a decoder keeps while it generates: the keys and values of every causal
+    attention of the forward at the step's batch and sequence length, at the attention element
+    size. It lives the whole step, so an inference peak adds it (counting the one layer's keys
+    and values live at the peak twice: at most 1/layers of the cache). Keys and values that
+    the model repeats for grouped-query attention before the attention op count repeated."""
+    size = precision.float_bytes("attention")
+    total = 0
+    for node in step.nodes:
+        spec = SDPA_KERNELS.get(node.op.overloadpacket.__name__)
+        if node.phase != "forward" or spec is None or spec[2]:
+            continue
+        q_index, causal_index = spec[0], spec[1]
+        causal = node.kwargs.get("is_causal", node.args[causal_index] if len(node.args) > causal_index else False)
+        if causal:
+            key, value = node.args[q_index + 1:q_index + 3]
+            total += (key.distinct + value.distinct) * size
+    return total
 
 
 def _storages(step: CapturedStep, nodes: list[fx.Node], precision: Precision):

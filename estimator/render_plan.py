@@ -20,8 +20,11 @@ def memory_line(memory: MemoryEstimate, hardware: Hardware, max_batch: int | Non
     text.append(f"peak {memory.peak_bytes / 1e9:,.2f} GB of {hardware.memory_capacity_bytes / 1e9:,.0f} GB: ")
     text.append("fits" if fits else "does NOT fit", style="green" if fits else "bold red")
     text.append(f"  (parameters {memory.parameters_bytes / 1e9:,.2f}, gradients {memory.gradients_bytes / 1e9:,.2f}, "
-                f"optimizer {memory.optimizer_bytes / 1e9:,.2f}, activations saved for backward "
-                f"{memory.activations_bytes / 1e9:,.2f} GB; peak in the {memory.peak_phase} at "
+                f"optimizer {memory.optimizer_bytes / 1e9:,.2f}, activations "
+                + ("saved for backward" if memory.mode == "train" else "live at the peak")
+                + f" {memory.activations_bytes / 1e9:,.2f} GB"
+                + (f", KV cache {memory.kv_cache_bytes / 1e9:,.2f} GB" if memory.kv_cache_bytes else "")
+                + f"; peak in the {memory.peak_phase} at "
                 f"{memory.peak_module or '(model)'})")
     if max_batch is not None:
         text.append(f"\nlargest batch that fits: {max_batch:,}" if max_batch else

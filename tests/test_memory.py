@@ -226,3 +226,15 @@ def test_gradients_are_the_storages_autograd_returns():
     for optimizer in (None, "adamw"):
         step = capture(meta_model, meta_inputs, mode="train", optimizer=optimizer)
         assert step_memory(step, "fp32").gradients_bytes == real == 4 * (step.trainable_parameters - 384)
+
+
+def test_decoder_inference_keeps_a_kv_cache():
+    # GPT-2 small: 12 causal layers, keys and values of 768 per token, bf16: 2 x 12 x batch x seq x 768 x 2 bytes
+    model, inputs = roofline_zoo.get("gpt2").build(batch=2, seq=64)
+    with_cache = step_memory(capture(model, inputs, mode="inference"), "bf16")
+    assert with_cache.kv_cache_bytes == 2 * 12 * 2 * 64 * 768 * 2
+    # an encoder has none, and training keeps none (the activations saved for backward hold them)
+    model, inputs = roofline_zoo.get("bert_base").build(batch=2, seq=64)
+    assert step_memory(capture(model, inputs, mode="inference"), "bf16").kv_cache_bytes == 0
+    model, inputs = roofline_zoo.get("gpt2").build(batch=2, seq=64)
+    assert step_memory(capture(model, inputs, mode="train"), "bf16").kv_cache_bytes == 0
