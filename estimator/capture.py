@@ -283,7 +283,7 @@ def _run_swapped(model, params, args, kwargs, loss_module, mode, recorder, track
     grads = torch.autograd.grad(loss, trainable, allow_unused=True)
     if optimizer is None:
         return
-    updated = [(p.detach(), g) for p, g in zip(trainable, grads) if g is not None]
+    updated = [(p, g) for p, g in zip(trainable, grads) if g is not None]
     recorder.phase = "optimizer"
     recorder.owner = ("optimizer", CLASS_NAMES[optimizer])
     with torch.no_grad():
