@@ -10,19 +10,17 @@ storage the ops create and free, parameters, buffers and inputs included. Prints
 mode, batch, predicted and measured peak (MiB), error = (predicted - measured) / measured,
 the predicted peak's phase and op, and the wall time of the row.
 
-    python bench/memory_accuracy.py            # the default table (about a minute on 2 cores)
-    python bench/memory_accuracy.py --quick    # smaller sizes, the ones tests/test_memory.py pins
+    python bench/memory_accuracy.py            # about a minute on 2 cores
+
+tests/test_memory.py pins smaller sizes of the same check (estimator.memory.zoo_peak_check).
 """
 from __future__ import annotations
 
 import argparse
 import time
 
-import torch
 
-import roofline_zoo
-from estimator.capture import capture
-from estimator.memory import measure_step_memory, step_memory
+from estimator.memory import zoo_peak_check
 
 # (model, mode, batch, build options); mode "train+recompute" checkpoints the blocks (capture's recompute)
 DEFAULT = [
@@ -39,40 +37,16 @@ DEFAULT = [
     ("vit_b_16", "inference", 4, {}),
     ("gpt2", "inference", 2, {"seq": 256}),
 ]
-QUICK = [
-    ("resnet18", "train", 4, {"image": 64}),
-    ("resnet18", "train+recompute", 4, {"image": 64}),
-    ("mobilenet_v2", "train", 4, {"image": 64}),
-    ("deit_small", "train", 1, {}),
-    ("bert_base", "train", 1, {"seq": 32}),
-    ("gpt2", "train", 1, {"seq": 32}),
-    ("resnet18", "inference", 4, {"image": 64}),
-]
-
-
-def compare(name: str, mode: str, batch: int, options: dict) -> tuple[int, int, object]:
-    """(predicted peak bytes, measured peak bytes, the MemoryEstimate) of one configuration."""
-    entry = roofline_zoo.get(name)
-    recompute = mode == "train+recompute"
-    mode = mode.split("+")[0]
-    model, inputs = entry.build(batch=batch, device="meta", **options)
-    step = capture(model, inputs, mode=mode, optimizer=None, recompute=recompute)
-    estimate = step_memory(step, "fp32", optimizer="sgd")
-    torch.manual_seed(0)
-    model, inputs = entry.build(batch=batch, device="cpu", **options)
-    return estimate.peak_bytes, measure_step_memory(model, inputs, mode, recompute=recompute), estimate
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the smaller configurations the tests use")
-    args = parser.parse_args(argv)
-    rows = QUICK if args.quick else DEFAULT
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     print(f"{'model':<14}{'mode':<17}{'batch':>5}  {'options':<12}{'pred MiB':>10}{'meas MiB':>10}{'error':>8}"
           f"  {'time':>6}  peak at")
-    for name, mode, batch, options in rows:
+    for name, mode, batch, options in DEFAULT:
         start = time.perf_counter()
-        predicted, measured, est = compare(name, mode, batch, options)
+        est, measured = zoo_peak_check(name, mode, batch, **options)
+        predicted = est.peak_bytes
         opts = " ".join(f"{k}={v}" for k, v in options.items())
         print(f"{name:<14}{mode:<17}{batch:>5}  {opts:<12}{predicted / 2**20:>10.1f}{measured / 2**20:>10.1f}"
               f"{(predicted - measured) / measured:>+8.2%}  {time.perf_counter() - start:>5.1f}s  "

@@ -14,6 +14,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -79,4 +80,4 @@ def side_by_side(step: CapturedStep, chips: list[Hardware], precision: str | Pre
     fastest = min(fitting, key=lambda r: r.step_time_s).chip
     priced = [r for r in fitting if r.usd_per_million is not None]
     cheapest = min(priced, key=lambda r: r.usd_per_million).chip if priced else None
-    return [ChipRow(**{**vars(r), "fastest": r.chip == fastest, "cheapest": r.chip == cheapest}) for r in rows]
+    return [dataclasses.replace(r, fastest=r.chip == fastest, cheapest=r.chip == cheapest) for r in rows]

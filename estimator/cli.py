@@ -100,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _add_step_inputs(parser: argparse.ArgumentParser, batch_help: str) -> None:
+    """--precision, --batch, --seq and --image, as `estimate` and `required` take them."""
+    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), metavar="P",
+                        help=f"one of {', '.join(PRECISIONS)} (default fp32)")
+    parser.add_argument("--batch", type=int, help=batch_help)
+    parser.add_argument("--seq", type=int, help="sequence length (token models)")
+    parser.add_argument("--image", type=int, help="image side in pixels (image models)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roofline", description="Static roofline performance estimates "
                                      "for PyTorch models, forward and backward, on any chip.")
@@ -115,11 +124,7 @@ def _parser() -> argparse.ArgumentParser:
                      "separated by commas print the chips side by side")
     est.add_argument("--max-batch", action="store_true", help="also search the largest batch whose step fits in "
                      "the chip's memory (several captures)")
-    est.add_argument("--precision", default="fp32", choices=list(PRECISIONS), metavar="P",
-                     help=f"one of {', '.join(PRECISIONS)} (default fp32)")
-    est.add_argument("--batch", type=int, help="batch size (zoo models; default 1)")
-    est.add_argument("--seq", type=int, help="sequence length (token models)")
-    est.add_argument("--image", type=int, help="image side in pixels (image models)")
+    _add_step_inputs(est, batch_help="batch size (zoo models; default 1)")
     est.add_argument("--train", action="store_true", help="a training step: forward, loss, backward and the "
                      "optimizer's update")
     est.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, choices=OPTIMIZERS, metavar="NAME",
@@ -190,11 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     req.add_argument("--throughput", type=float, required=True, metavar="SAMPLES_PER_S",
                      help="the target (or measured) throughput in samples/s")
     req.add_argument("--hardware", required=True, help="comma-separated chip ids (see hardware/) or YAML paths")
-    req.add_argument("--precision", default="fp32", choices=list(PRECISIONS), metavar="P",
-                     help=f"one of {', '.join(PRECISIONS)} (default fp32)")
-    req.add_argument("--batch", type=int, help="batch size per chip of MODEL's step (default 1)")
-    req.add_argument("--seq", type=int, help="sequence length (token models)")
-    req.add_argument("--image", type=int, help="image side in pixels (image models)")
+    _add_step_inputs(req, batch_help="batch size per chip of MODEL's step (default 1)")
     req.add_argument("--train", action="store_true", help="training: the 3x rule's factor 3 and a captured "
                                                           "training step (default: inference, factor 1)")
     req.add_argument("--json", metavar="FILE", help="also write the rows as JSON in SI units (- for stdout only)")

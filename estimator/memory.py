@@ -405,3 +405,23 @@ def measure_step_memory(model: torch.nn.Module, inputs: tuple, mode: str = "trai
             with torch.no_grad():
                 model(*inputs)
     return tracker.peak_bytes
+
+
+def zoo_peak_check(name: str, mode: str, batch: int, **sizes) -> tuple[MemoryEstimate, int]:
+    """(predicted MemoryEstimate, measured peak bytes) of zoo model `name`'s step: fp32 and no
+    optimizer on either side (optimizer "sgd" has no state). `mode` is "train", "inference" or
+    "train+recompute" (blocks checkpointed). The prediction comes from a meta-device capture,
+    the measurement from one real CPU step (measure_step_memory)."""
+    import roofline_zoo
+
+    from .capture import capture
+
+    entry = roofline_zoo.get(name)
+    recompute = mode == "train+recompute"
+    mode = mode.split("+")[0]
+    model, inputs = entry.build(batch=batch, device="meta", **sizes)
+    estimate = step_memory(capture(model, inputs, mode=mode, optimizer=None, recompute=recompute), "fp32",
+                           optimizer="sgd")
+    torch.manual_seed(0)
+    model, inputs = entry.build(batch=batch, device="cpu", **sizes)
+    return estimate, measure_step_memory(model, inputs, mode, recompute=recompute)

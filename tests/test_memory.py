@@ -10,7 +10,7 @@ from torch import nn
 import roofline_zoo
 from estimator.capture import DefaultLoss, capture
 from estimator.errors import RooflineError
-from estimator.memory import max_batch, measure_step_memory, step_memory
+from estimator.memory import max_batch, step_memory, zoo_peak_check
 
 N, D0, D1, D2 = 4, 3, 8, 5  # batch and the widths of a two-layer MLP: D0 -> D1 -> D2
 
@@ -186,7 +186,7 @@ def test_max_batch_finds_the_boundary_in_few_probes():
 
 # ---- against a real step ----------------------------------------------------------------------
 
-MEASURED = [  # small sizes: a few seconds each on two cores (bench/memory_accuracy.py --quick)
+MEASURED = [  # small sizes: a few seconds each on two cores (bench/memory_accuracy.py: larger)
     ("resnet18", "train", 4, {"image": 64}),
     ("resnet18", "train+recompute", 4, {"image": 64}),
     ("mobilenet_v2", "train", 4, {"image": 64}),
@@ -199,17 +199,9 @@ MEASURED = [  # small sizes: a few seconds each on two cores (bench/memory_accur
 
 @pytest.mark.parametrize("name, mode, batch, options", MEASURED, ids=[f"{m[0]}-{m[1]}" for m in MEASURED])
 def test_predicted_peak_within_10_percent_of_measured(name, mode, batch, options):
-    # fp32, no optimizer on either side (optimizer "sgd" has no state): capture records a step
-    # without one, and measure_step_memory runs the same step for real, tracking every storage
-    entry = roofline_zoo.get(name)
-    recompute = mode == "train+recompute"
-    mode = mode.split("+")[0]
-    meta_model, meta_inputs = entry.build(batch=batch, device="meta", **options)
-    step = capture(meta_model, meta_inputs, mode=mode, optimizer=None, recompute=recompute)
-    est = step_memory(step, "fp32", optimizer="sgd")
-    torch.manual_seed(0)
-    model, inputs = entry.build(batch=batch, device="cpu", **options)
-    measured = measure_step_memory(model, inputs, mode, recompute=recompute)
+    # fp32, no optimizer on either side: capture records a step without one, and
+    # measure_step_memory runs the same step for real, tracking every storage
+    est, measured = zoo_peak_check(name, mode, batch, **options)
     assert abs(est.peak_bytes - measured) <= 0.10 * measured, (est.peak_bytes, measured)
 
 
