@@ -1,0 +1,121 @@
+"""Shared figure conventions: headless backend, colours, unit formatters, saving PNG/SVG.
+
+Every plot module builds a matplotlib Figure and returns it; only `save_figure` writes. Units
+on axes are SI with a prefix in the label ("TFLOP/s", "GB"); log axes wherever the data spans
+decades. PNGs are written at DPI (150), so a figure of `figsize` inches is figsize x 150 pixels.
+
+Example:
+    >>> fig = new_figure(8, 5)
+    >>> save_figure(fig, "out.png")   # or "out.svg"
+    PosixPath('out.png')
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: no display is needed, and none is touched
+
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .errors import RooflineError  # noqa: E402
+
+DPI = 150
+FORMATS = (".png", ".svg")
+FORWARD_COLOUR = "#1f77b4"  # blue
+BACKWARD_COLOUR = "#d62728"  # red
+OPTIMIZER_COLOUR = "#2ca02c"  # green
+MEASURED_COLOUR = "#111111"
+# one colour per batch size / chip / model, in order (matplotlib's tab10, colour-blind friendlier than rainbow)
+SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+                  "#bcbd22", "#17becf")
+
+plt.rcParams.update({
+    "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
+    "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
+    "svg.fonttype": "none",  # SVG text stays text (searchable, editable)
+})
+
+
+def series_colour(index: int) -> str:
+    return SERIES_COLOURS[index % len(SERIES_COLOURS)]
+
+
+def new_figure(width_in: float, height_in: float) -> Figure:
+    """A figure that is not registered with pyplot's global state (no leaks across many plots),
+    on an Agg canvas so text extents can be measured (see `place_labels`)."""
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def check_output_path(path: str | Path) -> Path:
+    """The path, if it ends in .png or .svg and its folder exists; else a RooflineError."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise RooflineError(f"--out {str(path)!r}: the file must end in .png or .svg")
+    if not path.parent.exists():
+        raise RooflineError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first")
+    return path
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write `fig` as PNG or SVG (by the suffix) and return the path."""
+    path = check_output_path(path)
+    fig.savefig(path, dpi=DPI, format=path.suffix.lower().lstrip("."))
+    return path
+
+
+def si_label(value: float, unit: str) -> str:
+    """`value` with an SI prefix: si_label(3.2e12, "FLOP/s") == "3.2 TFLOP/s"."""
+    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
+
+
+# offsets (points) and alignments tried for a label, nearest first
+_LABEL_OFFSETS = ((4, 4, "left", "bottom"), (4, -4, "left", "top"), (-4, 4, "right", "bottom"),
+                  (-4, -4, "right", "top"), (6, 0, "left", "center"), (-6, 0, "right", "center"),
+                  (0, 7, "center", "bottom"), (0, -7, "center", "top"), (10, 10, "left", "bottom"),
+                  (-10, -10, "right", "top"), (10, -10, "left", "top"), (-10, 10, "right", "bottom"))
+
+
+def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333") -> list:
+    """Label points (data coordinates) greedily: each label takes the first nearby offset whose
+    box overlaps no label placed before it, else the offset with the least overlap. Call after
+    the axes' limits and scales are final. Returns the annotations."""
+    fig = ax.figure
+    fig.canvas.draw()  # lay the figure out so that extents are in their final place
+    renderer = fig.canvas.get_renderer()
+    placed_boxes, annotations = [], []
+    for x, y, text in zip(xs, ys, texts):
+        best = None
+        for dx, dy, ha, va in _LABEL_OFFSETS:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                              fontsize=fontsize, color=colour, annotation_clip=True)
+            ann.set_in_layout(False)
+            box = ann.get_window_extent(renderer)
+            inside = ax.get_window_extent(renderer).contains(box.x0, box.y0) and \
+                ax.get_window_extent(renderer).contains(box.x1, box.y1)
+            overlap = sum(_overlap_area(box, other) for other in placed_boxes) + (0 if inside else 1e6)
+            if best is None or overlap < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (overlap, ann, box)
+            else:
+                ann.remove()
+            if overlap == 0:
+                break
+        placed_boxes.append(best[2])
+        annotations.append(best[1])
+    return annotations
+
+
+def _overlap_area(a, b) -> float:
+    width = min(a.x1, b.x1) - max(a.x0, b.x0)
+    height = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return width * height if width > 0 and height > 0 else 0.0

@@ -1,0 +1,267 @@
+"""A study: many models x batch sizes x chips, each step captured once, for plots and reports.
+
+A captured step does not depend on the chip, so `Study.step` captures each (model, batch,
+mode) once and every chip re-costs it (`Report.recost` path, no tracing). Points are the
+inference forward pass at each batch ("latency" = one forward of `batch` samples);
+`phase_splits` are training steps at `train_batch` (forward incl. the loss, backward, the
+optimizer's update apart). Measured times, when asked for, come from this machine
+(`estimator.measure`) and belong to the calibrated `local` chip.
+
+Example:
+    >>> study = Study(["resnet18", "vit_b_16"], [load_hardware("a100-80gb-sxm")], batches=[1, 64])
+    >>> [(p.model, p.batch, p.predicted_s) for p in study.points()]
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import roofline_zoo
+
+from .capture import CapturedStep, capture
+from .compare import spearman
+from .errors import RooflineError
+from .hardware import Hardware
+from .memory import step_memory
+from .model_source import load_model
+from .precision import Precision, get_precision
+from .report import Report, evaluate
+
+Progress = Callable[[str], None]  # called once per unit of work, with what was just done
+
+
+@dataclass(frozen=True)
+class StudyPoint:
+    """One model's inference forward pass at one batch size on one chip (SI units)."""
+
+    model: str
+    family: str
+    batch: int
+    chip: str  # hardware id
+    chip_kind: str  # gpu, cpu, asic, soc
+    precision: str
+    parameters: int
+    flops: int  # every op of the forward pass, 1 multiply-accumulate = 2 FLOPs
+    bytes: int  # bytes the forward's ops read and write
+    memory_bytes: int  # predicted peak memory of the step (weights, activations, inputs)
+    parameters_bytes: int
+    predicted_s: float  # the estimate (achievable roofs, overheads)
+    roofline_s: float  # the datasheet bound: no chip beats it
+    memory_bound_share: float  # share of predicted time in memory-bound ops
+    ridge_flops_per_byte: float  # the chip's ridge point at the precision
+    peak_flops_per_s: float  # the chip's matrix peak at the precision
+    measured_s: float | None = None  # median measured latency on this machine (chip "local" only)
+    measured_note: str = ""  # why a measurement asked for is missing (e.g. does not fit in memory)
+
+    @property
+    def intensity(self) -> float:
+        """FLOP per byte of the whole forward pass."""
+        return self.flops / self.bytes if self.bytes else 0.0
+
+    @property
+    def predicted_flops_per_s(self) -> float:
+        return self.flops / self.predicted_s if self.predicted_s else 0.0
+
+    @property
+    def measured_flops_per_s(self) -> float | None:
+        return self.flops / self.measured_s if self.measured_s else None
+
+    @property
+    def predicted_samples_per_s(self) -> float:
+        return self.batch / self.predicted_s if self.predicted_s else 0.0
+
+    @property
+    def measured_samples_per_s(self) -> float | None:
+        return self.batch / self.measured_s if self.measured_s else None
+
+    @property
+    def bound(self) -> str:
+        """Which roof the whole pass sits under by the classic test: intensity vs ridge point."""
+        return "memory" if self.intensity < self.ridge_flops_per_byte else "compute"
+
+    def to_dict(self) -> dict:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data.update(intensity_flops_per_byte=self.intensity, bound=self.bound,
+                    predicted_flops_per_s=self.predicted_flops_per_s, measured_flops_per_s=self.measured_flops_per_s,
+                    predicted_samples_per_s=self.predicted_samples_per_s,
+                    measured_samples_per_s=self.measured_samples_per_s)
+        return data
+
+
+@dataclass(frozen=True)
+class PhaseSplit:
+    """Forward vs backward of one model's training step at one batch on one chip (seed 002, 5.1).
+
+    Forward includes the loss; the optimizer's update is in neither. Times are predicted on
+    `chip`; measured ones (this machine, `local` only) are None when not measured."""
+
+    model: str
+    batch: int
+    chip: str
+    forward_flops: int
+    backward_flops: int
+    forward_s: float
+    backward_s: float
+    measured_forward_s: float | None = None
+    measured_backward_s: float | None = None
+    measured_note: str = ""
+
+    @property
+    def flops_ratio(self) -> float:
+        """Backward FLOPs per forward FLOP (about 2 for networks of matmuls and convolutions)."""
+        return self.backward_flops / self.forward_flops if self.forward_flops else math.nan
+
+    @property
+    def time_ratio(self) -> float:
+        return self.backward_s / self.forward_s if self.forward_s else math.nan
+
+    @property
+    def measured_time_ratio(self) -> float | None:
+        if self.measured_forward_s and self.measured_backward_s is not None:
+            return self.measured_backward_s / self.measured_forward_s
+        return None
+
+    def to_dict(self) -> dict:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data.update(flops_ratio=self.flops_ratio, time_ratio=self.time_ratio,
+                    measured_time_ratio=self.measured_time_ratio)
+        return data
+
+
+class Study:
+    """Models x batches x chips at one precision; captures and reports are cached."""
+
+    def __init__(self, models: list[str], chips: list[Hardware], batches: list[int], precision: str | Precision = "fp32",
+                 train_batch: int = 8, seq: int | None = None, image: int | None = None):
+        if not models:
+            raise RooflineError("a study needs at least one model")
+        if not chips:
+            raise RooflineError("a study needs at least one chip")
+        if not batches or any(b < 1 for b in batches):
+            raise RooflineError(f"batch sizes must be positive integers, got {batches}")
+        if train_batch < 1:
+            raise RooflineError(f"the training batch must be a positive integer, got {train_batch}")
+        self.models = list(dict.fromkeys(models))
+        self.chips = list(chips)
+        self.batches = sorted(set(batches))
+        self.precision = get_precision(precision) if isinstance(precision, str) else precision
+        for chip in self.chips:
+            chip.matrix_peak(self.precision)  # a precision a chip lacks fails here, before any capture
+        self.train_batch = train_batch
+        self.seq, self.image = seq, image
+        self._steps: dict[tuple[str, int, str], CapturedStep] = {}
+        self._reports: dict[tuple[str, int, str, str], Report] = {}
+
+    def chip(self, chip_id: str) -> Hardware:
+        for chip in self.chips:
+            if chip.id == chip_id:
+                return chip
+        raise RooflineError(f"chip {chip_id!r} is not in this study ({', '.join(c.id for c in self.chips)})")
+
+    def step(self, model: str, batch: int, mode: str = "inference") -> CapturedStep:
+        """The captured step (cached: one capture per model, batch and mode)."""
+        key = (model, batch, mode)
+        if key not in self._steps:
+            net, inputs, name = load_model(model, batch=batch, seq=self.seq, image=self.image)
+            self._steps[key] = capture(net, inputs, mode=mode, model_name=name)
+        return self._steps[key]
+
+    def report(self, model: str, batch: int, chip: Hardware, mode: str = "inference") -> Report:
+        """The step costed on `chip` (cached)."""
+        key = (model, batch, mode, chip.id)
+        if key not in self._reports:
+            self._reports[key] = evaluate(self.step(model, batch, mode), chip, self.precision)
+        return self._reports[key]
+
+    def work_units(self) -> int:
+        """How many progress callbacks `points` and `phase_splits` make together."""
+        return len(self.models) * (len(self.batches) + 1)
+
+    def points(self, progress: Progress | None = None) -> list[StudyPoint]:
+        """One point per model, batch and chip, in that order."""
+        points = []
+        for model in self.models:
+            family = roofline_zoo.ZOO[model].family if model in roofline_zoo.ZOO else "user"
+            for batch in self.batches:
+                step = self.step(model, batch)
+                memory = step_memory(step, self.precision)
+                for chip in self.chips:
+                    points.append(_point(self.report(model, batch, chip), family, memory.peak_bytes,
+                                         memory.parameters_bytes))
+                if progress:
+                    progress(f"{model} batch {batch}")
+        return points
+
+    def phase_splits(self, progress: Progress | None = None) -> list[PhaseSplit]:
+        """Forward vs backward of each model's training step at `train_batch`, on every chip."""
+        splits = []
+        for model in self.models:
+            for chip in self.chips:
+                totals = self.report(model, self.train_batch, chip, mode="train").totals()
+                splits.append(PhaseSplit(model, self.train_batch, chip.id, totals["forward_flops"],
+                                         totals["backward_flops"], totals["forward_time_s"], totals["backward_time_s"]))
+            if progress:
+                progress(f"{model} training batch {self.train_batch}")
+        return splits
+
+
+def _point(report: Report, family: str, memory_bytes: int, parameters_bytes: int) -> StudyPoint:
+    totals = report.totals()
+    time_s = totals["step_time_s"]
+    memory_s = sum(t.total_s for t in report.times if t.bound == "memory")
+    hw, precision = report.hardware, report.precision
+    return StudyPoint(model=report.step.model_name, family=family, batch=report.step.batch, chip=hw.id,
+                      chip_kind=hw.kind, precision=precision.name, parameters=report.step.parameters,
+                      flops=totals["step_flops"], bytes=totals["step_bytes"], memory_bytes=memory_bytes,
+                      parameters_bytes=parameters_bytes, predicted_s=time_s,
+                      roofline_s=totals["roofline_step_time_s"],
+                      memory_bound_share=memory_s / time_s if time_s else 0.0,
+                      ridge_flops_per_byte=hw.ridge_point(precision), peak_flops_per_s=hw.matrix_peak(precision))
+
+
+def with_measurements(points: list[StudyPoint], measured: dict[tuple[str, int], float | str],
+                      chip_id: str = "local") -> list[StudyPoint]:
+    """Points with `measured[(model, batch)]` filled in on `chip_id`: seconds, or a note saying why not."""
+    out = []
+    for p in points:
+        value = measured.get((p.model, p.batch)) if p.chip == chip_id else None
+        if isinstance(value, str):
+            p = replace(p, measured_note=value)
+        elif value is not None:
+            p = replace(p, measured_s=float(value))
+        out.append(p)
+    return out
+
+
+@dataclass(frozen=True)
+class RankCorrelation:
+    """Spearman rank correlations between latency and size measures over (model, batch) pairs."""
+
+    labels: tuple[str, ...]
+    matrix: tuple[tuple[float, ...], ...]  # matrix[i][j] = rho(labels[i], labels[j])
+    samples: int  # (model, batch) pairs every variable has
+
+    def rho(self, a: str, b: str) -> float:
+        return self.matrix[self.labels.index(a)][self.labels.index(b)]
+
+
+def rank_correlations(points: list[StudyPoint], chips: list[str]) -> RankCorrelation:
+    """Spearman matrix of: measured latency (where measured), predicted latency on each of
+    `chips`, FLOPs and parameters, over the (model, batch) pairs that have all of them (seed 002, 3.3)."""
+    by_pair: dict[tuple[str, int], dict[str, float]] = {}
+    for p in points:
+        values = by_pair.setdefault((p.model, p.batch), {"FLOPs": float(p.flops), "parameters": float(p.parameters)})
+        if p.chip in chips:
+            values[f"predicted latency {p.chip}"] = p.predicted_s
+        if p.measured_s is not None:
+            values[f"measured latency {p.chip}"] = p.measured_s
+    measured = sorted({k for v in by_pair.values() for k in v if k.startswith("measured")})
+    labels = tuple(measured + [f"predicted latency {c}" for c in chips] + ["FLOPs", "parameters"])
+    rows = [v for v in by_pair.values() if all(k in v for k in labels)]
+    if len(rows) < 3:
+        raise RooflineError(f"rank correlation needs at least 3 (model, batch) pairs with every value, got "
+                            f"{len(rows)}: add models or batch sizes")
+    columns = [[r[label] for r in rows] for label in labels]
+    matrix = tuple(tuple(spearman(a, b) for b in columns) for a in columns)
+    return RankCorrelation(labels, matrix, len(rows))
