@@ -294,14 +294,69 @@ def _timed_runs(entry, batch, image, seq, device, precision, train, warmup, runs
 
 def measure(zoo_name: str, batch: int, device: str = "cpu", precision: str = "fp32", train: bool = False,
             warmup: int = 3, runs: int = 5, hardware: Hardware | str | None = None, seq: int | None = None,
-            image: int | None = None) -> Measurement:
+            image: int | None = None, step: CapturedStep | None = None) -> Measurement:
     """Time `runs` steps of zoo model `zoo_name` on `device` after `warmup` untimed steps.
 
     `hardware` is the chip the prediction and the peak come from: a Hardware, a chip id, or
     None for the calibrated "local" chip (an error when there is none). Everything is checked,
     the step captured on the meta device and costed, and the memory it needs compared with
     what is free, before any real tensor is allocated. See the module doc for what a step is.
+    `step`: the same model, batch and mode already captured (e.g. by a Study), to skip capturing.
     """
+    entry = _checked_entry(zoo_name, batch, device, precision, warmup, runs, seq, image)
+    device = _check_device(device)
+    chip = _resolve_hardware(hardware)
+    mode = "train" if train else "inference"
+
+    # the prediction, from the model on the meta device (no weights allocated)
+    if step is None:
+        meta_model, meta_inputs = entry.build(batch=batch, image=image, seq=seq, device="meta")
+        step = capture(meta_model, meta_inputs, mode=mode, model_name=zoo_name)
+        del meta_model, meta_inputs
+    try:
+        report = evaluate(step, chip, precision)
+    except PrecisionError:
+        have = sorted(set(chip.matrix_flops_per_s) | {"fp32"})
+        raise PrecisionError(f"hardware {chip.id!r} lists no {get_precision(precision).matrix_key} matrix peak "
+                             f"(it has {', '.join(have)}), so the efficiency of a {precision} run cannot be "
+                             f"computed; pass --hardware with a chip that lists it, or measure fp32") from None
+    totals = report.totals()
+    peak = chip.matrix_peak(report.precision)
+    need = check_fits(step, zoo_name, device)
+
+    # the real run
+    device_type = device.split(":")[0]
+    try:
+        times = _timed_runs(entry, batch, image, seq, device, precision, train, warmup, runs)
+    except torch.cuda.OutOfMemoryError as e:
+        raise RooflineError(f"{zoo_name} batch {batch} ran out of memory on {device} (predicted {_gb(need)}): "
+                            f"{str(e).splitlines()[0]}; use a smaller --batch") from None
+    finally:
+        gc.collect()
+        if device_type == "cuda":
+            torch.cuda.empty_cache()
+
+    latency = statistics.median(times)
+    return Measurement(model=zoo_name, batch=batch, precision=precision, mode=mode, device=device,
+                       threads=torch.get_num_threads(), flops=int(totals["step_flops"]), latency_s=latency,
+                       spread=(max(times) - min(times)) / latency if latency else 0.0, runs_s=tuple(times),
+                       predicted_s=float(totals["step_time_s"]), peak_flops_per_s=peak, hardware=chip.id,
+                       predicted_memory_bytes=need)
+
+
+def check_fits(step: CapturedStep, zoo_name: str, device: str) -> int:
+    """The bytes a real run of `step` needs; a RooflineError saying so when they are not free."""
+    need = predicted_memory_bytes(step, step.mode == "train")
+    free = free_memory_bytes(device)
+    if need > free:
+        what = "training" if step.mode == "train" else "inference"
+        raise RooflineError(f"{zoo_name} batch {step.batch} {what} needs about {_gb(need)} but only {_gb(free)} "
+                            f"is free on {device}; use a smaller --batch")
+    return need
+
+
+def _checked_entry(zoo_name, batch, device, precision, warmup, runs, seq, image) -> roofline_zoo.ZooEntry:
+    """The zoo entry, after every argument of a measurement is checked (RooflineError otherwise)."""
     if not isinstance(runs, int) or runs < 1:
         raise RooflineError(f"--runs must be at least 1, got {runs}")
     if not isinstance(warmup, int) or warmup < 0:
@@ -322,48 +377,7 @@ def measure(zoo_name: str, batch: int, device: str = "cpu", precision: str = "fp
         raise CaptureError(f"{zoo_name} takes images, not sequences: use --image instead of --seq")
     if entry.input_kind == "tokens" and image is not None:
         raise CaptureError(f"{zoo_name} takes token sequences, not images: use --seq instead of --image")
-    chip = _resolve_hardware(hardware)
-    mode = "train" if train else "inference"
-
-    # the prediction, from the model on the meta device (no weights allocated)
-    meta_model, meta_inputs = entry.build(batch=batch, image=image, seq=seq, device="meta")
-    step = capture(meta_model, meta_inputs, mode=mode, model_name=zoo_name)
-    try:
-        report = evaluate(step, chip, precision)
-    except PrecisionError:
-        have = sorted(set(chip.matrix_flops_per_s) | {"fp32"})
-        raise PrecisionError(f"hardware {chip.id!r} lists no {get_precision(precision).matrix_key} matrix peak "
-                             f"(it has {', '.join(have)}), so the efficiency of a {precision} run cannot be "
-                             f"computed; pass --hardware with a chip that lists it, or measure fp32") from None
-    totals = report.totals()
-    peak = chip.matrix_peak(report.precision)
-    del meta_model, meta_inputs
-
-    # safety: does the run fit?
-    need = predicted_memory_bytes(step, train)
-    free = free_memory_bytes(device)
-    if need > free:
-        what = "training" if train else "inference"
-        raise RooflineError(f"{zoo_name} batch {batch} {what} needs about {_gb(need)} but only {_gb(free)} "
-                            f"is free on {device}; use a smaller --batch")
-
-    # the real run
-    try:
-        times = _timed_runs(entry, batch, image, seq, device, precision, train, warmup, runs)
-    except torch.cuda.OutOfMemoryError as e:
-        raise RooflineError(f"{zoo_name} batch {batch} ran out of memory on {device} (predicted {_gb(need)}, "
-                            f"{_gb(free)} free): {str(e).splitlines()[0]}; use a smaller --batch") from None
-    finally:
-        gc.collect()
-        if device_type == "cuda":
-            torch.cuda.empty_cache()
-
-    latency = statistics.median(times)
-    return Measurement(model=zoo_name, batch=batch, precision=precision, mode=mode, device=device,
-                       threads=torch.get_num_threads(), flops=int(totals["step_flops"]), latency_s=latency,
-                       spread=(max(times) - min(times)) / latency if latency else 0.0, runs_s=tuple(times),
-                       predicted_s=float(totals["step_time_s"]), peak_flops_per_s=peak, hardware=chip.id,
-                       predicted_memory_bytes=need)
+    return entry
 
 
 def efficiency_table_rows(measurements) -> list[dict]:

@@ -49,6 +49,7 @@ class StudyPoint:
     predicted_s: float  # the estimate (achievable roofs, overheads)
     roofline_s: float  # the datasheet bound: no chip beats it
     memory_bound_share: float  # share of predicted time in memory-bound ops
+    overhead_share: float  # share of predicted time in ops bound by launch overhead
     ridge_flops_per_byte: float  # the chip's ridge point at the precision
     peak_flops_per_s: float  # the chip's matrix peak at the precision
     measured_s: float | None = None  # median measured latency on this machine (chip "local" only)
@@ -210,6 +211,7 @@ def _point(report: Report, family: str, memory_bytes: int, parameters_bytes: int
     totals = report.totals()
     time_s = totals["step_time_s"]
     memory_s = sum(t.total_s for t in report.times if t.bound == "memory")
+    overhead_s = sum(t.total_s for t in report.times if t.bound == "overhead")
     hw, precision = report.hardware, report.precision
     return StudyPoint(model=report.step.model_name, family=family, batch=report.step.batch, chip=hw.id,
                       chip_kind=hw.kind, precision=precision.name, parameters=report.step.parameters,
@@ -217,6 +219,7 @@ def _point(report: Report, family: str, memory_bytes: int, parameters_bytes: int
                       parameters_bytes=parameters_bytes, predicted_s=time_s,
                       roofline_s=totals["roofline_step_time_s"],
                       memory_bound_share=memory_s / time_s if time_s else 0.0,
+                      overhead_share=overhead_s / time_s if time_s else 0.0,
                       ridge_flops_per_byte=hw.ridge_point(precision), peak_flops_per_s=hw.matrix_peak(precision))
 
 
@@ -265,3 +268,61 @@ def rank_correlations(points: list[StudyPoint], chips: list[str]) -> RankCorrela
     columns = [[r[label] for r in rows] for label in labels]
     matrix = tuple(tuple(spearman(a, b) for b in columns) for a in columns)
     return RankCorrelation(labels, matrix, len(rows))
+
+
+def measure_points(study: Study, points: list[StudyPoint], chip_id: str = "local", warmup: int = 1, runs: int = 3,
+                   max_seconds: float = 120.0, progress: Progress | None = None) -> list[StudyPoint]:
+    """`points` with measured latencies on this machine for the points of `chip_id` (the
+    calibrated local chip). A configuration is not run, and its point says why, when it is not
+    a zoo model, would not fit in free memory, or its predicted time x (warmup + runs) exceeds
+    `max_seconds`."""
+    from .measure import measure
+
+    chip = study.chip(chip_id)
+    results: dict[tuple[str, int], float | str] = {}
+    for p in (p for p in points if p.chip == chip_id):
+        results[(p.model, p.batch)] = _measure_or_why(
+            p.model, p.predicted_s * (warmup + runs), max_seconds,
+            lambda p=p: measure(p.model, p.batch, precision=study.precision.name, warmup=warmup, runs=runs,
+                                hardware=chip, seq=study.seq, image=study.image,
+                                step=study.step(p.model, p.batch)).latency_s)
+        if progress:
+            progress(f"measured {p.model} batch {p.batch}")
+    return with_measurements(points, results, chip_id)
+
+
+def measure_phase_splits(study: Study, splits: list[PhaseSplit], chip_id: str = "local", warmup: int = 1,
+                         runs: int = 3, max_seconds: float = 120.0,
+                         progress: Progress | None = None) -> list[PhaseSplit]:
+    """`splits` with measured forward and backward times for those of `chip_id` (see `measure_points`)."""
+    from .measure_phases import measure_phases
+
+    out = []
+    for s in splits:
+        if s.chip == chip_id:
+            result = _measure_or_why(
+                s.model, (s.forward_s + s.backward_s) * (warmup + runs), max_seconds,
+                lambda s=s: measure_phases(s.model, s.batch, precision=study.precision.name, warmup=warmup,
+                                           runs=runs, seq=study.seq, image=study.image,
+                                           step=study.step(s.model, s.batch, "train")))
+            if isinstance(result, str):
+                s = replace(s, measured_note=result)
+            else:
+                s = replace(s, measured_forward_s=result.forward_s, measured_backward_s=result.backward_s)
+            if progress:
+                progress(f"measured {s.model} training batch {s.batch}")
+        out.append(s)
+    return out
+
+
+def _measure_or_why(model: str, predicted_total_s: float, max_seconds: float, run: Callable):
+    """run()'s result, or a note saying why it was not run or failed (a refused batch is a note, not an error)."""
+    if model not in roofline_zoo.ZOO:
+        return "not measured: only zoo models can be built with real weights"
+    if predicted_total_s > max_seconds:
+        return (f"not measured: predicted {predicted_total_s:,.0f} s for all runs, over the {max_seconds:,.0f} s "
+                "limit (raise --max-measure-s)")
+    try:
+        return run()
+    except RooflineError as e:
+        return f"not measured: {e}"
