@@ -11,6 +11,7 @@ import sys
 
 from rich.console import Console
 
+from .cli_plot import add_parsers as add_plot_parsers
 from .errors import RooflineError, UnsupportedOpError
 from .optimizer import DEFAULT_OPTIMIZER, OPTIMIZERS
 from .precision import PRECISIONS
@@ -200,6 +201,7 @@ def _parser() -> argparse.ArgumentParser:
                                                           "training step (default: inference, factor 1)")
     req.add_argument("--json", metavar="FILE", help="also write the rows as JSON in SI units (- for stdout only)")
     req.set_defaults(run=_required)
+    add_plot_parsers(sub)
     return parser
 
 

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -164,9 +165,16 @@ class Study:
         """The captured step (cached: one capture per model, batch and mode)."""
         key = (model, batch, mode)
         if key not in self._steps:
-            net, inputs, name = load_model(model, batch=batch, seq=self.seq, image=self.image)
+            net, inputs, name = load_model(model, batch=batch, **self.sizes(model))
             self._steps[key] = capture(net, inputs, mode=mode, model_name=name)
         return self._steps[key]
+
+    def sizes(self, model: str) -> dict:
+        """The study's seq and image for `model`: a zoo model gets only the one its input takes."""
+        entry = roofline_zoo.ZOO.get(model)
+        if entry is None:
+            return {"seq": self.seq, "image": self.image}
+        return {"image": self.image} if entry.input_kind == "image" else {"seq": self.seq}
 
     def report(self, model: str, batch: int, chip: Hardware, mode: str = "inference") -> Report:
         """The step costed on `chip` (cached)."""
@@ -250,8 +258,9 @@ class RankCorrelation:
 
 
 def rank_correlations(points: list[StudyPoint], chips: list[str]) -> RankCorrelation:
-    """Spearman matrix of: measured latency (where measured), predicted latency on each of
-    `chips`, FLOPs and parameters, over the (model, batch) pairs that have all of them (seed 002, 3.3)."""
+    """Spearman matrix of: measured latency (where at least 3 pairs were measured), predicted
+    latency on each of `chips`, FLOPs and parameters, over the (model, batch) pairs that have
+    all of them (seed 002, 3.3)."""
     by_pair: dict[tuple[str, int], dict[str, float]] = {}
     for p in points:
         values = by_pair.setdefault((p.model, p.batch), {"FLOPs": float(p.flops), "parameters": float(p.parameters)})
@@ -259,7 +268,8 @@ def rank_correlations(points: list[StudyPoint], chips: list[str]) -> RankCorrela
             values[f"predicted latency {p.chip}"] = p.predicted_s
         if p.measured_s is not None:
             values[f"measured latency {p.chip}"] = p.measured_s
-    measured = sorted({k for v in by_pair.values() for k in v if k.startswith("measured")})
+    counts = Counter(k for v in by_pair.values() for k in v if k.startswith("measured"))
+    measured = sorted(k for k, n in counts.items() if n >= 3)  # fewer measured pairs cannot be ranked: left out
     labels = tuple(measured + [f"predicted latency {c}" for c in chips] + ["FLOPs", "parameters"])
     rows = [v for v in by_pair.values() if all(k in v for k in labels)]
     if len(rows) < 3:
@@ -284,8 +294,7 @@ def measure_points(study: Study, points: list[StudyPoint], chip_id: str = "local
         results[(p.model, p.batch)] = _measure_or_why(
             p.model, p.predicted_s * (warmup + runs), max_seconds,
             lambda p=p: measure(p.model, p.batch, precision=study.precision.name, warmup=warmup, runs=runs,
-                                hardware=chip, seq=study.seq, image=study.image,
-                                step=study.step(p.model, p.batch)).latency_s)
+                                hardware=chip, step=study.step(p.model, p.batch), **study.sizes(p.model)).latency_s)
         if progress:
             progress(f"measured {p.model} batch {p.batch}")
     return with_measurements(points, results, chip_id)
@@ -303,8 +312,8 @@ def measure_phase_splits(study: Study, splits: list[PhaseSplit], chip_id: str = 
             result = _measure_or_why(
                 s.model, (s.forward_s + s.backward_s) * (warmup + runs), max_seconds,
                 lambda s=s: measure_phases(s.model, s.batch, precision=study.precision.name, warmup=warmup,
-                                           runs=runs, seq=study.seq, image=study.image,
-                                           step=study.step(s.model, s.batch, "train")))
+                                           runs=runs, step=study.step(s.model, s.batch, "train"),
+                                           **study.sizes(s.model)))
             if isinstance(result, str):
                 s = replace(s, measured_note=result)
             else:

@@ -1,0 +1,261 @@
+"""The `roofline plot KIND` and `roofline report` subcommands (argument parsing and running).
+
+    roofline plot roofline resnet50 --hardware a100-80gb-sxm,h100-sxm --batch 32 --train --out r.png
+    roofline plot chips --out chips.svg
+    roofline report --models resnet50,vit_b_16,... --hardware local,a100-80gb-sxm --batch 1,64,256 --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .errors import RooflineError
+from .precision import PRECISIONS
+
+PLOT_KINDS = ("roofline", "chips", "breakdown", "models", "models-roofline", "scatter", "correlation")
+DEFAULT_MODELS = "resnet18,resnet50,mobilenet_v2,efficientnet_b0,vgg16,vit_b_16,deit_small,bert_base,gpt2,convnext_tiny"
+
+
+def add_parsers(sub) -> None:
+    """Register `plot` and `report` on the main parser's subparsers."""
+    plot = sub.add_parser("plot", help=f"draw a figure as PNG or SVG: {', '.join(PLOT_KINDS)}",
+                          description="Draw one figure. KIND: roofline (one model's layers on chips' rooflines), "
+                          "chips (the catalog's rooflines), breakdown (per layer type), models (FLOPs, parameters, "
+                          "memory, intensity), models-roofline (models x batches on one chip's roofline), scatter "
+                          "(latency vs FLOPs and parameters, throughput vs batch), correlation (Spearman heatmap).")
+    plot.add_argument("kind", choices=PLOT_KINDS, metavar="KIND", help=" | ".join(PLOT_KINDS))
+    plot.add_argument("model", nargs="?", help="roofline, breakdown: the model (zoo name, FILE.py:FUNC, ...)")
+    plot.add_argument("--models", help="models, models-roofline, scatter, correlation: comma-separated models "
+                      f"(default {DEFAULT_MODELS})")
+    plot.add_argument("--hardware", help="chip id(s); roofline takes several (comma-separated), chips takes a list "
+                      "(default: the whole catalog and local); default a100-80gb-sxm elsewhere")
+    plot.add_argument("--batch", default=None, help="batch size; models, models-roofline, scatter, correlation take "
+                      "a comma-separated list (default 1,8,64 there, 1 elsewhere)")
+    _add_inputs(plot, "default fp32; chips: each chip's 16-bit matrix peak, else fp32")
+    plot.add_argument("--train", action="store_true", help="roofline, breakdown: a training step (forward, loss, "
+                      "backward, AdamW update) instead of inference")
+    plot.add_argument("--style", default="pie", choices=("pie", "bar"), help="breakdown: pie or bar charts")
+    plot.add_argument("--top", type=int, default=8, help="breakdown: layer types shown before 'other' (default 8)")
+    plot.add_argument("--measure", action="store_true", help="roofline: also time each layer on this machine "
+                      "(first chip must be local); models-roofline, scatter, correlation: time each model and batch")
+    _add_measure_options(plot)
+    plot.add_argument("--out", required=True, help="the file to write: .png or .svg")
+    plot.set_defaults(run=run_plot)
+
+    rep = sub.add_parser("report", help="every figure, CSV and JSON tables, comments, one HTML page and Markdown "
+                         "(the seed 002 assignment in one command)")
+    rep.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated models, at least 10 for the whole "
+                     f"assignment (default {DEFAULT_MODELS})")
+    rep.add_argument("--hardware", default="local,a100-80gb-sxm", help="comma-separated chips (default "
+                     "local,a100-80gb-sxm; local needs `roofline calibrate`)")
+    rep.add_argument("--batch", default="1,64,256", help="inference batch sizes (default 1,64,256)")
+    rep.add_argument("--train-batch", type=int, default=8, help="batch of the training steps for the forward:backward "
+                     "table and breakdowns (default 8)")
+    _add_inputs(rep)
+    rep.add_argument("--measure", action="store_true", help="also time every model and batch on this machine (the "
+                     "local chip); batches that do not fit are noted in the report, not fatal")
+    _add_measure_options(rep)
+    rep.add_argument("--no-svg", action="store_true", help="write PNG figures only")
+    rep.add_argument("--out", required=True, help="output folder (created if missing)")
+    rep.set_defaults(run=run_report)
+
+
+def _add_inputs(parser: argparse.ArgumentParser, precision_help: str = "default fp32") -> None:
+    parser.add_argument("--precision", choices=list(PRECISIONS), metavar="P",
+                        help=f"one of {', '.join(PRECISIONS)} ({precision_help})")
+    parser.add_argument("--seq", type=int, help="sequence length (token models)")
+    parser.add_argument("--image", type=int, help="image side in pixels (image models)")
+
+
+def _add_measure_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--warmup", type=int, default=1, help="with --measure: untimed runs first (default 1)")
+    parser.add_argument("--runs", type=int, default=3, help="with --measure: timed runs, median kept (default 3)")
+    parser.add_argument("--max-measure-s", type=float, default=120.0, help="with --measure: skip (and note) a "
+                        "configuration whose predicted time for all runs exceeds this (default 120 s)")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=False)
+
+
+def _names(text: str, option: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise RooflineError(f"{option} {text!r} names nothing; give comma-separated names")
+    return names
+
+
+def _batches(text: str | None, default: str) -> list[int]:
+    text = default if text is None else text
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise RooflineError(f"--batch takes comma-separated positive integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise RooflineError(f"--batch takes comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _chips(text: str | None, default: str):
+    from .hardware import load_hardware
+
+    return [load_hardware(name) for name in _names(text or default, "--hardware")]
+
+
+def run_report(args) -> int:
+    from .report_build import ReportSettings, build_report, work_units
+
+    settings = ReportSettings(models=_names(args.models, "--models"), chips=_chips(args.hardware, ""),
+                              batches=_batches(args.batch, ""), precision=args.precision or "fp32",
+                              train_batch=args.train_batch, seq=args.seq, image=args.image, measure=args.measure,
+                              warmup=args.warmup, runs=args.runs, max_measure_s=args.max_measure_s,
+                              svg=not args.no_svg)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RooflineError(f"--out {args.out!r} is a file; give a folder")
+    with _progress() as progress:
+        task = progress.add_task("report", total=work_units(settings))
+        build_report(settings, out_dir, lambda done: progress.update(task, advance=1, description=done))
+    print(f"wrote {out_dir / 'report.html'} (self-contained), {out_dir / 'report.md'}, {out_dir / 'report.json'}, "
+          f"figures/ and tables/")
+    return 0
+
+
+def run_plot(args) -> int:
+    from .plot_style import check_output_path, save_figure
+
+    out = check_output_path(args.out)  # before any work
+    needs_model = args.kind in ("roofline", "breakdown")
+    if needs_model and not args.model:
+        raise RooflineError(f"plot {args.kind} needs a MODEL, e.g. `roofline plot {args.kind} resnet50 --out f.png`")
+    if not needs_model and args.model:
+        raise RooflineError(f"plot {args.kind} takes no MODEL argument ({args.model!r}); use --models a,b,c")
+    with Console(stderr=True).status(f"plot {args.kind}…"):
+        fig = _KINDS[args.kind](args)
+    save_figure(fig, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _plot_chips(args):
+    from .hardware import catalog_ids, load_hardware, local_hardware_path
+    from .plot_roofline import chips_roofline
+
+    if args.hardware:
+        chips = _chips(args.hardware, "")
+    else:
+        ids = catalog_ids() + (["local"] if local_hardware_path().is_file() else [])
+        chips = [load_hardware(i) for i in ids]
+    return chips_roofline(chips, args.precision)
+
+
+def _single_report(args, chip):
+    from .capture import capture
+    from .model_source import load_model
+    from .report import evaluate
+
+    batches = _batches(args.batch, "1")
+    if len(batches) > 1:
+        raise RooflineError(f"plot {args.kind} takes one --batch, got {args.batch!r}")
+    model, inputs, name = load_model(args.model, batch=batches[0], seq=args.seq, image=args.image)
+    step = capture(model, inputs, mode="train" if args.train else "inference", model_name=name)
+    return step, evaluate(step, chip, args.precision or "fp32")
+
+
+def _plot_roofline(args):
+    from .plot_roofline import layer_roofline
+
+    chips = _chips(args.hardware, "a100-80gb-sxm")
+    step, first = _single_report(args, chips[0])
+    reports = [first] + [first.recost(hardware=chip) for chip in chips[1:]]
+    measured_layers = measured_step_s = None
+    if args.measure:
+        measured_layers = _measure_layers(args, chips[0], step)
+        measured_step_s = sum(f + b for f, b in measured_layers.values())
+    return layer_roofline(reports, measured_layers, measured_step_s)
+
+
+def _measure_layers(args, chip, step) -> dict[str, tuple[float, float]]:
+    import roofline_zoo
+
+    from .compare import measure_layers
+    from .measure import check_fits
+
+    if chip.id != "local":
+        raise RooflineError(f"--measure times layers on this machine: make local the first chip of --hardware "
+                            f"(got {chip.id})")
+    if args.model not in roofline_zoo.ZOO:
+        raise RooflineError(f"--measure needs a zoo model (real weights are built), got {args.model!r}")
+    check_fits(step, args.model, "cpu")
+    model, inputs = roofline_zoo.get(args.model).build(batch=step.batch, image=args.image, seq=args.seq,
+                                                       device="cpu")
+    return measure_layers(model, inputs, train=args.train, warmup=args.warmup, runs=args.runs)
+
+
+def _plot_breakdown(args):
+    from .plot_charts import breakdown
+
+    _, report = _single_report(args, _chips(args.hardware, "a100-80gb-sxm")[0])
+    return breakdown(report, style=args.style, top=args.top)
+
+
+def _study_points(args, chips):
+    """Points of --models x --batch on `chips`, measured on this machine with --measure."""
+    from .study import Study, measure_points
+
+    study = Study(_names(args.models or DEFAULT_MODELS, "--models"), chips, _batches(args.batch, "1,8,64"),
+                  args.precision or "fp32", seq=args.seq, image=args.image)
+    total = len(study.models) * len(study.batches) * (2 if args.measure else 1)
+    with _progress() as progress:
+        task = progress.add_task("study", total=total)
+        advance = lambda done: progress.update(task, advance=1, description=done)  # noqa: E731
+        points = study.points(advance)
+        if args.measure:
+            if "local" not in [c.id for c in chips]:
+                raise RooflineError("--measure times models on this machine: add local to --hardware")
+            points = measure_points(study, points, "local", args.warmup, args.runs, args.max_measure_s, advance)
+    return study, points
+
+
+def _plot_models(args):
+    from .plot_charts import models_overview
+
+    _, points = _study_points(args, _chips(args.hardware, "a100-80gb-sxm")[:1])
+    return models_overview(points)
+
+
+def _plot_models_roofline(args):
+    from .plot_roofline import models_roofline
+
+    chips = _chips(args.hardware, "a100-80gb-sxm")
+    if len(chips) > 1:
+        raise RooflineError(f"plot models-roofline draws one chip, got --hardware {args.hardware!r}")
+    _, points = _study_points(args, chips)
+    return models_roofline(points, chips[0], args.precision or "fp32")
+
+
+def _plot_scatter(args):
+    from .plot_charts import latency_scatter
+
+    chips = _chips(args.hardware, "a100-80gb-sxm")
+    if len(chips) > 1:
+        raise RooflineError(f"plot scatter draws one chip, got --hardware {args.hardware!r}")
+    _, points = _study_points(args, chips)
+    return latency_scatter(points, chips[0].id, measured=args.measure)
+
+
+def _plot_correlation(args):
+    from .plot_charts import correlation_heatmap
+    from .study import rank_correlations
+
+    chips = _chips(args.hardware, "a100-80gb-sxm")
+    _, points = _study_points(args, chips)
+    return correlation_heatmap(rank_correlations(points, [c.id for c in chips]))
+
+
+_KINDS = {"roofline": _plot_roofline, "chips": _plot_chips, "breakdown": _plot_breakdown, "models": _plot_models,
+          "models-roofline": _plot_models_roofline, "scatter": _plot_scatter, "correlation": _plot_correlation}

@@ -1,0 +1,237 @@
+"""`roofline report`: run a study, draw every figure, write tables, comments, HTML and Markdown.
+
+The seed 002 assignment in one command: chips (part 1), models' FLOPs, parameters, memory and
+intensity (2.2) on the rooflines (2.3) with which is bound by what (2.4), latency vs FLOPs
+and parameters (3.1, 3.2), their rank correlations (3.3, 3.4), throughput vs batch (3.5),
+measured points on the local roofline (4.1) and the gap to peak (4.2), forward:backward
+ratios (5.1) and per-layer-type breakdowns (5.2). Output folder layout:
+
+    DIR/report.html   one self-contained page (images embedded)
+    DIR/report.md     the same in Markdown, linking figures/ and tables/
+    DIR/report.json   every number, SI units
+    DIR/figures/*.png and *.svg,  DIR/tables/*.csv
+
+Example:
+    >>> build_report(ReportSettings(models=["resnet18", "vit_b_16"], chips=[load_hardware("a100-80gb-sxm")],
+    ...                             batches=[1, 64]), Path("out"))
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+from matplotlib.figure import Figure as MplFigure
+
+from . import commentary, plot_charts, plot_roofline
+from .errors import RooflineError
+from .hardware import Hardware, catalog_ids, load_hardware, local_hardware_path
+from .plot_style import save_figure
+from .report_page import Figure, Section, Table, write_pages
+from .study import (PhaseSplit, Progress, RankCorrelation, Study, StudyPoint, measure_phase_splits, measure_points,
+                    rank_correlations)
+
+MIN_CHIPS_FIGURE = 10
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    models: list[str]
+    chips: list[Hardware]
+    batches: list[int]
+    precision: str = "fp32"
+    train_batch: int = 8
+    seq: int | None = None
+    image: int | None = None
+    measure: bool = False  # time the points of the `local` chip on this machine
+    warmup: int = 1
+    runs: int = 3
+    max_measure_s: float = 120.0
+    svg: bool = True  # also write each figure as SVG
+
+
+@dataclass
+class _Output:
+    out_dir: Path
+    svg: bool
+    progress: Progress | None
+    figures: list[str] = field(default_factory=list)
+
+    def save(self, fig: MplFigure, name: str, caption: str) -> Figure:
+        """Write `fig` as figures/NAME.png (and .svg); the report's Figure for it."""
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        save_figure(fig, self.out_dir / "figures" / f"{stem}.png")
+        if self.svg:
+            save_figure(fig, self.out_dir / "figures" / f"{stem}.svg")
+        self.figures.append(f"figures/{stem}.png")
+        if self.progress:
+            self.progress(f"figure {stem}")
+        return Figure(f"figures/{stem}.png", caption)
+
+
+def work_units(settings: ReportSettings) -> int:
+    """How many progress callbacks `build_report` makes, for a progress bar's total."""
+    n_models, n_batches, n_chips = len(settings.models), len(settings.batches), len(settings.chips)
+    study = n_models * (n_batches + 1)
+    measured = n_models * (n_batches + 1) if settings.measure else 0
+    figures = 3 + 2 * n_chips + 2 * n_models + (1 if settings.measure else 0)
+    return study + measured + figures
+
+
+def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | None = None) -> dict:
+    """Run everything and write the folder (see the module doc); returns report.json's content."""
+    _check(settings)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    study = Study(settings.models, settings.chips, settings.batches, settings.precision, settings.train_batch,
+                  settings.seq, settings.image)
+    points = study.points(progress)
+    splits = study.phase_splits(progress)
+    if settings.measure:
+        points = measure_points(study, points, "local", settings.warmup, settings.runs, settings.max_measure_s,
+                                progress)
+        splits = measure_phase_splits(study, splits, "local", settings.warmup, settings.runs,
+                                      settings.max_measure_s, progress)
+    correlation = rank_correlations(points, [c.id for c in settings.chips])
+    output = _Output(out_dir, settings.svg, progress)
+    sections = [
+        _chips_section(settings, output),
+        _models_section(study, points, output),
+        _latency_section(study, points, correlation, settings.measure, output),
+        _phases_section(study, splits, output),
+    ]
+    context = (f"{len(settings.models)} models · inference batches {', '.join(map(str, study.batches))} · "
+               f"chips {', '.join(c.id for c in settings.chips)} · {study.precision.name} · training batch "
+               f"{settings.train_batch} · {'measured on this machine' if settings.measure else 'predictions only'} · "
+               f"torch-roofline, {date.today().isoformat()}. Latency = one forward pass of the batch.")
+    write_pages("Roofline report", context, sections, out_dir)
+    data = {"context": context, "settings": _settings_dict(settings),
+            "points": [p.to_dict() for p in points], "phase_splits": [s.to_dict() for s in splits],
+            "correlation": {"labels": list(correlation.labels), "matrix": [list(r) for r in correlation.matrix],
+                            "samples": correlation.samples},
+            "comments": {s.title: s.paragraphs for s in sections}, "figures": output.figures}
+    (out_dir / "report.json").write_text(json.dumps(data, indent=2))
+    return data
+
+
+def _check(settings: ReportSettings) -> None:
+    if settings.measure and "local" not in [c.id for c in settings.chips]:
+        raise RooflineError("--measure times models on this machine, the `local` chip: add local to --hardware "
+                            "(after `roofline calibrate`)")
+    for value, option in ((settings.warmup, "--warmup"), (settings.runs, "--runs")):
+        if value < (1 if option == "--runs" else 0):
+            raise RooflineError(f"{option} must be at least {1 if option == '--runs' else 0}, got {value}")
+
+
+def _settings_dict(settings: ReportSettings) -> dict:
+    data = {k: getattr(settings, k) for k in settings.__dataclass_fields__}
+    data["chips"] = [c.id for c in settings.chips]
+    return data
+
+
+def _catalog_chips(settings: ReportSettings) -> list[Hardware]:
+    chips = {c.id: c for c in (load_hardware(i) for i in catalog_ids())}
+    if local_hardware_path().is_file():
+        chips.setdefault("local", load_hardware("local"))
+    for chip in settings.chips:
+        chips.setdefault(chip.id, chip)
+    return list(chips.values())
+
+
+def _chips_section(settings: ReportSettings, output: _Output) -> Section:
+    chips = _catalog_chips(settings)
+    if len(chips) < MIN_CHIPS_FIGURE:
+        raise RooflineError(f"the chips figure needs at least {MIN_CHIPS_FIGURE} chips, found {len(chips)}")
+    figure = output.save(plot_roofline.chips_roofline(chips), "chips",
+                         "Rooflines of the catalog chips (dense 16-bit matrix peak where the chip has one, else fp32).")
+    rows = [(c.id, c.name, c.kind, f"{_chip_peak(c) / 1e12:,.4g}", f"{c.memory_bytes_per_s / 1e9:,.0f}",
+             f"{_chip_peak(c) / c.memory_bytes_per_s:,.1f}", f"{c.memory_capacity_bytes / 1e9:,.0f}") for c in chips]
+    table = Table("Chips", ("chip", "name", "kind", "peak TFLOP/s (16-bit or fp32)", "bandwidth GB/s",
+                            "ridge FLOP/B", "memory GB"), rows, "chips.csv")
+    ridges = sorted(chips, key=lambda c: _chip_peak(c) / c.memory_bytes_per_s)
+    text = [f"{len(chips)} chips. Ridge points range from {_ridge(ridges[0])} ({ridges[0].id}) to "
+            f"{_ridge(ridges[-1])} ({ridges[-1].id}): a layer needs at least that many FLOPs per byte moved to be "
+            "compute-bound there. Accelerators' matrix peaks grew faster than their bandwidth, so their ridges sit "
+            "far right of CPUs': the same model is more often memory-bound on a GPU than on a CPU. Sources for "
+            "every figure are in each chip's YAML (`roofline hardware show ID`)."]
+    return Section("1. Chips", text, [figure], [table])
+
+
+def _chip_peak(chip: Hardware) -> float:
+    key = chip.half_matrix_key
+    return chip.matrix_flops_per_s[key] if key else chip.vector_flops_per_s["fp32"]
+
+
+def _ridge(chip: Hardware) -> str:
+    return f"{_chip_peak(chip) / chip.memory_bytes_per_s:,.1f} FLOP/B"
+
+
+def _models_section(study: Study, points: list[StudyPoint], output: _Output) -> Section:
+    figures = [output.save(plot_charts.models_overview(points), "models",
+                           "FLOPs, parameters, memory footprint and arithmetic intensity per model; intensity vs batch.")]
+    for chip in study.chips:
+        figures.append(output.save(plot_roofline.models_roofline(points, chip, study.precision.name),
+                                   f"models_roofline_{chip.id}",
+                                   f"Each model at each batch on the {chip.id} roofline (predicted; hollow: measured)."))
+    rows = [(p.model, p.batch, p.chip, f"{p.flops / 1e9:,.2f}", f"{p.parameters / 1e6:,.1f}",
+             f"{p.memory_bytes / 1e6:,.0f}", f"{p.intensity:,.1f}", p.bound, f"{p.memory_bound_share:.0%}",
+             f"{p.predicted_s * 1e3:,.3f}", _ms(p.measured_s), f"{p.predicted_samples_per_s:,.1f}",
+             _fmt(p.measured_samples_per_s, "{:,.1f}"), p.measured_note) for p in points]
+    table = Table("Models at each batch on each chip (inference forward)",
+                  ("model", "batch", "chip", "GFLOPs", "params M", "memory MB", "FLOP/B", "bound",
+                   "time memory-bound", "predicted ms", "measured ms", "predicted samples/s", "measured samples/s",
+                   "note"), rows, "points.csv")
+    return Section("2. Models: compute, memory and intensity", commentary.bound_comments(points), figures, [table])
+
+
+def _latency_section(study: Study, points: list[StudyPoint], correlation: RankCorrelation, measured: bool,
+                     output: _Output) -> Section:
+    figures = []
+    for chip in study.chips:
+        figures.append(output.save(plot_charts.latency_scatter(points, chip.id), f"scatter_{chip.id}",
+                                   f"Predicted latency vs FLOPs and parameters, and throughput vs batch, on {chip.id}."))
+    if measured:
+        figures.append(output.save(plot_charts.latency_scatter(points, "local", measured=True), "scatter_local_measured",
+                                   "Measured latency and throughput on this machine."))
+    figures.append(output.save(plot_charts.correlation_heatmap(correlation), "correlation",
+                               f"Spearman rank correlations over {correlation.samples} (model, batch) pairs."))
+    labels = correlation.labels
+    table = Table("Spearman rank correlation", ("",) + labels,
+                  [(a,) + tuple(f"{v:.2f}" for v in row) for a, row in zip(labels, correlation.matrix)],
+                  "correlation.csv")
+    text = commentary.gap_comments(points) + commentary.proxy_comments(correlation, points)
+    return Section("3-4. Latency, throughput and the gap to peak", text, figures, [table])
+
+
+def _phases_section(study: Study, splits: list[PhaseSplit], output: _Output) -> Section:
+    rows = [(s.model, s.batch, s.chip, f"{s.forward_flops / 1e9:,.2f}", f"{s.backward_flops / 1e9:,.2f}",
+             f"1 : {s.flops_ratio:.2f}", f"{s.forward_s * 1e3:,.3f}", f"{s.backward_s * 1e3:,.3f}",
+             f"1 : {s.time_ratio:.2f}", _ms(s.measured_forward_s), _ms(s.measured_backward_s),
+             _fmt(s.measured_time_ratio, "1 : {:.2f}"), s.measured_note) for s in splits]
+    table = Table(f"Forward : backward of a training step at batch {study.train_batch}",
+                  ("model", "batch", "chip", "fwd GFLOPs", "bwd GFLOPs", "FLOPs fwd:bwd", "predicted fwd ms",
+                   "predicted bwd ms", "time fwd:bwd", "measured fwd ms", "measured bwd ms", "measured fwd:bwd",
+                   "note"), rows, "forward_backward.csv")
+    breakdown_chip = next((c for c in study.chips if c.id != "local"), study.chips[0])
+    figures = []
+    for model in study.models:
+        report = study.report(model, study.train_batch, breakdown_chip, mode="train")
+        figures.append(output.save(plot_charts.breakdown(report, style="pie"), f"breakdown_{model}",
+                                   f"{model}: time, FLOPs and bytes per layer type, forward and backward, on "
+                                   f"{breakdown_chip.id}."))
+    for model in study.models:
+        reports = [study.report(model, study.train_batch, chip, mode="train") for chip in study.chips]
+        figures.append(output.save(plot_roofline.layer_roofline(reports), f"roofline_{model}",
+                                   f"{model}: every layer's forward and backward on each chip's roofline."))
+    section = Section("5. Training: forward vs backward, and where the time goes",
+                      commentary.phase_comments(splits), figures, [table])
+    return section
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1e3:,.3f}"
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "" if value is None else pattern.format(value)
