@@ -191,7 +191,7 @@ def _latency_section(study: Study, points: list[StudyPoint], correlation: RankCo
     for chip in study.chips:
         figures.append(output.save(plot_charts.latency_scatter(points, chip.id), f"scatter_{chip.id}",
                                    f"Predicted latency vs FLOPs and parameters, and throughput vs batch, on {chip.id}."))
-    if measured:
+    if measured and any(p.measured_s for p in points):
         figures.append(output.save(plot_charts.latency_scatter(points, "local", measured=True), "scatter_local_measured",
                                    "Measured latency and throughput on this machine."))
     figures.append(output.save(plot_charts.correlation_heatmap(correlation), "correlation",

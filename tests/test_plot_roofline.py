@@ -1,0 +1,165 @@
+"""Roofline figures: they render to valid, non-blank PNG/SVG of the promised size, and draw what they say."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from estimator import plot_style
+from estimator.capture import capture
+from estimator.errors import RooflineError
+from estimator.hardware import catalog_ids, load_hardware
+from estimator.model_source import load_model
+from estimator.plot_roofline import chips_roofline, layer_roofline, models_roofline
+from estimator.report import evaluate
+from estimator.study import Study, with_measurements
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def a100():
+    return load_hardware("a100-80gb-sxm")
+
+
+@pytest.fixture(scope="module")
+def train_report(a100):
+    model, inputs, name = load_model("resnet18", batch=1, image=64)
+    return evaluate(capture(model, inputs, mode="train", model_name=name), a100, "fp32")
+
+
+@pytest.fixture(scope="module")
+def study_points(a100):
+    study = Study(["resnet18", "mobilenet_v2", "efficientnet_b0"], [a100, load_hardware("h100-sxm")], batches=[1, 2],
+                  image=64)
+    return study.points()
+
+
+def _check_png(fig, path) -> None:
+    """A PNG of figsize x DPI pixels with real content (not a blank canvas)."""
+    plot_style.save_figure(fig, path)
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = Image.open(path).convert("RGB")
+    assert image.size == tuple(round(v) for v in fig.get_size_inches() * plot_style.DPI)
+    assert (np.asarray(image) < 250).any(axis=2).mean() > 0.03  # > 3% of the pixels are not white
+    assert len(image.getcolors(maxcolors=1 << 24)) > 50  # text, lines, markers: antialiased, many colours
+
+
+def _check_svg(fig, path) -> None:
+    plot_style.save_figure(fig, path)
+    assert ET.parse(path).getroot().tag.endswith("svg")
+
+
+def _offsets(ax, gid: str) -> np.ndarray:
+    """The data points of the scatter with this gid (empty when there is none)."""
+    found = [c.get_offsets() for c in ax.collections if c.get_gid() == gid]
+    return np.concatenate(found) if found else np.empty((0, 2))
+
+
+def _drawable(rows, side: str):
+    return [r for r in rows if getattr(r, f"{side}_flops") and getattr(r, f"{side}_bytes")
+            and getattr(r, f"{side}_time_s")]
+
+
+def test_layer_roofline_draws_every_layer_with_flops_on_log_axes(train_report, tmp_path):
+    reports = [train_report, train_report.recost(load_hardware("h100-sxm"))]
+    fig = layer_roofline(reports)
+    _check_png(fig, tmp_path / "layers.png")
+    assert len(fig.axes) == 2
+    assert "TFLOP/s" in fig.axes[0].get_ylabel()  # the panels share it
+    for ax, report in zip(fig.axes, reports):
+        assert ax.get_xscale() == ax.get_yscale() == "log" and "FLOP/byte" in ax.get_xlabel()
+        rows = report.rows("layer")
+        assert report.hardware.name in ax.get_title() and "batch 1" in ax.get_title()
+        forward, backward = _offsets(ax, "forward"), _offsets(ax, "backward")
+        assert len(forward) == len(_drawable(rows, "forward")) and len(backward) == len(_drawable(rows, "backward"))
+        fastest = max(_drawable(rows, "forward"), key=lambda r: r.forward_flops / r.forward_time_s)
+        assert forward[:, 1].max() == pytest.approx(fastest.forward_flops / fastest.forward_time_s / 1e12)
+        totals = report.totals()
+        step_x, step_y = _offsets(ax, "step")[0]
+        assert step_x == pytest.approx(totals["step_flops"] / totals["step_bytes"])
+        assert step_y == pytest.approx(totals["step_flops"] / totals["step_time_s"] / 1e12)
+        assert len(_offsets(ax, "measured-forward")) == 0  # nothing measured was given
+
+
+def test_layer_roofline_draws_measured_points_on_the_first_panel_only(train_report):
+    rows = _drawable(train_report.rows("layer"), "forward")[:5]
+    measured = {r.name: (2 * r.forward_time_s, 3 * r.backward_time_s) for r in rows}
+    step_s = 1.5 * train_report.totals()["step_time_s"]
+    fig = layer_roofline([train_report, train_report.recost(load_hardware("h100-sxm"))], measured, step_s)
+    first, second = fig.axes
+    forward = _offsets(first, "measured-forward")
+    assert sorted(forward[:, 1]) == pytest.approx(sorted(r.forward_flops / (2 * r.forward_time_s) / 1e12 for r in rows))
+    assert len(_offsets(first, "measured-backward")) == sum(1 for r in rows if r.backward_flops and r.backward_time_s)
+    assert _offsets(first, "measured-step")[0, 1] == pytest.approx(train_report.totals()["step_flops"] / step_s / 1e12)
+    assert len(_offsets(second, "measured-forward")) == len(_offsets(second, "measured-step")) == 0
+
+
+def test_layer_roofline_of_an_inference_step_has_no_backward(a100, tmp_path):
+    model, inputs, name = load_model("resnet18", batch=1, image=64)
+    report = evaluate(capture(model, inputs, mode="inference", model_name=name), load_hardware("i9-10940x"), "fp32")
+    fig = layer_roofline([report])
+    _check_png(fig, tmp_path / "inference.png")
+    ax = fig.axes[0]
+    assert len(_offsets(ax, "backward")) == 0 and len(_offsets(ax, "forward")) > 10
+    assert "GFLOP/s" in ax.get_ylabel()  # a 3 TFLOP/s chip reads in GFLOP/s
+    assert any("no backward" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_chips_roofline_draws_one_line_per_chip_in_two_panels(tmp_path):
+    ids = catalog_ids()
+    fig = chips_roofline([load_hardware(c) for c in ids])
+    _check_png(fig, tmp_path / "chips.png")
+    assert len(fig.axes) == 2 and all(ax.get_xscale() == ax.get_yscale() == "log" for ax in fig.axes)
+    lines = [line.get_gid() for ax in fig.axes for line in ax.get_lines()]
+    assert sorted(lines) == ids
+    h100 = next(line for ax in fig.axes for line in ax.get_lines() if line.get_gid() == "h100-sxm")
+    assert max(h100.get_ydata()) == pytest.approx(989.4)  # bf16 in TFLOP/s
+    assert "h100-sxm" in h100.get_label() and "bf16" in h100.get_label()
+    cpu = next(line for ax in fig.axes for line in ax.get_lines() if line.get_gid() == "i9-10940x")
+    assert "fp32" in cpu.get_label()  # no 16-bit matrix unit: fp32
+
+
+def test_chips_roofline_at_a_precision_leaves_out_chips_without_it(tmp_path):
+    fig = chips_roofline([load_hardware(c) for c in ("h100-sxm", "a100-80gb-sxm", "l4")], "fp8")
+    _check_svg(fig, tmp_path / "fp8.svg")
+    assert sorted(line.get_gid() for ax in fig.axes for line in ax.get_lines()) == ["h100-sxm", "l4"]
+    assert "a100-80gb-sxm" in fig.get_suptitle()
+
+
+def test_models_roofline_draws_each_model_and_batch_of_the_chip(study_points, a100, tmp_path):
+    fig = models_roofline(study_points, a100, "fp32")
+    _check_png(fig, tmp_path / "models.png")
+    ax = fig.axes[0]
+    mine = [p for p in study_points if p.chip == a100.id]
+    for p in mine:
+        (x, y), = _offsets(ax, f"predicted-{p.model}-{p.batch}")
+        assert (x, y) == pytest.approx((p.intensity, p.predicted_flops_per_s / 1e12))
+    assert len([c for c in ax.collections if (c.get_gid() or "").startswith("predicted-")]) == len(mine) == 6
+    assert not [c for c in ax.collections if (c.get_gid() or "").startswith("measured-")]
+    assert ax.get_title() == f"{a100.name}: models on the roofline (fp32, inference)"
+    labels = [t.get_text() for t in ax.texts]
+    assert all(labels.count(model) == 1 for model in ("resnet18", "mobilenet_v2", "efficientnet_b0"))
+
+
+def test_models_roofline_draws_measured_points_hollow(study_points, a100):
+    points = with_measurements(study_points, {("resnet18", 1): 0.01, ("mobilenet_v2", 2): "out of memory"}, a100.id)
+    ax = models_roofline(points, a100, "fp32").axes[0]
+    (x, y), = _offsets(ax, "measured-resnet18-1")
+    measured = next(p for p in points if p.measured_s and p.chip == a100.id)
+    assert (x, y) == pytest.approx((measured.intensity, measured.flops / 0.01 / 1e12))
+    assert len([c for c in ax.collections if (c.get_gid() or "").startswith("measured-")]) == 1
+    assert any(t.get_text() == "measured (this machine)" for t in ax.get_legend().get_texts())
+
+
+def test_empty_inputs_are_refused_clearly(study_points):
+    with pytest.raises(RooflineError, match="at least one report"):
+        layer_roofline([])
+    with pytest.raises(RooflineError, match="at least one chip"):
+        chips_roofline([])
+    with pytest.raises(RooflineError, match="none of .* has a fp8"):
+        chips_roofline([load_hardware("a100-80gb-sxm")], "fp8")
+    with pytest.raises(RooflineError, match="no study points for chip 'l4'"):
+        models_roofline(study_points, load_hardware("l4"), "fp32")
