@@ -5,7 +5,7 @@ report's sections (seed 002 parts 2.4, 3.4, 4.2 and 5.1). Thresholds are stated 
 
 Example:
     >>> bound_comments(points)[0]
-    'a100-80gb-sxm (ridge 9.6 FLOP/B at fp32): at batch 1, 8 of 10 models sit left of the ridge ...'
+    'a100-80gb-sxm (ridge 9.6 FLOP/B at fp32): 6 of 30 model-batch points sit left of the ridge, ...'
 """
 from __future__ import annotations
 
@@ -21,21 +21,23 @@ def _names(items) -> str:
 
 
 def bound_comments(points: list[StudyPoint]) -> list[str]:
-    """Per chip and batch: which models are memory- or compute-bound (intensity vs ridge), and
-    which spend most of their predicted time in memory-bound ops (seed 002, 2.4)."""
-    by_chip_batch: dict[tuple[str, int], list[StudyPoint]] = defaultdict(list)
+    """Per chip: at each batch, which models are memory-bound as a whole (intensity below the
+    ridge point) and which spend over half their predicted time in memory-bound ops (seed 002, 2.4)."""
+    by_chip: dict[str, list[StudyPoint]] = defaultdict(list)
     for p in points:
-        by_chip_batch[(p.chip, p.batch)].append(p)
+        by_chip[p.chip].append(p)
     lines = []
-    for (chip, batch), group in by_chip_batch.items():
-        ridge = group[0].ridge_flops_per_byte
-        memory = [p.model for p in group if p.bound == "memory"]
-        compute = [p.model for p in group if p.bound == "compute"]
-        mostly_memory = [p.model for p in group if p.memory_bound_share > 0.5]
-        lines.append(f"{chip} (ridge {ridge:,.1f} FLOP/B at {group[0].precision}), batch {batch}: "
-                     f"{len(memory)} of {len(group)} models sit left of the ridge, memory-bound as a whole "
-                     f"({_names(memory)}); compute-bound: {_names(compute)}. Models spending over half their "
-                     f"predicted time in memory-bound ops: {_names(mostly_memory)}.")
+    for chip, group in by_chip.items():
+        batches = sorted({p.batch for p in group})
+        below = "; ".join(f"batch {b}: {_names(p.model for p in group if p.batch == b and p.bound == 'memory')}"
+                          for b in batches)
+        mostly = "; ".join(f"batch {b}: {_names(p.model for p in group if p.batch == b and p.memory_bound_share > 0.5)}"
+                           for b in batches)
+        n_memory = sum(p.bound == "memory" for p in group)
+        lines.append(f"{chip} (ridge {group[0].ridge_flops_per_byte:,.1f} FLOP/B at {group[0].precision}): "
+                     f"{n_memory} of {len(group)} model-batch points sit left of the ridge, memory-bound as a whole "
+                     f"({below}); the others are compute-bound. Over half the predicted time in memory-bound ops "
+                     f"({mostly}).")
     return lines
 
 

@@ -99,7 +99,9 @@ def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | N
         _chips_section(settings, output),
         _models_section(study, points, output),
         _latency_section(study, points, correlation, settings.measure, output),
-        _phases_section(study, splits, output),
+        _phases_section(study, splits),
+        _breakdown_section(study, output),
+        _layer_rooflines_section(study, output),
     ]
     context = (f"{len(settings.models)} models · inference batches {', '.join(map(str, study.batches))} · "
                f"chips {', '.join(c.id for c in settings.chips)} · {study.precision.name} · training batch "
@@ -204,7 +206,7 @@ def _latency_section(study: Study, points: list[StudyPoint], correlation: RankCo
     return Section("3-4. Latency, throughput and the gap to peak", text, figures, [table])
 
 
-def _phases_section(study: Study, splits: list[PhaseSplit], output: _Output) -> Section:
+def _phases_section(study: Study, splits: list[PhaseSplit]) -> Section:
     rows = [(s.model, s.batch, s.chip, f"{s.forward_flops / 1e9:,.2f}", f"{s.backward_flops / 1e9:,.2f}",
              f"1 : {s.flops_ratio:.2f}", f"{s.forward_s * 1e3:,.3f}", f"{s.backward_s * 1e3:,.3f}",
              f"1 : {s.time_ratio:.2f}", _ms(s.measured_forward_s), _ms(s.measured_backward_s),
@@ -213,20 +215,28 @@ def _phases_section(study: Study, splits: list[PhaseSplit], output: _Output) -> 
                   ("model", "batch", "chip", "fwd GFLOPs", "bwd GFLOPs", "FLOPs fwd:bwd", "predicted fwd ms",
                    "predicted bwd ms", "time fwd:bwd", "measured fwd ms", "measured bwd ms", "measured fwd:bwd",
                    "note"), rows, "forward_backward.csv")
-    breakdown_chip = next((c for c in study.chips if c.id != "local"), study.chips[0])
-    figures = []
-    for model in study.models:
-        report = study.report(model, study.train_batch, breakdown_chip, mode="train")
-        figures.append(output.save(plot_charts.breakdown(report, style="pie"), f"breakdown_{model}",
-                                   f"{model}: time, FLOPs and bytes per layer type, forward and backward, on "
-                                   f"{breakdown_chip.id}."))
-    for model in study.models:
-        reports = [study.report(model, study.train_batch, chip, mode="train") for chip in study.chips]
-        figures.append(output.save(plot_roofline.layer_roofline(reports), f"roofline_{model}",
-                                   f"{model}: every layer's forward and backward on each chip's roofline."))
-    section = Section("5. Training: forward vs backward, and where the time goes",
-                      commentary.phase_comments(splits), figures, [table])
-    return section
+    return Section("5.1 Training: forward vs backward", commentary.phase_comments(splits), [], [table])
+
+
+def _breakdown_section(study: Study, output: _Output) -> Section:
+    chip = next((c for c in study.chips if c.id != "local"), study.chips[0])
+    figures = [output.save(plot_charts.breakdown(study.report(model, study.train_batch, chip, mode="train"),
+                                                 style="pie"), f"breakdown_{model}",
+                           f"{model}: time, FLOPs and bytes per layer type, forward and backward, on {chip.id}.")
+               for model in study.models]
+    text = [f"Training step at batch {study.train_batch} on {chip.id}: shares of predicted time, FLOPs and bytes "
+            "moved per layer type, forward (top) and backward with the optimizer's update (bottom)."]
+    return Section("5.2 Where a training step's time goes, per layer type", text, figures, folded=True)
+
+
+def _layer_rooflines_section(study: Study, output: _Output) -> Section:
+    figures = [output.save(plot_roofline.layer_roofline([study.report(model, study.train_batch, chip, mode="train")
+                                                         for chip in study.chips]), f"roofline_{model}",
+                           f"{model}: every layer's forward and backward on each chip's roofline.")
+               for model in study.models]
+    text = ["Every layer of each model's training step as a point on each chip's roofline: forward in blue, "
+            "backward in red, area by predicted time; the star is the whole step."]
+    return Section("Per-layer rooflines", text, figures, folded=True)
 
 
 def _ms(seconds: float | None) -> str:

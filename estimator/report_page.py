@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+FOLD_ROWS = 30  # HTML: longer tables start closed
+
+
 @dataclass(frozen=True)
 class Table:
     title: str
@@ -72,8 +75,10 @@ h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #dd
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; }
-th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: right; white-space: nowrap; }
+th { background: #f4f4f4; white-space: normal; } td:first-child, th:first-child { text-align: left; }
+td:last-child { white-space: normal; text-align: left; }
+summary { cursor: pointer; color: #0645ad; margin: 0.5em 0; }
 caption { text-align: left; font-weight: 600; padding: 0.3em 0; }
 nav a { margin-right: 1em; }
 """
@@ -87,16 +92,15 @@ def _html(title: str, context: str, sections: list[Section], out_dir: Path) -> s
     for i, section in enumerate(sections):
         parts.append(f"<h2 id='s{i}'>{esc(section.title)}</h2>")
         parts += [f"<p>{esc(p)}</p>" for p in section.paragraphs]
-        body = []
-        for table in section.tables:
-            body.append(_html_table(table))
+        figures = []
         for figure in section.figures:
             data = base64.b64encode((out_dir / figure.path).read_bytes()).decode("ascii")
-            body.append(f"<figure><img alt='{esc(figure.caption)}' src='data:image/png;base64,{data}'>"
-                        f"<figcaption>{esc(figure.caption)}</figcaption></figure>")
+            figures.append(f"<figure><img alt='{esc(figure.caption)}' src='data:image/png;base64,{data}'>"
+                           f"<figcaption>{esc(figure.caption)}</figcaption></figure>")
         if section.folded:
-            body = [f"<details><summary>{len(section.figures)} figures</summary>"] + body + ["</details>"]
-        parts += body
+            figures = [f"<details><summary>{len(section.figures)} figures (click to open)</summary>"] + figures + \
+                ["</details>"]
+        parts += figures + [_html_table(table) for table in section.tables]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -105,8 +109,11 @@ def _html_table(table: Table) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(c)}</th>" for c in table.columns)
     rows = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>" for row in table.rows)
-    return (f"<table><caption>{esc(table.title)} (<a href='tables/{esc(table.csv_name)}'>CSV</a>)</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    html_table = (f"<table><caption>{esc(table.title)} (<a href='tables/{esc(table.csv_name)}'>CSV</a>)</caption>"
+                  f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+    if len(table.rows) > FOLD_ROWS:
+        return f"<details><summary>{esc(table.title)}: {len(table.rows)} rows (click to open)</summary>{html_table}</details>"
+    return html_table
 
 
 def _markdown(title: str, context: str, sections: list[Section]) -> str:
@@ -115,11 +122,11 @@ def _markdown(title: str, context: str, sections: list[Section]) -> str:
         lines += [f"## {section.title}", ""]
         for paragraph in section.paragraphs:
             lines += [paragraph, ""]
+        for figure in section.figures:
+            lines += [f"![{figure.caption}]({figure.path})", "", f"*{figure.caption}*", ""]
         for table in section.tables:
             lines += [f"**{table.title}** ([CSV](tables/{table.csv_name}))", "",
                       "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
             lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.rows]
             lines.append("")
-        for figure in section.figures:
-            lines += [f"![{figure.caption}]({figure.path})", "", f"*{figure.caption}*", ""]
     return "\n".join(lines)
