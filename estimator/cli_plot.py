@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -77,9 +80,24 @@ def _add_measure_options(parser: argparse.ArgumentParser) -> None:
                         "configuration whose predicted time for all runs exceeds this (default 120 s)")
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=False)
+@contextmanager
+def _progress(total: int, what: str):
+    """A callback advancing a progress bar on stderr by one unit of work; where stderr is not a
+    terminal (CI, a log file) it prints one line per unit instead, with elapsed seconds."""
+    err = Console(stderr=True)
+    if err.is_terminal:
+        columns = (TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err) as progress:
+            task = progress.add_task(what, total=total)
+            yield lambda done: progress.update(task, advance=1, description=done)
+        return
+    start, count = time.monotonic(), 0
+
+    def line(done: str) -> None:
+        nonlocal count
+        count += 1
+        print(f"[{count}/{total}] {done} ({time.monotonic() - start:,.0f} s)", file=sys.stderr, flush=True)
+    yield line
 
 
 def _names(text: str, option: str) -> list[str]:
@@ -117,9 +135,8 @@ def run_report(args) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise RooflineError(f"--out {args.out!r} is a file; give a folder")
-    with _progress() as progress:
-        task = progress.add_task("report", total=work_units(settings))
-        build_report(settings, out_dir, lambda done: progress.update(task, advance=1, description=done))
+    with _progress(work_units(settings), "report") as advance:
+        build_report(settings, out_dir, advance)
     print(f"wrote {out_dir / 'report.html'} (self-contained), {out_dir / 'report.md'}, {out_dir / 'report.json'}, "
           f"figures/ and tables/")
     return 0
@@ -210,9 +227,7 @@ def _study_points(args, chips):
     study = Study(_names(args.models or DEFAULT_MODELS, "--models"), chips, _batches(args.batch, "1,8,64"),
                   args.precision or "fp32", seq=args.seq, image=args.image)
     total = len(study.models) * len(study.batches) * (2 if args.measure else 1)
-    with _progress() as progress:
-        task = progress.add_task("study", total=total)
-        advance = lambda done: progress.update(task, advance=1, description=done)  # noqa: E731
+    with _progress(total, "study") as advance:
         points = study.points(advance)
         if args.measure:
             if "local" not in [c.id for c in chips]:

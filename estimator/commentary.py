@@ -68,8 +68,8 @@ def gap_comments(points: list[StudyPoint]) -> list[str]:
                          f"{statistics.mean(errors):.0%} off on average (mean absolute error).")
         skipped = [p for p in group if p.measured_note]
         if skipped:
-            lines.append(f"{chip}: not measured: " + "; ".join(f"{p.model} batch {p.batch} ({p.measured_note})"
-                                                              for p in skipped) + ".")
+            lines.append(f"{chip}, not measured: " + "; ".join(
+                f"{p.model} batch {p.batch} ({p.measured_note.removeprefix('not measured: ')})" for p in skipped) + ".")
     return lines
 
 

@@ -285,8 +285,10 @@ def models_roofline(points: list[StudyPoint], chip: Hardware, precision: str) ->
         _draw_model(ax, sorted((p for p in points if p.model == model), key=lambda p: p.batch), series_colour(m),
                     batches, scale)
     tips = [min((p for p in points if p.model == model), key=lambda p: p.batch) for model in models]
+    drawn = [(p.intensity, flops / scale) for p in points for flops in (p.predicted_flops_per_s, p.measured_flops_per_s)
+             if flops]
     labels = place_labels(ax, [p.intensity for p in tips], [p.predicted_flops_per_s / scale for p in tips], models,
-                          fontsize=7.5)
+                          fontsize=7.5, avoid=drawn)
     for label in labels:  # readable over lines, under the markers
         label.set(zorder=4, bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none",
                                   "alpha": 0.8})

@@ -20,6 +20,8 @@ matplotlib.use("Agg")  # headless: no display is needed, and none is touched
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from .errors import RooflineError  # noqa: E402
 
@@ -77,31 +79,53 @@ def si_label(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-# offsets (points) and alignments tried for a label, nearest first
-_LABEL_OFFSETS = ((4, 4, "left", "bottom"), (4, -4, "left", "top"), (-4, 4, "right", "bottom"),
-                  (-4, -4, "right", "top"), (6, 0, "left", "center"), (-6, 0, "right", "center"),
-                  (0, 7, "center", "bottom"), (0, -7, "center", "top"), (10, 10, "left", "bottom"),
-                  (-10, -10, "right", "top"), (10, -10, "left", "top"), (-10, 10, "right", "bottom"))
+MARKER_HALF_PT = 3.5  # half the side of the box a marker occupies, in points
+LABEL_ON_LABEL_WEIGHT = 20.0  # cost of a pixel of label over label, against one of label over marker
+LEADER_FROM_PT = 12  # labels placed this far (points) or farther get a thin line to their point
 
 
-def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333") -> list:
+def _label_offsets() -> list[tuple[float, float, str, str]]:
+    """(dx, dy, ha, va) in points, tried nearest first: 8 directions at growing distances."""
+    offsets = []
+    for radius in (5, 12, 20, 30, 45):
+        for ux, uy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)):
+            scale = radius / (2 ** 0.5) if ux and uy else radius
+            ha = "left" if ux > 0 else "right" if ux < 0 else "center"
+            va = "bottom" if uy > 0 else "top" if uy < 0 else "center"
+            offsets.append((ux * scale, uy * scale, ha, va))
+    return offsets
+
+
+_LABEL_OFFSETS = _label_offsets()
+
+
+def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333", avoid=()) -> list:
     """Label points (data coordinates) greedily: each label takes the first nearby offset whose
-    box overlaps no label placed before it, else the offset with the least overlap. Call after
-    the axes' limits and scales are final. Returns the annotations."""
+    box overlaps no label placed before it and no marker (the labelled points and the extra
+    (x, y) points in `avoid`), else the offset with the least overlap. Call after the axes'
+    limits and scales are final. Returns the annotations."""
     fig = ax.figure
     fig.canvas.draw()  # lay the figure out so that extents are in their final place
     renderer = fig.canvas.get_renderer()
-    placed_boxes, annotations = [], []
+    half = MARKER_HALF_PT * fig.dpi / 72  # a marker's half width in pixels
+    markers = [Bbox.from_extents(px - half, py - half, px + half, py + half)
+               for px, py in ax.transData.transform(list(zip(xs, ys)) + list(avoid))]
+    label_boxes, annotations = [], []
     for x, y, text in zip(xs, ys, texts):
         best = None
         for dx, dy, ha, va in _LABEL_OFFSETS:
+            leader = {"arrowprops": {"arrowstyle": "-", "color": "#999999", "lw": 0.5, "shrinkA": 0, "shrinkB": 2}} \
+                if abs(dx) + abs(dy) >= LEADER_FROM_PT else {}
             ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                              fontsize=fontsize, color=colour, annotation_clip=True)
+                              fontsize=fontsize, color=colour, annotation_clip=True, **leader)
             ann.set_in_layout(False)
-            box = ann.get_window_extent(renderer)
+            ann.update_positions(renderer)
+            box = Text.get_window_extent(ann, renderer).padded(2)  # the text alone, not its leader line
             inside = ax.get_window_extent(renderer).contains(box.x0, box.y0) and \
                 ax.get_window_extent(renderer).contains(box.x1, box.y1)
-            overlap = sum(_overlap_area(box, other) for other in placed_boxes) + (0 if inside else 1e6)
+            # a label on a label is worse than a label on a marker; outside the axes is worst
+            overlap = (LABEL_ON_LABEL_WEIGHT * sum(_overlap_area(box, other) for other in label_boxes)
+                       + sum(_overlap_area(box, marker) for marker in markers) + (0 if inside else 1e9))
             if best is None or overlap < best[0]:
                 if best is not None:
                     best[1].remove()
@@ -110,7 +134,7 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
                 ann.remove()
             if overlap == 0:
                 break
-        placed_boxes.append(best[2])
+        label_boxes.append(best[2])
         annotations.append(best[1])
     return annotations
 
