@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .errors import RooflineError
-from .precision import PRECISIONS
+from .precision import PRECISIONS, get_precision
 
 PLOT_KINDS = ("roofline", "chips", "breakdown", "models", "models-roofline", "scatter", "correlation")
 DEFAULT_MODELS = "resnet18,resnet50,mobilenet_v2,efficientnet_b0,vgg16,vit_b_16,deit_small,bert_base,gpt2,convnext_tiny"
@@ -33,8 +33,9 @@ def add_parsers(sub) -> None:
     plot.add_argument("model", nargs="?", help="roofline, breakdown: the model (zoo name, FILE.py:FUNC, ...)")
     plot.add_argument("--models", help="models, models-roofline, scatter, correlation: comma-separated models "
                       f"(default {DEFAULT_MODELS})")
-    plot.add_argument("--hardware", help="chip id(s); roofline takes several (comma-separated), chips takes a list "
-                      "(default: the whole catalog and local); default a100-80gb-sxm elsewhere")
+    plot.add_argument("--hardware", help="chip id(s), each optionally ID@PRECISION (e.g. a100-80gb-sxm@amp-bf16); "
+                      "roofline and correlation take several (comma-separated), chips takes a list (default: the "
+                      "whole catalog and local); default a100-80gb-sxm elsewhere")
     plot.add_argument("--batch", default=None, help="batch size; models, models-roofline, scatter, correlation take "
                       "a comma-separated list (default 1,8,64 there, 1 elsewhere)")
     _add_inputs(plot, "default fp32; chips: each chip's 16-bit matrix peak, else fp32")
@@ -52,7 +53,8 @@ def add_parsers(sub) -> None:
                          "(the seed 002 assignment in one command)")
     rep.add_argument("--models", default=DEFAULT_MODELS, help=f"comma-separated models, at least 10 for the whole "
                      f"assignment (default {DEFAULT_MODELS})")
-    rep.add_argument("--hardware", default="local,a100-80gb-sxm", help="comma-separated chips (default "
+    rep.add_argument("--hardware", default="local,a100-80gb-sxm", help="comma-separated chips, each optionally "
+                     "ID@PRECISION to override --precision for it, e.g. local,a100-80gb-sxm@amp-bf16 (default "
                      "local,a100-80gb-sxm; local needs `roofline calibrate`)")
     rep.add_argument("--batch", default="1,64,256", help="inference batch sizes (default 1,64,256)")
     rep.add_argument("--train-batch", type=int, default=8, help="batch of the training steps for the forward:backward "
@@ -119,15 +121,29 @@ def _batches(text: str | None, default: str) -> list[int]:
 
 
 def _chips(text: str | None, default: str):
+    """The chips of --hardware, and the precision each names with ID@PRECISION ({} if none does)."""
     from .hardware import load_hardware
+    from .precision import get_precision
 
-    return [load_hardware(name) for name in _names(text or default, "--hardware")]
+    chips, precisions = [], {}
+    for name in _names(text or default, "--hardware"):
+        chip_id, _, precision = name.partition("@")
+        chips.append(load_hardware(chip_id))
+        if precision:
+            precisions[chips[-1].id] = get_precision(precision).name
+    return chips, precisions
+
+
+def _precision(args, precisions: dict[str, str], chip) -> str:
+    """The precision `chip` runs at: its own from ID@PRECISION, else --precision, else fp32."""
+    return precisions.get(chip.id, args.precision or "fp32")
 
 
 def run_report(args) -> int:
     from .report_build import ReportSettings, build_report, work_units
 
-    settings = ReportSettings(models=_names(args.models, "--models"), chips=_chips(args.hardware, ""),
+    chips, precisions = _chips(args.hardware, "")
+    settings = ReportSettings(models=_names(args.models, "--models"), chips=chips, chip_precisions=precisions,
                               batches=_batches(args.batch, ""), precision=args.precision or "fp32",
                               train_batch=args.train_batch, seq=args.seq, image=args.image, measure=args.measure,
                               warmup=args.warmup, runs=args.runs, max_measure_s=args.max_measure_s,
@@ -163,14 +179,16 @@ def _plot_chips(args):
     from .plot_roofline import chips_roofline
 
     if args.hardware:
-        chips = _chips(args.hardware, "")
+        chips, precisions = _chips(args.hardware, "")
+        if precisions:
+            raise RooflineError("plot chips draws every chip at one precision: give --precision, not ID@PRECISION")
     else:
         ids = catalog_ids() + (["local"] if local_hardware_path().is_file() else [])
         chips = [load_hardware(i) for i in ids]
     return chips_roofline(chips, args.precision)
 
 
-def _single_report(args, chip):
+def _single_report(args, chip, precision: str):
     from .capture import capture
     from .model_source import load_model
     from .report import evaluate
@@ -180,17 +198,22 @@ def _single_report(args, chip):
         raise RooflineError(f"plot {args.kind} takes one --batch, got {args.batch!r}")
     model, inputs, name = load_model(args.model, batch=batches[0], seq=args.seq, image=args.image)
     step = capture(model, inputs, mode="train" if args.train else "inference", model_name=name)
-    return step, evaluate(step, chip, args.precision or "fp32")
+    return step, evaluate(step, chip, precision)
 
 
 def _plot_roofline(args):
     from .plot_roofline import layer_roofline
 
-    chips = _chips(args.hardware, "a100-80gb-sxm")
-    step, first = _single_report(args, chips[0])
-    reports = [first] + [first.recost(hardware=chip) for chip in chips[1:]]
+    chips, precisions = _chips(args.hardware, "a100-80gb-sxm")
+    for chip in chips:  # a precision a chip lacks fails before the capture
+        chip.matrix_peak(get_precision(_precision(args, precisions, chip)))
+    step, first = _single_report(args, chips[0], _precision(args, precisions, chips[0]))
+    reports = [first] + [first.recost(hardware=chip, precision=_precision(args, precisions, chip)) for chip in chips[1:]]
     measured_layers = measured_step_s = None
     if args.measure:
+        if first.precision.name != "fp32":
+            raise RooflineError(f"--measure times layers in fp32; the local chip runs at {first.precision.name} here: "
+                                "drop --precision or @PRECISION for it")
         measured_layers = _measure_layers(args, chips[0], step)
         measured_step_s = sum(f + b for f, b in measured_layers.values())
     return layer_roofline(reports, measured_layers, measured_step_s)
@@ -216,16 +239,19 @@ def _measure_layers(args, chip, step) -> dict[str, tuple[float, float]]:
 def _plot_breakdown(args):
     from .plot_charts import breakdown
 
-    _, report = _single_report(args, _chips(args.hardware, "a100-80gb-sxm")[0])
+    chips, precisions = _chips(args.hardware, "a100-80gb-sxm")
+    if len(chips) > 1:
+        raise RooflineError(f"plot breakdown draws one chip, got --hardware {args.hardware!r}")
+    _, report = _single_report(args, chips[0], _precision(args, precisions, chips[0]))
     return breakdown(report, style=args.style, top=args.top)
 
 
-def _study_points(args, chips):
+def _study_points(args, chips, precisions):
     """Points of --models x --batch on `chips`, measured on this machine with --measure."""
     from .study import Study, measure_points
 
     study = Study(_names(args.models or DEFAULT_MODELS, "--models"), chips, _batches(args.batch, "1,8,64"),
-                  args.precision or "fp32", seq=args.seq, image=args.image)
+                  args.precision or "fp32", seq=args.seq, image=args.image, chip_precisions=precisions)
     total = len(study.models) * len(study.batches) * (2 if args.measure else 1)
     with _progress(total, "study") as advance:
         points = study.points(advance)
@@ -239,27 +265,28 @@ def _study_points(args, chips):
 def _plot_models(args):
     from .plot_charts import models_overview
 
-    _, points = _study_points(args, _chips(args.hardware, "a100-80gb-sxm")[:1])
+    chips, precisions = _chips(args.hardware, "a100-80gb-sxm")
+    _, points = _study_points(args, chips[:1], precisions)
     return models_overview(points)
 
 
 def _plot_models_roofline(args):
     from .plot_roofline import models_roofline
 
-    chips = _chips(args.hardware, "a100-80gb-sxm")
+    chips, precisions = _chips(args.hardware, "a100-80gb-sxm")
     if len(chips) > 1:
         raise RooflineError(f"plot models-roofline draws one chip, got --hardware {args.hardware!r}")
-    _, points = _study_points(args, chips)
-    return models_roofline(points, chips[0], args.precision or "fp32")
+    study, points = _study_points(args, chips, precisions)
+    return models_roofline(points, chips[0], study.precision_of(chips[0]).name)
 
 
 def _plot_scatter(args):
     from .plot_charts import latency_scatter
 
-    chips = _chips(args.hardware, "a100-80gb-sxm")
+    chips, precisions = _chips(args.hardware, "a100-80gb-sxm")
     if len(chips) > 1:
         raise RooflineError(f"plot scatter draws one chip, got --hardware {args.hardware!r}")
-    _, points = _study_points(args, chips)
+    _, points = _study_points(args, chips, precisions)
     return latency_scatter(points, chips[0].id, measured=args.measure)
 
 
@@ -267,8 +294,8 @@ def _plot_correlation(args):
     from .plot_charts import correlation_heatmap
     from .study import rank_correlations
 
-    chips = _chips(args.hardware, "a100-80gb-sxm")
-    _, points = _study_points(args, chips)
+    chips, precisions = _chips(args.hardware, "a100-80gb-sxm")
+    _, points = _study_points(args, chips, precisions)
     return correlation_heatmap(rank_correlations(points, [c.id for c in chips]))
 
 

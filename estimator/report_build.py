@@ -42,6 +42,7 @@ class ReportSettings:
     chips: list[Hardware]
     batches: list[int]
     precision: str = "fp32"
+    chip_precisions: dict[str, str] = field(default_factory=dict)  # chip id -> precision, overriding `precision`
     train_batch: int = 8
     seq: int | None = None
     image: int | None = None
@@ -85,7 +86,7 @@ def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | N
     _check(settings)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     study = Study(settings.models, settings.chips, settings.batches, settings.precision, settings.train_batch,
-                  settings.seq, settings.image)
+                  settings.seq, settings.image, settings.chip_precisions)
     points = study.points(progress)
     splits = study.phase_splits(progress)
     if settings.measure:
@@ -104,7 +105,7 @@ def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | N
         _layer_rooflines_section(study, output),
     ]
     context = (f"{len(settings.models)} models · inference batches {', '.join(map(str, study.batches))} · "
-               f"chips {', '.join(c.id for c in settings.chips)} · {study.precision.name} · training batch "
+               f"chips {', '.join(f'{c.id} ({study.precision_of(c).name})' for c in settings.chips)} · training batch "
                f"{settings.train_batch} · {'measured on this machine' if settings.measure else 'predictions only'} · "
                f"torch-roofline, {date.today().isoformat()}. Latency = one forward pass of the batch.")
     write_pages("Roofline report", context, sections, out_dir)
@@ -173,7 +174,7 @@ def _models_section(study: Study, points: list[StudyPoint], output: _Output) -> 
     figures = [output.save(plot_charts.models_overview(points), "models",
                            "FLOPs, parameters, memory footprint and arithmetic intensity per model; intensity vs batch.")]
     for chip in study.chips:
-        figures.append(output.save(plot_roofline.models_roofline(points, chip, study.precision.name),
+        figures.append(output.save(plot_roofline.models_roofline(points, chip, study.precision_of(chip).name),
                                    f"models_roofline_{chip.id}",
                                    f"Each model at each batch on the {chip.id} roofline (predicted; hollow: measured)."))
     rows = [(p.model, p.batch, p.chip, f"{p.flops / 1e9:,.2f}", f"{p.parameters / 1e6:,.1f}",

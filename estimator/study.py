@@ -132,10 +132,12 @@ class PhaseSplit:
 
 
 class Study:
-    """Models x batches x chips at one precision; captures and reports are cached."""
+    """Models x batches x chips; captures and reports are cached. Every chip runs at `precision`
+    unless `chip_precisions` names another for it (e.g. {"a100-80gb-sxm": "amp-bf16"})."""
 
     def __init__(self, models: list[str], chips: list[Hardware], batches: list[int], precision: str | Precision = "fp32",
-                 train_batch: int = 8, seq: int | None = None, image: int | None = None):
+                 train_batch: int = 8, seq: int | None = None, image: int | None = None,
+                 chip_precisions: dict[str, str] | None = None):
         if not models:
             raise RooflineError("a study needs at least one model")
         if not chips:
@@ -147,13 +149,18 @@ class Study:
         self.models = list(dict.fromkeys(models))
         self.chips = list(chips)
         self.batches = sorted(set(batches))
-        self.precision = get_precision(precision) if isinstance(precision, str) else precision
+        default = get_precision(precision) if isinstance(precision, str) else precision
+        self.precisions = {chip.id: get_precision((chip_precisions or {}).get(chip.id, default.name))
+                           for chip in self.chips}
         for chip in self.chips:
-            chip.matrix_peak(self.precision)  # a precision a chip lacks fails here, before any capture
+            chip.matrix_peak(self.precisions[chip.id])  # a precision a chip lacks fails here, before any capture
         self.train_batch = train_batch
         self.seq, self.image = seq, image
         self._steps: dict[tuple[str, int, str], CapturedStep] = {}
         self._reports: dict[tuple[str, int, str, str], Report] = {}
+
+    def precision_of(self, chip: Hardware | str) -> Precision:
+        return self.precisions[chip if isinstance(chip, str) else chip.id]
 
     def chip(self, chip_id: str) -> Hardware:
         for chip in self.chips:
@@ -180,7 +187,7 @@ class Study:
         """The step costed on `chip` (cached)."""
         key = (model, batch, mode, chip.id)
         if key not in self._reports:
-            self._reports[key] = evaluate(self.step(model, batch, mode), chip, self.precision)
+            self._reports[key] = evaluate(self.step(model, batch, mode), chip, self.precision_of(chip))
         return self._reports[key]
 
     def work_units(self) -> int:
@@ -194,10 +201,10 @@ class Study:
             family = roofline_zoo.ZOO[model].family if model in roofline_zoo.ZOO else "user"
             for batch in self.batches:
                 step = self.step(model, batch)
-                memory = step_memory(step, self.precision)
+                memory = {p.name: step_memory(step, p) for p in {p.name: p for p in self.precisions.values()}.values()}
                 for chip in self.chips:
-                    points.append(_point(self.report(model, batch, chip), family, memory.peak_bytes,
-                                         memory.parameters_bytes))
+                    at = memory[self.precision_of(chip).name]
+                    points.append(_point(self.report(model, batch, chip), family, at.peak_bytes, at.parameters_bytes))
                 if progress:
                     progress(f"{model} batch {batch}")
         return points
@@ -293,7 +300,7 @@ def measure_points(study: Study, points: list[StudyPoint], chip_id: str = "local
     for p in (p for p in points if p.chip == chip_id):
         results[(p.model, p.batch)] = _measure_or_why(
             p.model, p.predicted_s * (warmup + runs), max_seconds,
-            lambda p=p: measure(p.model, p.batch, precision=study.precision.name, warmup=warmup, runs=runs,
+            lambda p=p: measure(p.model, p.batch, precision=study.precision_of(chip).name, warmup=warmup, runs=runs,
                                 hardware=chip, step=study.step(p.model, p.batch), **study.sizes(p.model)).latency_s)
         if progress:
             progress(f"measured {p.model} batch {p.batch}")
@@ -311,7 +318,7 @@ def measure_phase_splits(study: Study, splits: list[PhaseSplit], chip_id: str = 
         if s.chip == chip_id:
             result = _measure_or_why(
                 s.model, (s.forward_s + s.backward_s) * (warmup + runs), max_seconds,
-                lambda s=s: measure_phases(s.model, s.batch, precision=study.precision.name, warmup=warmup,
+                lambda s=s: measure_phases(s.model, s.batch, precision=study.precision_of(chip_id).name, warmup=warmup,
                                            runs=runs, step=study.step(s.model, s.batch, "train"),
                                            **study.sizes(s.model)))
             if isinstance(result, str):

@@ -153,6 +153,9 @@ def test_report_with_measure_adds_measured_points_and_notes_refusals(capsys, tmp
     (["plot", "models", "resnet18", "--out", "m.png"], "takes no MODEL"),
     (["plot", "breakdown", "resnet18", "--batch", "1,2", "--out", "b.png"], "one --batch"),
     (["plot", "scatter", "--hardware", "t4,a100-80gb-sxm", "--out", "s.png"], "one chip"),
+    (["plot", "roofline", "resnet18", "--hardware", "t4@fp9", "--out", "r.png"], "unknown precision 'fp9'"),
+    (["plot", "roofline", "resnet18", "--hardware", "t4,i9-10940x@bf16", "--out", "r.png"], "i9-10940x has no bf16"),
+    (["plot", "chips", "--hardware", "t4@bf16", "--out", "c.png"], "one precision"),
 ])
 def test_bad_input_is_one_clear_error(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
@@ -168,7 +171,7 @@ def test_plot_out_folder_must_exist(capsys, tmp_path):
 
 @pytest.mark.parametrize("kind, args", [
     ("chips", []),
-    ("roofline", ["resnet18", "--hardware", "a100-80gb-sxm,t4", "--train", "--batch", "2", "--image", "32"]),
+    ("roofline", ["resnet18", "--hardware", "a100-80gb-sxm@amp-bf16,t4", "--train", "--batch", "2", "--image", "32"]),
     ("breakdown", ["gpt2", "--train", "--style", "bar", "--seq", "16"]),
     ("models", ["--models", MODELS, "--batch", "1,2", *SMALL]),
     ("models-roofline", ["--models", MODELS, "--batch", "1,2", "--hardware", "t4", *SMALL]),

@@ -45,7 +45,7 @@ def test_points_agree_with_the_reports(study, points):
         assert p.predicted_s == pytest.approx(totals["step_time_s"])
         assert p.intensity == pytest.approx(p.flops / p.bytes)
         assert p.predicted_samples_per_s == pytest.approx(p.batch / p.predicted_s)
-        assert p.ridge_flops_per_byte == pytest.approx(chip.matrix_peak(study.precision) / chip.memory_bytes_per_s)
+        assert p.ridge_flops_per_byte == pytest.approx(chip.matrix_peak(study.precision_of(chip)) / chip.memory_bytes_per_s)
         assert p.bound == ("memory" if p.intensity < p.ridge_flops_per_byte else "compute")
         assert 0.0 <= p.memory_bound_share + p.overhead_share <= 1.0 + 1e-9
     by_key = {(p.model, p.batch, p.chip): p for p in points}
@@ -137,3 +137,14 @@ def test_comments_follow_the_numbers(study, points):
     proxies = commentary.proxy_comments(rank_correlations(points, [A100.id]), points)
     assert any("rank latency better than" in line for line in proxies)
     assert not math.isnan(rank_correlations(points, [A100.id]).rho("FLOPs", "parameters"))
+
+
+def test_each_chip_can_run_at_its_own_precision():
+    study = Study(["resnet18"], [A100, T4], batches=[1], image=32, chip_precisions={A100.id: "amp-bf16"})
+    a100, t4 = study.points()
+    assert (a100.precision, t4.precision) == ("amp-bf16", "fp32")
+    assert a100.flops == t4.flops and a100.bytes < t4.bytes  # half-precision tensors move fewer bytes
+    assert a100.peak_flops_per_s == A100.matrix_flops_per_s["bf16"]
+    assert a100.memory_bytes != t4.memory_bytes
+    with pytest.raises(RooflineError, match="no fp8"):
+        Study(["resnet18"], [T4], batches=[1], chip_precisions={T4.id: "fp8"})
