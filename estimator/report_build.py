@@ -60,6 +60,11 @@ class _Output:
     progress: Progress | None
     figures: list[str] = field(default_factory=list)
 
+    def skip(self, name: str) -> None:
+        """A figure not drawn (no data for it): the progress still advances."""
+        if self.progress:
+            self.progress(f"figure {name} skipped")
+
     def save(self, fig: MplFigure, name: str, caption: str) -> Figure:
         """Write `fig` as figures/NAME.png (and .svg); the report's Figure for it."""
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
@@ -94,7 +99,10 @@ def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | N
                                 progress)
         splits = measure_phase_splits(study, splits, "local", settings.warmup, settings.runs,
                                       settings.max_measure_s, progress)
-    correlation = rank_correlations(points, [c.id for c in settings.chips])
+    try:
+        correlation = rank_correlations(points, [c.id for c in settings.chips])
+    except RooflineError as e:  # too few (model, batch) pairs: the report says so and goes on
+        correlation = f"No rank correlation: {e}."
     output = _Output(out_dir, settings.svg, progress)
     sections = [
         _chips_section(settings, output),
@@ -111,8 +119,9 @@ def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | N
     write_pages("Roofline report", context, sections, out_dir)
     data = {"context": context, "settings": _settings_dict(settings),
             "points": [p.to_dict() for p in points], "phase_splits": [s.to_dict() for s in splits],
-            "correlation": {"labels": list(correlation.labels), "matrix": [list(r) for r in correlation.matrix],
-                            "samples": correlation.samples},
+            "correlation": None if isinstance(correlation, str) else {
+                "labels": list(correlation.labels), "matrix": [list(r) for r in correlation.matrix],
+                "samples": correlation.samples},
             "comments": {s.title: s.paragraphs for s in sections}, "figures": output.figures}
     (out_dir / "report.json").write_text(json.dumps(data, indent=2))
     return data
@@ -188,8 +197,10 @@ def _models_section(study: Study, points: list[StudyPoint], output: _Output) -> 
     return Section("2. Models: compute, memory and intensity", commentary.bound_comments(points), figures, [table])
 
 
-def _latency_section(study: Study, points: list[StudyPoint], correlation: RankCorrelation, measured: bool,
+def _latency_section(study: Study, points: list[StudyPoint], correlation: RankCorrelation | str, measured: bool,
                      output: _Output) -> Section:
+    """Scatter plots, the gap to peak and, when there are enough pairs, the rank correlations
+    (`correlation` is then a RankCorrelation, else the sentence saying why there is none)."""
     figures = []
     for chip in study.chips:
         figures.append(output.save(plot_charts.latency_scatter(points, chip.id), f"scatter_{chip.id}",
@@ -197,6 +208,10 @@ def _latency_section(study: Study, points: list[StudyPoint], correlation: RankCo
     if measured and any(p.measured_s for p in points):
         figures.append(output.save(plot_charts.latency_scatter(points, "local", measured=True), "scatter_local_measured",
                                    "Measured latency and throughput on this machine."))
+    if isinstance(correlation, str):
+        output.skip("correlation")
+        return Section("3-4. Latency, throughput and the gap to peak", commentary.gap_comments(points) + [correlation],
+                       figures)
     figures.append(output.save(plot_charts.correlation_heatmap(correlation), "correlation",
                                f"Spearman rank correlations over {correlation.samples} (model, batch) pairs."))
     labels = correlation.labels

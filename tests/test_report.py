@@ -206,3 +206,14 @@ def test_plot_roofline_measured_layers_on_the_local_chip(capsys, tmp_path, local
     code, _, err = run(capsys, "plot", "roofline", "resnet18", "--hardware", "t4", "--measure", "--image", "32",
                        "--out", str(out))
     assert code == 2 and "make local the first chip" in err
+
+
+def test_report_with_too_few_pairs_for_a_correlation_says_so(tmp_path):
+    settings = ReportSettings(models=["resnet18", "mobilenet_v2"], chips=[load_hardware("t4")], batches=[1],
+                              train_batch=2, image=32, svg=False)
+    calls = []
+    data = build_report(settings, tmp_path, calls.append)
+    assert len(calls) == work_units(settings)
+    assert data["correlation"] is None and not (tmp_path / "figures" / "correlation.png").exists()
+    assert any("No rank correlation" in line and "at least 3" in line
+               for line in data["comments"]["3-4. Latency, throughput and the gap to peak"])
