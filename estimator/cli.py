@@ -11,6 +11,7 @@ import sys
 
 from rich.console import Console
 
+from .cli_args import int_list
 from .cli_plot import add_parsers as add_plot_parsers
 from .errors import RooflineError, UnsupportedOpError
 from .optimizer import DEFAULT_OPTIMIZER, OPTIMIZERS
@@ -206,12 +207,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _hardware_list(args) -> int:
-    from .hardware import catalog_ids, load_hardware, local_hardware_path
+    from .hardware import catalog_and_local
     from .render_hardware import catalog_table
 
-    chips = [load_hardware(chip) for chip in catalog_ids()]
-    if local_hardware_path().is_file():
-        chips.append(load_hardware("local"))
+    chips = catalog_and_local()
     if args.json:
         print(json.dumps([hw.to_dict() for hw in chips], indent=2))
         return 0
@@ -257,16 +256,6 @@ def _calibrate(args) -> int:
     return 0
 
 
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise RooflineError(f"{option} takes comma-separated integers, got {text!r}") from None
-    if not values:
-        raise RooflineError(f"{option} is empty")
-    return values
-
-
 def _measure(args) -> int:
     import torch
     from rich.table import Table
@@ -274,7 +263,7 @@ def _measure(args) -> int:
     from .hardware import load_hardware
     from .measure import efficiency_table_rows, measure
 
-    batches = _int_list(args.batch, "--batch")
+    batches = int_list(args.batch, "--batch")
     if args.peak == "datasheet":
         if not args.hardware or args.hardware == "local":
             raise RooflineError("--peak datasheet needs --hardware ID of a catalog chip (`roofline hardware list`)")

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .cli_args import int_list, names
 from .errors import RooflineError
 from .precision import PRECISIONS, get_precision
 
@@ -102,22 +103,8 @@ def _progress(total: int, what: str):
     yield line
 
 
-def _names(text: str, option: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise RooflineError(f"{option} {text!r} names nothing; give comma-separated names")
-    return names
-
-
 def _batches(text: str | None, default: str) -> list[int]:
-    text = default if text is None else text
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise RooflineError(f"--batch takes comma-separated positive integers, got {text!r}") from None
-    if not values or any(v < 1 for v in values):
-        raise RooflineError(f"--batch takes comma-separated positive integers, got {text!r}")
-    return values
+    return int_list(default if text is None else text, "--batch")
 
 
 def _chips(text: str | None, default: str):
@@ -126,7 +113,7 @@ def _chips(text: str | None, default: str):
     from .precision import get_precision
 
     chips, precisions = [], {}
-    for name in _names(text or default, "--hardware"):
+    for name in names(text or default, "--hardware"):
         chip_id, _, precision = name.partition("@")
         chips.append(load_hardware(chip_id))
         if precision:
@@ -143,7 +130,7 @@ def run_report(args) -> int:
     from .report_build import ReportSettings, build_report, work_units
 
     chips, precisions = _chips(args.hardware, "")
-    settings = ReportSettings(models=_names(args.models, "--models"), chips=chips, chip_precisions=precisions,
+    settings = ReportSettings(models=names(args.models, "--models"), chips=chips, chip_precisions=precisions,
                               batches=_batches(args.batch, ""), precision=args.precision or "fp32",
                               train_batch=args.train_batch, seq=args.seq, image=args.image, measure=args.measure,
                               warmup=args.warmup, runs=args.runs, max_measure_s=args.max_measure_s,
@@ -175,7 +162,7 @@ def run_plot(args) -> int:
 
 
 def _plot_chips(args):
-    from .hardware import catalog_ids, load_hardware, local_hardware_path
+    from .hardware import catalog_and_local
     from .plot_roofline import chips_roofline
 
     if args.hardware:
@@ -183,8 +170,7 @@ def _plot_chips(args):
         if precisions:
             raise RooflineError("plot chips draws every chip at one precision: give --precision, not ID@PRECISION")
     else:
-        ids = catalog_ids() + (["local"] if local_hardware_path().is_file() else [])
-        chips = [load_hardware(i) for i in ids]
+        chips = catalog_and_local()
     return chips_roofline(chips, args.precision)
 
 
@@ -250,7 +236,7 @@ def _study_points(args, chips, precisions):
     """Points of --models x --batch on `chips`, measured on this machine with --measure."""
     from .study import Study, measure_points
 
-    study = Study(_names(args.models or DEFAULT_MODELS, "--models"), chips, _batches(args.batch, "1,8,64"),
+    study = Study(names(args.models or DEFAULT_MODELS, "--models"), chips, _batches(args.batch, "1,8,64"),
                   args.precision or "fp32", seq=args.seq, image=args.image, chip_precisions=precisions)
     total = len(study.models) * len(study.batches) * (2 if args.measure else 1)
     with _progress(total, "study") as advance:

@@ -63,7 +63,7 @@ def gap_comments(points: list[StudyPoint]) -> list[str]:
             low = min(measured, key=lambda p: p.measured_flops_per_s)
             errors = [abs(p.predicted_s - p.measured_s) / p.measured_s for p in measured]
             lines.append(f"{chip}, measured on this machine: {statistics.median(fractions):.0%} of the peak at the "
-                         f"median over {len(measured)} runs (lowest: {low.model} batch {low.batch}, "
+                         f"median over {len(measured)} measured configurations (lowest: {low.model} batch {low.batch}, "
                          f"{low.measured_flops_per_s / low.peak_flops_per_s:.0%}); the prediction is "
                          f"{statistics.mean(errors):.0%} off on average (mean absolute error).")
         skipped = [p for p in group if p.measured_note]

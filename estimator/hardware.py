@@ -175,6 +175,14 @@ def catalog_ids() -> list[str]:
     return sorted(p.stem for p in catalog_dir().glob("*.yaml"))  # "local" lives in the user's config
 
 
+def catalog_and_local() -> list[Hardware]:
+    """Every catalog chip, and the calibrated `local` one when this machine has it."""
+    chips = [load_hardware(chip_id) for chip_id in catalog_ids()]
+    if local_hardware_path().is_file():
+        chips.append(load_hardware("local"))
+    return chips
+
+
 def local_hardware_path() -> Path:
     """Where `roofline calibrate` writes this machine's YAML ($ROOFLINE_LOCAL_HARDWARE, else
     $XDG_CONFIG_HOME/torch-roofline/local.yaml, else ~/.config/torch-roofline/local.yaml)."""

@@ -241,10 +241,25 @@ def _tf32(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
+def autocast_for(precision: str, device_type: str):
+    """A factory of the context a step runs in: autocast for amp-*, else a no-op context."""
+    amp = AMP_DTYPES.get(precision)
+    return (lambda: torch.autocast(device_type, dtype=amp)) if amp else contextlib.nullcontext
+
+
+def build_real(entry, batch, image, seq, device, precision):
+    """The zoo model with real weights on `device` and its inputs, cast for pure bf16/fp16."""
+    model, inputs = entry.build(batch=batch, image=image, seq=seq, device=device)
+    if precision in HALF_DTYPES:
+        dtype = HALF_DTYPES[precision]
+        model = model.to(dtype)
+        inputs = tuple(t.to(dtype) if t.is_floating_point() else t for t in inputs)
+    return model, inputs
+
+
 def _step_fn(model, inputs, precision: str, device_type: str, train: bool):
     """A zero-argument callable running one full step (what one timed run is)."""
-    amp = AMP_DTYPES.get(precision)
-    autocast = (lambda: torch.autocast(device_type, dtype=amp)) if amp else contextlib.nullcontext
+    autocast = autocast_for(precision, device_type)
     if not train:
         model.eval()
 
@@ -272,11 +287,7 @@ def _timed_runs(entry, batch, image, seq, device, precision, train, warmup, runs
     """Build the real model on `device`, run `warmup` untimed steps, return `runs` step times (s).
     Everything it allocates is local, so it is freed when it returns."""
     device_type = device.split(":")[0]
-    model, inputs = entry.build(batch=batch, image=image, seq=seq, device=device)
-    if precision in HALF_DTYPES:
-        dtype = HALF_DTYPES[precision]
-        model = model.to(dtype)
-        inputs = tuple(t.to(dtype) if t.is_floating_point() else t for t in inputs)
+    model, inputs = build_real(entry, batch, image, seq, device, precision)
     run_step = _step_fn(model, inputs, precision, device_type, train)
     times: list[float] = []
     with _tf32(precision == "tf32"):

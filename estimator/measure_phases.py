@@ -13,16 +13,13 @@ Example:
 """
 from __future__ import annotations
 
-import contextlib
 import gc
 import statistics
 import time
 from dataclasses import dataclass
 
-import torch
-
 from .capture import CapturedStep, DefaultLoss, capture
-from .measure import AMP_DTYPES, HALF_DTYPES, _check_device, _checked_entry, _sync, check_fits
+from .measure import _check_device, _checked_entry, _sync, autocast_for, build_real, check_fits
 
 
 @dataclass(frozen=True)
@@ -54,12 +51,8 @@ def measure_phases(zoo_name: str, batch: int, device: str = "cpu", precision: st
 
 def _timed_phases(entry, batch, image, seq, device, precision, warmup, runs) -> tuple[list[float], list[float]]:
     device_type = device.split(":")[0]
-    model, inputs = entry.build(batch=batch, image=image, seq=seq, device=device)
-    if precision in HALF_DTYPES:
-        model = model.to(HALF_DTYPES[precision])
-        inputs = tuple(t.to(HALF_DTYPES[precision]) if t.is_floating_point() else t for t in inputs)
-    amp = AMP_DTYPES.get(precision)
-    autocast = (lambda: torch.autocast(device_type, dtype=amp)) if amp else contextlib.nullcontext
+    model, inputs = build_real(entry, batch, image, seq, device, precision)
+    autocast = autocast_for(precision, device_type)
     model.train()
     loss_fn = DefaultLoss()
     forward, backward = [], []

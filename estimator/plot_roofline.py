@@ -193,7 +193,7 @@ def chips_roofline(chips: list[Hardware], precision: str | None = None) -> Figur
     fp32); a precision name: that peak, leaving out the chips that lack it (named in a note)."""
     if not chips:
         raise RooflineError("chips_roofline needs at least one chip")
-    chosen = [(chip, _chip_precision(chip, precision)) for chip in chips]
+    chosen = [(chip, chip_precision(chip, precision)) for chip in chips]
     missing = [chip.id for chip, p in chosen if p is None]
     chosen = [(chip, p) for chip, p in chosen if p is not None]
     if not chosen:
@@ -213,7 +213,7 @@ def chips_roofline(chips: list[Hardware], precision: str | None = None) -> Figur
     return fig
 
 
-def _chip_precision(chip: Hardware, precision: str | None) -> Precision | None:
+def chip_precision(chip: Hardware, precision: str | None = None) -> Precision | None:
     """The precision a chip's roofline is drawn at, None when it lacks the one asked for."""
     if precision is None:
         return PRECISIONS[chip.half_matrix_key or "fp32"]

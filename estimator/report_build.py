@@ -27,7 +27,7 @@ from matplotlib.figure import Figure as MplFigure
 
 from . import commentary, plot_charts, plot_roofline
 from .errors import RooflineError
-from .hardware import Hardware, catalog_ids, load_hardware, local_hardware_path
+from .hardware import Hardware, catalog_and_local
 from .plot_style import save_figure
 from .report_page import Figure, Section, Table, write_pages
 from .study import (PhaseSplit, Progress, RankCorrelation, Study, StudyPoint, measure_phase_splits, measure_points,
@@ -143,9 +143,7 @@ def _settings_dict(settings: ReportSettings) -> dict:
 
 
 def _catalog_chips(settings: ReportSettings) -> list[Hardware]:
-    chips = {c.id: c for c in (load_hardware(i) for i in catalog_ids())}
-    if local_hardware_path().is_file():
-        chips.setdefault("local", load_hardware("local"))
+    chips = {c.id: c for c in catalog_and_local()}
     for chip in settings.chips:
         chips.setdefault(chip.id, chip)
     return list(chips.values())
@@ -171,8 +169,8 @@ def _chips_section(settings: ReportSettings, output: _Output) -> Section:
 
 
 def _chip_peak(chip: Hardware) -> float:
-    key = chip.half_matrix_key
-    return chip.matrix_flops_per_s[key] if key else chip.vector_flops_per_s["fp32"]
+    """The peak the chips figure draws: 16-bit matrix, else fp32 (plot_roofline.chip_precision)."""
+    return chip.matrix_peak(plot_roofline.chip_precision(chip))
 
 
 def _ridge(chip: Hardware) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import roofline_zoo
@@ -83,7 +83,7 @@ class StudyPoint:
         return "memory" if self.intensity < self.ridge_flops_per_byte else "compute"
 
     def to_dict(self) -> dict:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data = asdict(self)
         data.update(intensity_flops_per_byte=self.intensity, bound=self.bound,
                     predicted_flops_per_s=self.predicted_flops_per_s, measured_flops_per_s=self.measured_flops_per_s,
                     predicted_samples_per_s=self.predicted_samples_per_s,
@@ -125,7 +125,7 @@ class PhaseSplit:
         return None
 
     def to_dict(self) -> dict:
-        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data = asdict(self)
         data.update(flops_ratio=self.flops_ratio, time_ratio=self.time_ratio,
                     measured_time_ratio=self.measured_time_ratio)
         return data
@@ -189,10 +189,6 @@ class Study:
         if key not in self._reports:
             self._reports[key] = evaluate(self.step(model, batch, mode), chip, self.precision_of(chip))
         return self._reports[key]
-
-    def work_units(self) -> int:
-        """How many progress callbacks `points` and `phase_splits` make together."""
-        return len(self.models) * (len(self.batches) + 1)
 
     def points(self, progress: Progress | None = None) -> list[StudyPoint]:
         """One point per model, batch and chip, in that order."""
