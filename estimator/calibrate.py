@@ -24,6 +24,10 @@ What is measured, each figure a median over its samples after warm-up, with its 
     run (depthwise and 1x1 convolutions, batch norm, pooling, activations, ...), forward and
     backward, measured op by op at a few sizes against our own cost of the same op; see
     estimator.kernel_probes. Run after the rest, with the peak, bandwidth and overhead known.
+  * host costs (`host:`): the host time of an aten op, a view, autograd recording, a backward
+    op, autocast, an nn.Module call, the end-of-step sync, an optimizer parameter and a CUDA
+    graph launch, in microseconds, on 1-element tensors; see estimator.host_probes. Run last,
+    outside inference mode (autograd is part of what it measures).
 
 Noise: on a shared machine a neighbour can slow memory or compute by 10-30% for seconds at a
 time, so a median over one short burst wanders from run to run. Every measurement is therefore
@@ -59,6 +63,7 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from .host_probes import HOST_PLANS, host_summary, measure_host
 from .kernel_probes import PROBES, kernel_points
 
 SANE_DTYPE_FRACTION = 0.25  # a low-precision GEMM slower than this x fp32 is emulated: skip it
@@ -132,6 +137,7 @@ class Plan:
     conv_shapes: tuple[tuple[int, int], ...]  # (batch, pixels) of the 3x3 64->64 conv
     probe_scales: tuple[int, ...]  # batch scales of the kernel probes (estimator.kernel_probes)
     probe_reps: int  # timed repeats of each probe
+    host_plan: str  # the estimator.host_probes plan of the host costs
 
     def bench_kw(self, rounds: int | None = None, **override) -> dict[str, Any]:
         return dict(rounds=rounds or self.rounds, repeats=self.repeats, warmup=self.warmup,
@@ -145,18 +151,19 @@ PLANS = {
                  extend_gemm=True, probe_n=(256, 1024), llc_factor=8, min_array_bytes=256 * MIB,
                  curve_bytes=tuple(4096 * 4 ** i for i in range(9)),  # 4 KB .. 256 MB
                  conv_shapes=((1, 14), (1, 28), (8, 14), (1, 56), (8, 28), (8, 56)), probe_scales=(1, 4, 16),
-                 probe_reps=5),
+                 probe_reps=5, host_plan="full"),
     "quick": Plan("quick", rounds=3, gemm_rounds=16, stream_rounds=60, repeats=3, warmup=1,
                   min_sample_s=0.05, cuda_min_sample_s=0.01,
                   cpu_gemm_sizes=(128, 512, 1024, 2048), cuda_gemm_sizes=(512, 2048, 4096, 8192),
                   extend_gemm=False, probe_n=(256, 1024), llc_factor=4, min_array_bytes=128 * MIB,
                   curve_bytes=(4096, 65536, 1 * MIB, 16 * MIB), conv_shapes=((1, 14), (1, 56), (8, 56)),
-                  probe_scales=(1, 8), probe_reps=2),
+                  probe_scales=(1, 8), probe_reps=2, host_plan="quick"),
     "tiny": Plan("tiny", rounds=2, gemm_rounds=2, stream_rounds=2, repeats=3, warmup=1,
                  min_sample_s=0.002, cuda_min_sample_s=0.002,
                  cpu_gemm_sizes=(32, 64, 128), cuda_gemm_sizes=(64, 128, 256),
                  extend_gemm=False, probe_n=(64, 128), llc_factor=0, min_array_bytes=4 * MIB,
-                 curve_bytes=(4096, 65536), conv_shapes=((1, 7), (1, 14)), probe_scales=(), probe_reps=1),
+                 curve_bytes=(4096, 65536), conv_shapes=((1, 7), (1, 14)), probe_scales=(), probe_reps=1,
+                 host_plan="tiny"),
 }
 
 
@@ -643,6 +650,8 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
         conv_group = conv_bench(device, plan.conv_shapes, plan, timer, steps.group("conv curve", plan.rounds))
         mem_step = steps.group("memory bandwidth", plan.stream_rounds + plan.rounds)
         kernel_step = steps.group("kernel points", len(PROBES) * len(plan.probe_scales)) if plan.probe_scales else None
+        host_plan = HOST_PLANS[plan.host_plan]
+        host_step = steps.group("host costs", host_plan.rounds)
         stream, curve = memory_benches(device, array_bytes, plan.curve_bytes, plan, timer, mem_step)
         groups = [ov, *gemm_groups.values(), conv_group, stream, curve]
         run_interleaved(groups)
@@ -692,6 +701,8 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
         kernels, kernel_notes = kernel_points(device, plan.probe_scales, plan.probe_reps, peaks["fp32"][0] * 1e12,
                                               gbps * 1e9, overhead.median_s, on_probe=kernel_step)
         notes += kernel_notes
+    # outside inference mode: autograd is part of what it measures
+    host = measure_host(device, plan=host_plan, on_round=host_step)
     notes.append(f"kernel overhead: {_sig(overhead.median_s * 1e6, 3)} us median per tiny op (torch.add on "
                  f"1-element tensors, out= preallocated), {overhead.describe()}")
     notes.append("elementwise curve: torch.add(x, y, out=z) on fp32 arrays from 4 KB up to the stream arrays, "
@@ -731,6 +742,7 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
         **({"kernels": kernels} if kernels else {}),
         "source": [f"roofline calibrate, {now.date().isoformat()}, {label}"],
     }
+    doc["host"] = host
     doc["source"] = [f"measured by roofline calibrate on {socket.gethostname()}, "
                      f"{now.isoformat(timespec='seconds')}, {label}, quick={plan.name != 'full'}"]
     doc["notes"] = notes
@@ -802,6 +814,8 @@ def summary_lines(doc: dict) -> list[str]:
         slowest = sorted(kernels.items(), key=lambda kv: min(p[2] for p in kv[1]))[:3]
         lines.append(f"Kernel points: {len(kernels)} kernels; slowest: "
                      + ", ".join(f"{k} {min(p[2] for p in v):.3f}" for k, v in slowest) + " of the roofline")
+    if doc.get("host"):
+        lines.append(host_summary(doc["host"]))
     if spreads:
         lines.append("Spreads ((max-min)/median): " + ", ".join(spreads))
     took = next((n for n in notes if n.startswith("calibration took")), None)

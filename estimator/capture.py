@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map_only
 
+from .device_dispatch import DISPATCHES, cuda_dispatch
 from .errors import CaptureError
 from .recompute import recomputing
 from .optimizer import CLASS_NAMES, DEFAULT_OPTIMIZER, check_optimizer, prepare_fused_step
@@ -184,8 +185,12 @@ def _describe(inputs) -> str:
 
 def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
             loss_fn: Callable[[Any], torch.Tensor] | None = None, model_name: str | None = None,
-            optimizer: str | None = DEFAULT_OPTIMIZER, accumulate: int = 1, recompute: bool = False) -> CapturedStep:
+            optimizer: str | None = DEFAULT_OPTIMIZER, accumulate: int = 1, recompute: bool = False,
+            dispatch: str = "cpu") -> CapturedStep:
     """Record one inference or training step of `model` on `example_inputs` (see module doc).
+
+    `dispatch`: "cpu" records the CPU's own kernel choices; "cuda" records what a CUDA device
+    would run where the two differ (estimator.device_dispatch: fused attention with dropout).
 
     `example_inputs` is a tuple of positional arguments or a dict of keyword arguments; only
     their shapes and dtypes are used. The model's own tensors are never touched: parameters
@@ -195,6 +200,8 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
         raise CaptureError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if optimizer is not None:
         check_optimizer(optimizer)
+    if dispatch not in DISPATCHES:
+        raise CaptureError(f"unknown dispatch {dispatch!r}; expected one of {', '.join(DISPATCHES)}")
     if not isinstance(accumulate, int) or accumulate < 1:
         raise CaptureError(f"accumulate must be a positive integer (micro-batches per optimizer step), "
                            f"got {accumulate!r}")
@@ -219,7 +226,8 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
             for i, t in enumerate(t for t in tree_leaves((fake_args, fake_kwargs)) if isinstance(t, torch.Tensor)):
                 recorder.placeholder(f"input_{i}", t)
             blocks = recomputing(model) if recompute and mode == "train" else contextlib.nullcontext()
-            with tracker, recorder, blocks:
+            kernels = cuda_dispatch() if dispatch == "cuda" else contextlib.nullcontext()
+            with tracker, recorder, blocks, kernels:
                 _run_step(model, params, buffers, fake_args, fake_kwargs, loss_module, mode, recorder,
                           tracker, names[id(loss_module)], optimizer)
     except CaptureError:

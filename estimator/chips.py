@@ -62,14 +62,14 @@ def usd_per_million(price_usd: float | None, per_s: float) -> float | None:
 
 
 def side_by_side(step: CapturedStep, chips: list[Hardware], precision: str | Precision,
-                 capture_at: Callable[[int], CapturedStep] | None = None) -> list[ChipRow]:
+                 capture_at: Callable[[int], CapturedStep] | None = None, execution: str = "eager") -> list[ChipRow]:
     """One row per chip, in the order given. `capture_at(batch)` re-captures the step at another
-    batch for the max-batch search; None skips the search."""
+    batch for the max-batch search; None skips the search. `execution`: estimator.execution's mode."""
     precision = get_precision(precision) if isinstance(precision, str) else precision
     memory = step_memory(step, precision, optimizer=step.optimizer)
     rows = []
     for hw in chips:
-        t = evaluate(step, hw, precision).totals()
+        t = evaluate(step, hw, precision, execution).totals()
         per_s = t["throughput_tokens_per_s"] or t["throughput_samples_per_s"]
         biggest = (max_batch(capture_at, hw.memory_capacity_bytes, precision, optimizer=step.optimizer)
                    if capture_at else None)

@@ -14,6 +14,7 @@ from rich.console import Console
 from .cli_args import int_list
 from .cli_plot import add_parsers as add_plot_parsers
 from .errors import RooflineError, UnsupportedOpError
+from .execution import EXECUTIONS
 from .optimizer import DEFAULT_OPTIMIZER, OPTIMIZERS
 from .precision import PRECISIONS
 
@@ -131,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
                      "optimizer's update")
     est.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, choices=OPTIMIZERS, metavar="NAME",
                      help=f"optimizer of a training step: {', '.join(OPTIMIZERS)} (default {DEFAULT_OPTIMIZER})")
+    est.add_argument("--execution", default="eager", choices=EXECUTIONS, metavar="MODE",
+                     help="how the step runs: eager (PyTorch's default: Python issues every op), cuda-graphs "
+                     "(the step replayed as one CUDA graph) or compiled (torch.compile's fusion); default eager")
     est.add_argument("--accumulate", type=int, default=1, metavar="N", help="gradient accumulation: N "
                      "micro-batches of --batch per optimizer step (default 1)")
     est.add_argument("--recompute", action="store_true", help="activation checkpointing per block: the backward "
@@ -390,6 +394,8 @@ def _models(args) -> int:
 def _estimate(args) -> int:
     from .capture import capture
     from .chips import side_by_side
+    from .device_dispatch import dispatch_for
+    from .execution import check_execution
     from .hardware import load_hardware
     from .memory import max_batch, step_memory
     from .model_source import load_hf_config, load_model
@@ -406,6 +412,7 @@ def _estimate(args) -> int:
     precision = PRECISIONS[args.precision]
     for hardware in chips:
         hardware.matrix_peak(precision)  # fail before tracing if a chip lacks the precision
+        check_execution(args.execution, hardware)
     if args.depth is not None and args.depth < 1:
         raise RooflineError(f"--depth must be at least 1, got {args.depth}")
     if args.accumulate < 1:
@@ -426,7 +433,8 @@ def _estimate(args) -> int:
             else:
                 model, inputs, name = load_model(args.model, batch=batch, seq=args.seq, image=args.image)
             step = capture(model, inputs, mode=mode, model_name=name, optimizer=args.optimizer,
-                           accumulate=args.accumulate, recompute=args.recompute)
+                           accumulate=args.accumulate, recompute=args.recompute,
+                           dispatch=dispatch_for(chip.kind for chip in chips))
             if batch is not None and step.batch != batch:
                 raise RooflineError(f"{name} ignores the batch size (asked {batch}, built {step.batch}), so the "
                                     "largest batch that fits cannot be searched: give a zoo model, --hf-config, or "
@@ -438,7 +446,7 @@ def _estimate(args) -> int:
         step = capture_at(args.batch)
     if len(chips) > 1:
         with err.status("memory and the largest batch per chip…"):
-            rows = side_by_side(step, chips, precision, capture_at)
+            rows = side_by_side(step, chips, precision, capture_at, args.execution)
         peak_bytes = rows[0].peak_bytes
         data = {"model": step.model_name, "precision": precision.name, "mode": step.mode, "batch": step.batch,
                 "tokens_per_sample": step.tokens_per_sample, "chips": [r.to_dict() for r in rows]}
@@ -446,7 +454,7 @@ def _estimate(args) -> int:
             out.print(side_by_side_table(step, precision, rows))
     else:
         hardware = chips[0]
-        report = evaluate(step, hardware, precision)
+        report = evaluate(step, hardware, precision, args.execution)
         unsupported = report.unsupported()
         if args.strict and unsupported:
             listed = ", ".join(f"{u['op']} x{u['count']}" for u in unsupported)

@@ -4,6 +4,10 @@ Units in the YAML: peaks in TFLOP/s (1e12, dense, 1 FMA = 2 FLOPs), bandwidth in
 B/s), capacity in GB (1e9 B), cache in MB, overhead in microseconds. Hardware holds SI units.
 Unknown keys are rejected; errors name the file, the key, the value and what was expected.
 
+Execution (estimator.device_model, estimator.host): `family` names the accelerator family
+whose kernel constants apply (hardware/kernels/families.yaml), `sm_count` its SMs (compute units),
+`host` the host CPU that issues its work (an id in hardware/hosts/ or an inline mapping).
+
 Optional blocks:
   sparse_tflops  the vendor's 2:4-sparse figures, for audit only; a dense peak equal to one of
                  them is rejected (the classic catalog mistake)
@@ -34,6 +38,7 @@ import yaml
 
 from .kernels import is_known_key
 from .errors import HardwareSpecError, PrecisionError, UnknownHardwareError, did_you_mean
+from .host import HostProfile, load_host, parse_host
 from .precision import Precision
 
 KINDS = ("cpu", "gpu", "asic", "soc")
@@ -44,7 +49,8 @@ ACHIEVABLE_KEYS = ("matrix", "vector", "memory", "matrix_half_flops", "memory_ha
 CURVE_KEYS = ("matrix", "conv", "memory")
 KERNEL_NEIGHBOURS = 3
 REQUIRED = ("id", "name", "vendor", "kind", "peak_tflops", "memory", "kernel_overhead_us", "source")
-OPTIONAL = ("cache_mb", "tdp_w", "interconnect_gbps", "achievable", "sparse_tflops", "price_usd", "notes")
+OPTIONAL = ("cache_mb", "tdp_w", "interconnect_gbps", "achievable", "sparse_tflops", "price_usd", "notes", "family",
+            "sm_count", "host")
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,9 @@ class Hardware:
     price_usd: float | None = None
     notes: tuple[str, ...] = ()
     path: str = ""
+    family: str | None = None  # accelerator family (hardware/kernels/families.yaml): kernel constants
+    sm_count: int | None = None  # streaming multiprocessors (compute units): GEMM waves
+    host: HostProfile | None = None  # the host CPU that issues its work (estimator.host)
 
     def matrix_peak(self, precision: Precision) -> float:
         """Dense matrix-unit peak (FLOP/s) at this precision; fp32 falls back to the vector rate."""
@@ -164,6 +173,7 @@ class Hardware:
                            "curves": {k: [list(p) for p in v] for k, v in a.curves.items()},
                            "kernels": {k: [list(p) for p in v] for k, v in a.kernels.items()}, "source": list(a.source)},
             "source": list(self.source), "notes": list(self.notes), "path": self.path,
+            "family": self.family, "sm_count": self.sm_count, "host": self.host.to_dict() if self.host else None,
         }
 
 
@@ -249,7 +259,10 @@ def parse_hardware(path: Path) -> Hardware:
         source=check.texts("source", data["source"]), notes=check.texts("notes", data.get("notes", [])),
         cache_bytes=opt["cache_mb"] * 1e6 if "cache_mb" in opt else None, tdp_w=opt.get("tdp_w"),
         interconnect_bytes_per_s=opt["interconnect_gbps"] * 1e9 if "interconnect_gbps" in opt else None,
-        achievable=achievable, sparse_flops_per_s=sparse, price_usd=opt.get("price_usd"), path=str(path))
+        achievable=achievable, sparse_flops_per_s=sparse, price_usd=opt.get("price_usd"), path=str(path),
+        family=check.text("family", data["family"]) if "family" in data else None,
+        sm_count=int(check.positive("sm_count", data["sm_count"])) if "sm_count" in data else None,
+        host=check.host(data["host"]) if "host" in data else None)
 
 
 class _Checker:
@@ -352,6 +365,12 @@ class _Checker:
             self.fail(key, value, "a list of [FLOPs, bytes, fraction] points")
         return tuple((self.non_negative(key, f), self.positive(key, b), self.fraction(key, frac))
                      for f, b, frac in value)
+
+    def host(self, value) -> HostProfile:
+        """`host: ID` (a file in hardware/hosts/) or an inline mapping (estimator.host)."""
+        if isinstance(value, str):
+            return load_host(value)
+        return parse_host(value, str(self.path))
 
     def peaks(self, where: str, data, allowed) -> dict[str, float]:
         data = self.mapping(where, data)

@@ -177,7 +177,7 @@ def _storages(step: CapturedStep, nodes: list[fx.Node], precision: Precision):
     position = {node: i for i, node in enumerate(nodes)}
     master = 4 if precision.amp else precision.other_bytes
     last = len(nodes) - 1
-    kinds = _placeholder_kinds(step, nodes)
+    kinds = placeholder_kinds(step, nodes)
     storage_of: dict[fx.Node, _Storage] = {}
     storages: list[_Storage] = []
     op_positions: list[int] = []
@@ -198,7 +198,7 @@ def _storages(step: CapturedStep, nodes: list[fx.Node], precision: Precision):
             op_positions.append(pos)
             op = node.meta["roofline"]
             rule = rule_for(op)
-            size = precision.float_bytes(rule.op_class if rule else "unsupported")
+            size = precision.float_bytes(rule.op_class if rule else "unsupported", op.op.overloadpacket.__name__)
             children = sorted((u for u in node.users if u.target is operator.getitem), key=lambda u: u.args[1])
             for value, meta in zip(children or [node], op.outputs):
                 shape_of[value] = meta.shape
@@ -285,7 +285,7 @@ def _aliased_input(node: fx.Node, value: fx.Node) -> fx.Node | None:
     return None
 
 
-def _placeholder_kinds(step: CapturedStep, nodes: list[fx.Node]) -> dict[fx.Node, str]:
+def placeholder_kinds(step: CapturedStep, nodes: list[fx.Node]) -> dict[fx.Node, str]:
     """Capture's placeholders are the parameters (unique, step.parameters elements in all),
     then the buffers, then the inputs named input_0, input_1, ..."""
     kinds, seen = {}, 0

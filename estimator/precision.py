@@ -5,7 +5,8 @@
   fp16/bf16 everything stored and computed in half precision ("pure" half).
   amp-fp16/amp-bf16  autocast: matmul, conv and attention in half on the tensor cores;
             activations and elementwise ops stored in half; norms, softmax, losses and
-            reductions in fp32 (autocast's fp32 list); fp32 master weights, gradients and
+            reductions in fp32 (autocast's fp32 list), except batch norm, which autocast leaves
+            in half (cuDNN's half-in, half-out kernel); fp32 master weights, gradients and
             optimizer state, which the optimizer step reads and writes in fp32.
   fp8       matmul/conv/attention inputs in fp8 on the fp8 tensor-core rate, everything else
             in bf16 (the Transformer-Engine recipe).
@@ -22,6 +23,12 @@ from .costs import MATRIX_CLASSES
 from .errors import PrecisionError, did_you_mean
 
 FP32_CLASSES_UNDER_AMP = ("norm", "softmax", "loss", "reduction", "optimizer")
+# batch norm is not on autocast's fp32 list: cuDNN runs it on half inputs and outputs (fp32
+# statistics and affine parameters), so under amp its activations stay half
+HALF_NORMS_UNDER_AMP = ("native_batch_norm", "native_batch_norm_backward", "_native_batch_norm_legit",
+                        "_native_batch_norm_legit_functional", "_native_batch_norm_legit_no_training",
+                        "cudnn_batch_norm", "cudnn_batch_norm_backward", "miopen_batch_norm",
+                        "miopen_batch_norm_backward", "batch_norm_backward")
 
 
 @dataclass(frozen=True)
@@ -33,10 +40,11 @@ class Precision:
     other_bytes: int  # element size of floating tensors of every other op
     amp: bool = False
 
-    def float_bytes(self, op_class: str) -> int:
+    def float_bytes(self, op_class: str, op_name: str = "") -> int:
+        """Element size of the floating tensors of an op of `op_class` (aten packet `op_name`)."""
         if op_class in MATRIX_CLASSES:
             return self.matrix_bytes
-        if self.amp and op_class in FP32_CLASSES_UNDER_AMP:
+        if self.amp and op_class in FP32_CLASSES_UNDER_AMP and op_name not in HALF_NORMS_UNDER_AMP:
             return 4
         return self.other_bytes
 

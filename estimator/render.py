@@ -9,9 +9,10 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from .execution import execution_defaults
 from .report import Report
 
-BOUND_STYLE = {"compute": "green", "memory": "yellow", "overhead": "magenta", "free": "dim"}
+BOUND_STYLE = {"compute": "green", "memory": "yellow", "overhead": "magenta", "host": "red", "free": "dim"}
 
 
 def _significant(value: float) -> str:
@@ -77,6 +78,13 @@ def totals_table(report: Report) -> Table:
                                      f"unmasked score; executed {t['step_flops'] / 1e9:,.2f})")
     table.add_row("step time", f"{t['step_time_s'] * 1e3:,.3f} ms achievable estimate   "
                                f"({t['roofline_step_time_s'] * 1e3:,.3f} ms datasheet roofline bound)")
+    line = t["timeline"]
+    table.add_row("timeline", f"{t['execution']}: {t['step_bound']}-bound; host busy {line['host_busy_s'] * 1e3:,.3f} ms, "
+                              f"device busy {line['device_busy_s'] * 1e3:,.3f} ms, device waiting on the host "
+                              f"{line['host_bound_s'] * 1e3:,.3f} ms ({100 * line['host_bound_fraction']:.0f}% of the step), "
+                              f"host hidden under device work {line['overlapped_s'] * 1e3:,.3f} ms")
+    for note in t["notes"]:
+        table.add_row("note", note)
     samples = t["throughput_samples_per_s"]
     throughput = f"{_significant(samples)} samples/s"
     if t["throughput_tokens_per_s"]:
@@ -87,8 +95,17 @@ def totals_table(report: Report) -> Table:
     table.add_row("roofs", f"{_significant(hw.matrix_peak(prec) / 1e12)} TFLOP/s matrix, "
                            f"{_significant(hw.vector_peak(prec) / 1e12)} TFLOP/s vector, "
                            f"{_significant(hw.memory_bytes_per_s / 1e9)} GB/s, "
-                           f"{hw.kernel_overhead_s * 1e6:g} µs/kernel; ridge {hw.ridge_point(prec):,.0f} FLOP/B")
+                           f"{_launch(hw)}; ridge {hw.ridge_point(prec):,.0f} FLOP/B")
     return table
+
+
+def _launch(hw) -> str:
+    """The per-kernel fixed costs: the measured per-op overhead on a CPU; the family's kernel
+    floor and the host's op dispatch on an accelerator."""
+    if hw.kind == "cpu":
+        return f"{hw.kernel_overhead_s * 1e6:g} µs/op"
+    family, host, _, _ = execution_defaults(hw)
+    return f"{family.kernel_floor_s * 1e6:g} µs/kernel on the device ({family.name}), {host.op_s * 1e6:g} µs/op on the host ({host.id})"
 
 
 def unsupported_table(report: Report) -> Table | None:

@@ -21,7 +21,9 @@ from .capture import CapturedStep, OpNode
 from .costs import Cost
 from .hardware import Hardware
 from .precision import Precision, get_precision
-from .roofline import NodeTime, node_time, step_costs
+from .execution import run_step
+from .roofline import NodeTime, step_costs
+from .timeline import Timeline
 
 GROUPINGS = ("layer", "type", "op")
 
@@ -63,14 +65,17 @@ class Report:
     precision: Precision
     costs: tuple[Cost, ...]
     times: tuple[NodeTime, ...]
+    timeline: Timeline
+    execution: str = "eager"
 
     @property
     def nodes(self) -> tuple[OpNode, ...]:
         return self.step.nodes
 
-    def recost(self, hardware: Hardware | None = None, precision: str | Precision | None = None) -> "Report":
-        """The same captured step on another chip and/or precision, without tracing again."""
-        return evaluate(self.step, hardware or self.hardware, precision or self.precision)
+    def recost(self, hardware: Hardware | None = None, precision: str | Precision | None = None,
+               execution: str | None = None) -> "Report":
+        """The same captured step on another chip, precision and/or execution mode, without tracing again."""
+        return evaluate(self.step, hardware or self.hardware, precision or self.precision, execution or self.execution)
 
     # ---- totals -------------------------------------------------------------------------
     def _repeats(self, node: OpNode) -> int:
@@ -96,7 +101,7 @@ class Report:
         f_flops, f_useful, f_bytes, f_time, f_roof = self._phase_sum(("forward", "loss"))
         b_flops, b_useful, b_bytes, b_time, b_roof = self._phase_sum(("backward",))
         o_flops, o_useful, o_bytes, o_time, o_roof = self._phase_sum(("optimizer",))
-        step_time = f_time + b_time + o_time
+        step_time = f_time + b_time + o_time + self.timeline.sync_s
         model_flops = f_useful + b_useful + o_useful
         peak = self.hardware.matrix_peak(self.precision)
         samples = self.step.batch * self.step.accumulate
@@ -115,7 +120,25 @@ class Report:
             "throughput_samples_per_s": samples_per_s,
             "throughput_tokens_per_s": samples_per_s * tokens if tokens else None,
             "utilization": model_flops / (step_time * peak) if step_time else 0.0,
+            "execution": self.execution, "step_bound": self.step_bound(),
+            "timeline": self.timeline.to_dict(), "notes": self.notes(),
         }
+
+    def step_bound(self) -> str:
+        """What carries most of the step: host (the device waits for the host more than half the
+        step), else compute or memory by which carries more of the device's time."""
+        if self.timeline.host_bound_s + self.timeline.sync_s > 0.5 * self.timeline.step_s:
+            return "host"
+        compute = sum(t.compute_s for t in self.times if t.compute_s >= t.memory_s)
+        memory = sum(t.memory_s for t in self.times if t.memory_s > t.compute_s)
+        return "compute" if compute >= memory else "memory"
+
+    def notes(self) -> list[str]:
+        """How the precision and execution ran, where it is not what the name says."""
+        out = []
+        if self.precision.name == "fp32" and self.hardware.kind != "cpu" and "tf32" in self.hardware.matrix_flops_per_s:
+            out.append("fp32 as PyTorch runs it by default: convolutions on TF32 (cudnn.allow_tf32), matmuls in fp32")
+        return out
 
     # ---- aggregation --------------------------------------------------------------------
     def rows(self, by: str = "layer", depth: int | None = None) -> list[Row]:
@@ -189,10 +212,11 @@ class Report:
         }
 
 
-def evaluate(step: CapturedStep, hardware: Hardware, precision: str | Precision) -> Report:
-    """Cost a captured step on a chip at a precision (the cost rules run once per precision)."""
+def evaluate(step: CapturedStep, hardware: Hardware, precision: str | Precision, execution: str = "eager") -> Report:
+    """Cost a captured step on a chip at a precision and predict its time under an execution mode
+    (estimator.execution; the cost rules run once per precision)."""
     precision = get_precision(precision) if isinstance(precision, str) else precision
     hardware.matrix_peak(precision)  # a precision the chip lacks fails here, clearly
     costs = step_costs(step, precision)
-    times = tuple(node_time(c, hardware, precision) for c in costs)
-    return Report(step, hardware, precision, costs, times)
+    times, timeline = run_step(step, costs, hardware, precision, execution)
+    return Report(step, hardware, precision, costs, times, timeline, execution)

@@ -32,18 +32,32 @@ from .tensor_meta import TensorMeta
 
 @dataclass(frozen=True, slots=True)
 class NodeTime:
+    """A node's share of the step. `total_s` = wait_s + max(compute_s, memory_s) + overhead_s: the
+    device idle before it waiting for the host (estimator.timeline), then its kernel."""
+
     compute_s: float  # achievable compute time
     memory_s: float  # achievable memory time
-    overhead_s: float
+    overhead_s: float  # fixed per-kernel cost: the device's kernel floor (the per-op overhead on CPUs)
     roofline_s: float  # the datasheet bound: max(FLOPs / peak, bytes / bandwidth)
+    host_s: float = 0.0  # host time to issue it (dispatch, module calls, autograd, launch)
+    wait_s: float = 0.0  # device idle before it, waiting for the host
+    kernels_s: float | None = None  # device time of its kernels when it owns several (autocast's casts)
+
+    @property
+    def device_s(self) -> float:
+        return self.kernels_s if self.kernels_s is not None else max(self.compute_s, self.memory_s) + self.overhead_s
 
     @property
     def total_s(self) -> float:
-        return max(self.compute_s, self.memory_s) + self.overhead_s
+        return self.wait_s + self.device_s
 
     @property
     def bound(self) -> str:
-        if self.overhead_s > max(self.compute_s, self.memory_s):
+        """host (waiting for the host), overhead (the kernel floor), compute or memory: the largest part."""
+        work = max(self.compute_s, self.memory_s)
+        if self.wait_s > max(self.device_s - self.overhead_s, self.overhead_s):
+            return "host"
+        if self.overhead_s > work:
             return "overhead"
         if self.compute_s == self.memory_s == 0:
             return "free"
@@ -63,7 +77,7 @@ def step_costs(step: CapturedStep, precision: Precision) -> tuple[Cost, ...]:
 def _node_cost(node, precision: Precision) -> Cost:
     rule = rule_for(node)
     op_class = rule.op_class if rule else "unsupported"
-    size = precision.float_bytes(op_class)
+    size = precision.float_bytes(op_class, node.op.overloadpacket.__name__)
 
     def nbytes(meta: TensorMeta) -> int:
         return meta.distinct * (size if meta.dtype.is_floating_point else meta.itemsize)

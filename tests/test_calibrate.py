@@ -1,8 +1,8 @@
 """`roofline calibrate` on tiny sizes: the document's structure, not its timings.
 
 The tiny plan runs every measurement (overhead, GEMM sweep with dtype probes, conv, copy/triad,
-elementwise curve) on sizes far too small to trust, in a few seconds; timing values are only
-checked to be positive (timings belong in bench/calibrate_repeatability.py).
+elementwise curve, host costs) on sizes far too small to trust, in a few seconds; timing values
+are only checked to be positive (timings belong in bench/calibrate_repeatability.py).
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import torch
 import yaml
 
 from estimator import calibrate as cal
+from estimator.host_probes import HOST_KEYS
 
 TOP_KEYS = {"id", "name", "vendor", "kind", "peak_tflops", "memory", "cache_mb", "kernel_overhead_us",
-            "achievable", "source", "notes"}
+            "achievable", "host", "source", "notes"}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,7 @@ def test_document_has_exactly_the_schema_keys(doc):
     assert set(doc["memory"]) == {"bandwidth_gbps", "capacity_gb"}
     assert set(doc["achievable"]) == {"matrix", "vector", "memory", "curves", "source"}
     assert set(doc["achievable"]["curves"]) == {"matrix", "conv", "memory"}
+    assert set(doc["host"]) == {"name", *HOST_KEYS, "source"}
     assert _is_plain(doc)
 
 
@@ -54,6 +56,16 @@ def test_figures_positive_and_peak_is_fp32_vector(doc):
     # the vector fp32 roof is the measured fp32 GEMM peak (documented in the notes)
     assert doc["peak_tflops"]["vector"]["fp32"] == doc["peak_tflops"]["matrix"]["fp32"]
     assert doc["achievable"]["matrix"] == doc["achievable"]["vector"] == doc["achievable"]["memory"] == 1.0
+
+
+def test_host_mapping_has_exactly_the_host_keys(doc):
+    host = doc["host"]
+    assert set(host) == {"name", "op_us", "view_us", "autograd_us", "backward_op_us", "autocast_us",
+                         "module_call_us", "step_sync_us", "optimizer_param_us", "graph_launch_us", "source"}
+    assert all(isinstance(host[k], float) and math.isfinite(host[k]) and host[k] > 0 for k in HOST_KEYS)
+    assert "roofline calibrate" in host["name"]
+    assert isinstance(host["source"], list) and all(isinstance(line, str) for line in host["source"])
+    assert any(line.startswith("op_us:") for line in host["source"])
 
 
 def test_curves_ascending_with_fractions_in_unit_interval(doc):
@@ -92,6 +104,7 @@ def test_summary_lines(doc):
     assert float(peak_line.split()[1]) == pytest.approx(peak, rel=0.05)
     assert any(line.startswith("Bandwidth:") and "GB/s" in line for line in lines)
     assert any(line.startswith("Overhead:") and " us " in line for line in lines)
+    assert any(line.startswith("Host: op ") and line.endswith(" us") for line in lines)
     assert any(line.startswith("Spreads") for line in lines)
 
 
@@ -113,6 +126,7 @@ def test_written_yaml_loads_as_hardware(doc, tmp_path: Path):
     assert hw.id == "local" and hw.kind == "cpu"
     assert hw.matrix_flops_per_s["fp32"] == pytest.approx(doc["peak_tflops"]["matrix"]["fp32"] * 1e12)
     assert hw.memory_bytes_per_s == pytest.approx(doc["memory"]["bandwidth_gbps"] * 1e9)
+    assert hw.host is not None and hw.host.op_s == pytest.approx(doc["host"]["op_us"] * 1e-6)
 
 
 def test_helpers_on_explicit_sizes():

@@ -42,7 +42,11 @@ def test_estimate_json_has_the_documented_fields(capsys, tmp_path):
     # tokens/s = samples/s x sequence length for a token model
     assert totals["throughput_tokens_per_s"] == pytest.approx(totals["throughput_samples_per_s"] * 64)
     assert totals["step_time_s"] == pytest.approx(totals["forward_time_s"] + totals["backward_time_s"]
-                                                  + totals["optimizer_time_s"])
+                                                  + totals["optimizer_time_s"] + totals["timeline"]["sync_s"])
+    # the timeline: the step is the device's busy time plus its waits for the host plus the final sync
+    line = totals["timeline"]
+    assert line["step_time_s"] == pytest.approx(line["device_busy_s"] + line["host_bound_s"] + line["sync_s"])
+    assert totals["execution"] == "eager" and totals["step_bound"] in ("host", "compute", "memory")
     # the default optimizer, AdamW, reads parameters, gradients and two moments and writes three, in fp32
     assert totals["optimizer"] == "adamw" and totals["optimizer_bytes"] == 7 * 4 * totals["trainable_parameters"]
     layer = data["layers"][0]

@@ -55,8 +55,12 @@ def test_accumulation_repeats_forward_and_backward_but_not_the_update():
         assert four[key] == pytest.approx(4 * one[key]), key
     assert four["optimizer_time_s"] == pytest.approx(one["optimizer_time_s"])
     assert four["samples_per_step"] == 32 and one["samples_per_step"] == 8
-    assert four["step_time_s"] == pytest.approx(4 * (one["forward_time_s"] + one["backward_time_s"])
-                                                + one["optimizer_time_s"])
+    # the step partitions into its phases and the final sync; micro-batches after the first can
+    # only gain from the host running ahead of the device (estimator.timeline), never lose
+    assert four["step_time_s"] == pytest.approx(four["forward_time_s"] + four["backward_time_s"]
+                                                + four["optimizer_time_s"] + four["timeline"]["sync_s"])
+    assert four["step_time_s"] <= 4 * (one["forward_time_s"] + one["backward_time_s"]) + one["optimizer_time_s"] \
+        + one["timeline"]["sync_s"] + 1e-12
     assert four["throughput_samples_per_s"] == pytest.approx(32 / four["step_time_s"])
 
 

@@ -1,0 +1,39 @@
+"""Capture what a CUDA device would run where the CPU dispatcher picks a different kernel.
+
+The step is captured on CPU fake tensors, so the CPU's kernel choices would leak into GPU
+predictions. The one that matters most: scaled_dot_product_attention with dropout falls back on
+the CPU to the unfused math path (scores of s x s written, softmaxed, dropped out and saved for
+the backward), while CUDA runs a fused flash or memory-efficient kernel that applies dropout
+inside the kernel from a random seed (nothing of size s x s reaches memory; the backward
+regenerates the mask). Under `cuda_dispatch()` such a call is recorded as the fused kernel: the
+same call with dropout_p=0, which the CPU also runs fused, with the same FLOPs and bytes as
+the CUDA kernel with dropout (the seed and offset are two scalars).
+
+Example:
+    >>> with cuda_dispatch():
+    ...     y = F.scaled_dot_product_attention(q, k, v, dropout_p=0.1)  # recorded as the fused kernel
+"""
+from __future__ import annotations
+
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+DISPATCHES = ("cpu", "cuda")
+
+
+class cuda_dispatch(TorchFunctionMode):
+    """SDPA with dropout recorded as CUDA's fused kernel (module docstring)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func is F.scaled_dot_product_attention:
+            if len(args) > 4:  # dropout_p given by position: (q, k, v, attn_mask, dropout_p, ...)
+                args = (*args[:4], 0.0, *args[5:])
+            else:
+                kwargs["dropout_p"] = 0.0
+        return func(*args, **kwargs)
+
+
+def dispatch_for(kinds) -> str:
+    """'cuda' when every chip is an accelerator, else 'cpu' (the CPU's own kernels)."""
+    return "cpu" if any(kind == "cpu" for kind in kinds) else "cuda"

@@ -1,0 +1,185 @@
+"""Device time of one kernel on an accelerator, by kind of kernel, from how GPUs run them.
+
+  * GEMMs (matmul, and convolutions as implicit GEMMs, forward, input gradient and weight
+    gradient each one GEMM): the output is cut into tiles, one tile per SM at a time; the
+    library picks the tile shape (the family's `gemm.tiles`) that finishes first. Time =
+    waves x one tile's time, where waves = ceil(tiles / SMs) (wave quantization), tiles
+    cover ceil(M / tile_m) x ceil(N / tile_n) (tile quantization), one tile runs at
+    peak x efficiency x tile_rate / SMs and pays k_half extra steps of its K loop (pipeline
+    fill and epilogue). When the tiles cannot fill the SMs, K is split (split-K) across them.
+    The GEMM is also bounded by its bytes at the copy bandwidth.
+  * Fused attention (flash / memory-efficient SDPA): FLOPs at the family's attention fraction.
+  * Everything else is bandwidth-bound or vector-compute-bound: bytes at the DRAM bandwidth x
+    the family's fraction for that kind of kernel (elementwise, batch_norm, norm, softmax,
+    reduction, pooling, embedding, depthwise_conv, optimizer, copy), falling off for small
+    kernels as bytes / (bytes + bandwidth_half_bytes); FLOPs at the vector peak x the chip's
+    `achievable.vector`.
+  * Every kernel adds the family's kernel floor (its launch latency and ramp on the device).
+Precisions as PyTorch runs them by default: at fp32 on chips with TF32 tensor cores,
+convolutions run on TF32 (torch.backends.cudnn.allow_tf32 defaults to True) while matmuls stay
+fp32 (torch.backends.cuda.matmul.allow_tf32 defaults to False).
+
+Example:
+    >>> t = kernel_time(node, cost, load_hardware("a100-80gb-sxm"), PRECISIONS["amp-bf16"], family)
+    >>> t.compute_s, t.memory_s, t.floor_s
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .capture import OpNode
+from .costs import Cost
+from .gpu_family import Family
+from .hardware import Hardware
+from .precision import Precision
+
+GEMM_OPS = {"mm", "_int_mm", "addmm", "addmm_", "bmm", "baddbmm", "baddbmm_", "_scaled_mm", "mv", "addmv", "dot"}
+SPLIT_K_MIN = 256  # shortest K slice split-K leaves to one tile (cuBLAS heuristics; estimate)
+BANDWIDTH_KIND = {"elementwise": "elementwise", "memory": "copy", "unsupported": "copy", "softmax": "softmax",
+                  "reduction": "reduction", "loss": "reduction", "pooling": "pooling", "embedding": "embedding",
+                  "optimizer": "optimizer", "norm": "norm", "fused": "elementwise", "mixed": "elementwise"}
+
+
+@dataclass(frozen=True, slots=True)
+class KernelTime:
+    compute_s: float
+    memory_s: float
+    floor_s: float  # the kernel's fixed cost on the device (launch latency, ramp and tail), added to its work
+    roofline_s: float  # datasheet bound: max(FLOPs / peak, bytes / bandwidth)
+    tf32_conv: bool = False  # an fp32 convolution that cuDNN runs on TF32
+
+    @property
+    def device_s(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.floor_s
+
+
+def gemm_dims(node: OpNode) -> list[tuple[int, int, int, int]]:
+    """(batch, M, N, K) of each GEMM the op runs; [] when it is not a GEMM-shaped op."""
+    name = node.op.overloadpacket.__name__
+    shapes = [t.shape for t in node.inputs]
+    if name in ("mm", "_int_mm", "_scaled_mm"):
+        (m, k), (_, n) = shapes[0], shapes[1]
+        return [(1, m, n, k)]
+    if name in ("addmm", "addmm_"):
+        (m, k), (_, n) = shapes[1], shapes[2]
+        return [(1, m, n, k)]
+    if name == "bmm":
+        (b, m, k), (_, _, n) = shapes[0], shapes[1]
+        return [(b, m, n, k)]
+    if name in ("baddbmm", "baddbmm_"):
+        (b, m, k), (_, _, n) = shapes[1], shapes[2]
+        return [(b, m, n, k)]
+    if name in ("mv", "addmv"):
+        m, k = shapes[-2]
+        return [(1, m, 1, k)]
+    if name == "convolution":
+        return _conv_forward_dims(node)
+    if name == "convolution_backward":
+        return _conv_backward_dims(node)
+    return []
+
+
+def _conv_forward_dims(node: OpNode):
+    x, w, out = node.args[0], node.args[1], node.outputs[0]
+    groups = node.args[8]
+    # implicit GEMM: M = batch x output pixels, N = output channels, K = input channels x window
+    return [(groups, out.shape[0] * math.prod(out.shape[2:]), w.shape[0] // groups, w.shape[1] * math.prod(w.shape[2:]))]
+
+
+def _conv_backward_dims(node: OpNode):
+    grad_out, x, w = node.args[0], node.args[1], node.args[2]
+    groups, mask = node.args[9], node.args[10]
+    window, c_out, c_in = math.prod(w.shape[2:]), w.shape[0] // groups, w.shape[1]
+    dims = []
+    if mask[0]:  # input gradient: M = batch x input pixels, N = input channels, K = output channels x window
+        dims.append((groups, x.shape[0] * math.prod(x.shape[2:]), c_in, c_out * window))
+    if mask[1]:  # weight gradient: M = output channels, N = input channels x window, K = batch x output pixels
+        dims.append((groups, c_out, c_in * window, grad_out.shape[0] * math.prod(grad_out.shape[2:])))
+    return dims
+
+
+def is_depthwise(node: OpNode) -> bool:
+    name = node.op.overloadpacket.__name__
+    weight_at, groups_at = {"convolution": (1, 8), "convolution_backward": (2, 9)}.get(name, (None, None))
+    return weight_at is not None and node.args[groups_at] > 1 and node.args[weight_at].shape[1] == 1
+
+
+def gemm_time_s(dims, flops_per_s: float, family: Family, sm_count: int) -> float:
+    """Time of the GEMMs `dims` at `flops_per_s` (already scaled by the large-GEMM efficiency):
+    the best tile shape, with tile and wave quantization and split-K (module docstring)."""
+    total = 0.0
+    for batch, m, n, k in dims:
+        if m * n * k == 0:
+            continue
+        best = math.inf
+        for tm, tn in family.gemm_tiles:
+            tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
+            split = 1
+            if tiles < sm_count:
+                split = max(1, min(sm_count // tiles, k // SPLIT_K_MIN))
+            k_slice = k / split
+            tile_s = 2 * tm * tn * (k_slice + family.k_half) / (flops_per_s * family.tile_rate((tm, tn)) / sm_count)
+            best = min(best, math.ceil(tiles * split / sm_count) * tile_s)
+        total += best
+    return total
+
+
+def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precision, family: Family,
+                in_graph: bool = False) -> KernelTime:
+    """Device time of the kernel that runs `node` (module docstring); `in_graph`: replayed in a CUDA graph."""
+    floor = family.graph_kernel_s if in_graph else family.kernel_floor_s
+    bandwidth = hardware.memory_bytes_per_s
+    op_class = cost.op_class
+    tf32_conv = op_class == "conv" and precision.name == "fp32" and "tf32" in hardware.matrix_flops_per_s
+    if op_class in ("matmul", "conv", "attention") and not is_depthwise(node):
+        key = "tf32" if tf32_conv else precision.matrix_key
+        peak = hardware.matrix_flops_per_s[key] if tf32_conv else hardware.matrix_peak(precision)
+        roofline = max(cost.flops / peak, cost.bytes / bandwidth)
+        memory_s = cost.bytes / (bandwidth * bandwidth_fraction(hardware, family, "copy"))
+        if op_class == "attention":
+            fraction = family.attention_backward if "backward" in node.op.overloadpacket.__name__ else family.attention_forward
+            return KernelTime(cost.flops / (peak * fraction), memory_s, floor, roofline)
+        efficiency = gemm_efficiency(hardware, family, key) * (family.conv_efficiency if op_class == "conv" else 1.0)
+        dims = gemm_dims(node)
+        compute_s = (gemm_time_s(dims, peak * efficiency, family, hardware.sm_count) if dims
+                     else cost.flops / (peak * efficiency))
+        return KernelTime(compute_s, memory_s, floor, roofline, tf32_conv)
+    kind = bandwidth_kind(node, cost)
+    vector = hardware.vector_peak(precision)
+    fraction = bandwidth_fraction(hardware, family, kind) * cost.bytes / (cost.bytes + family.bandwidth_half_bytes) \
+        if cost.bytes else 1.0
+    return KernelTime(cost.flops / (vector * hardware.achievable.vector), cost.bytes / (bandwidth * fraction), floor,
+                      max(cost.flops / vector, cost.bytes / bandwidth))
+
+
+def gemm_efficiency(hardware: Hardware, family: Family, key: str) -> float:
+    """Large-GEMM fraction of the peak at precision key `key`. The chip's own measured fractions
+    come first (`achievable.matrix`: a large 16-bit GEMM; `achievable.vector`: SGEMM on the CUDA
+    cores); other precisions scale the chip's 16-bit figure by the family's ratio to its 16-bit one
+    (TF32 reaches a lower share of its peak than BF16 does)."""
+    measured = hardware.achievable
+    if key == "fp32":
+        return measured.vector if measured.vector < 1 else family.gemm_fraction("fp32")
+    if measured.matrix < 1:
+        half = hardware.half_matrix_key or "fp16"
+        return min(1.0, measured.matrix * family.gemm_fraction(key) / family.gemm_fraction(half))
+    return family.gemm_fraction(key)
+
+
+def bandwidth_fraction(hardware: Hardware, family: Family, kind: str) -> float:
+    """Large-kernel fraction of the DRAM bandwidth for a kind of kernel: the chip's measured
+    STREAM fraction (`achievable.memory`) times the family's ratio of that kind to a copy."""
+    measured = hardware.achievable.memory
+    if measured < 1:
+        return min(1.0, measured * family.bandwidth[kind] / family.bandwidth["copy"])
+    return family.bandwidth[kind]
+
+
+def bandwidth_kind(node: OpNode | None, cost: Cost) -> str:
+    """Which bandwidth fraction a non-GEMM kernel follows."""
+    if node is not None and cost.op_class == "conv":
+        return "depthwise_conv"
+    if cost.op_class == "norm" and cost.kernel.startswith(("native_batch_norm", "batch_norm", "cudnn_batch_norm")):
+        return "elementwise" if cost.kernel.endswith(".eval") else "batch_norm"
+    return BANDWIDTH_KIND.get(cost.op_class, "copy")

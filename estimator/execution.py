@@ -1,0 +1,255 @@
+"""Execution modes: how one captured step becomes kernels with host and device costs, scheduled.
+
+  eager        what PyTorch does by default. Every aten op that launches a kernel costs the
+               host an op dispatch (plus autograd's record in a training forward, plus autocast's
+               check under amp, plus cuDNN's per-call work for each convolution GEMM); views cost a view dispatch; each nn.Module call costs a module
+               call; every backward op costs the autograd engine's issue; the optimizer's step
+               costs its per-parameter bookkeeping. Device: estimator.device_model per kernel.
+  cuda-graphs  the whole step replayed as one CUDA graph: one graph launch on the host, the
+               family's graph per-kernel floor on the device, no Python per op.
+  compiled     torch.compile (default mode, no CUDA graphs): chains of elementwise, norm,
+               reduction and copy ops fuse into one generated kernel each and eager attention
+               becomes one fused attention kernel (estimator.fusion); matmuls and convolutions
+               stay library kernels; the host launches each kernel from generated code (one op
+               dispatch per kernel, no module, view, autograd or autocast work).
+Autocast (amp-*) casts each fp32 weight to half before the matmul or convolution that reads it,
+once per forward (its cache lives for one autocast region): one copy kernel per weight, reading
+fp32 and writing half, issued from the host like any op (eager and cuda-graphs; the compiled
+code still casts, as its own small kernels, charged the same).
+Sync points: the end of the step always; under amp-fp16 training also before the optimizer
+(GradScaler reads its inf check back to the host before stepping). On a CPU (kind "cpu") the
+schedule is serial and each op's host cost is the chip's measured per-op overhead, as before.
+
+Each node of the step gets a NodeTime: its device time split into compute, memory and the
+kernel floor, its host cost, and the wait it caused (device idle waiting for the host). Fused
+kernels share their times among their members in proportion to the members' own bytes.
+
+Example:
+    >>> times, timeline = run_step(step, costs, load_hardware("v100-sxm2"), PRECISIONS["amp-fp16"], "eager")
+    >>> timeline.host_bound_s / timeline.step_s  # share of the step the GPU waits for Python
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from .capture import CapturedStep
+from .costs import Cost
+from .device_model import gemm_dims, kernel_time
+from .errors import RooflineError
+from .gpu_family import DEFAULT_FAMILY, Family, load_family
+from .hardware import Hardware
+from .host import DEFAULT_HOST, HostProfile, load_host
+from .precision import Precision
+from .roofline import NodeTime, node_time
+from .timeline import Timeline, schedule
+
+EXECUTIONS = ("eager", "cuda-graphs", "compiled")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    members: tuple[int, ...]  # node indices
+    host_s: float
+    compute_s: float
+    memory_s: float
+    floor_s: float
+    roofline_s: float
+    sync_before: bool = False
+
+    @property
+    def device_s(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.floor_s
+
+
+def check_execution(execution: str, hardware: Hardware) -> str:
+    if execution not in EXECUTIONS:
+        raise RooflineError(f"unknown execution mode {execution!r}; expected one of {', '.join(EXECUTIONS)}")
+    if execution == "cuda-graphs" and hardware.kind == "cpu":
+        raise RooflineError(f"--execution cuda-graphs needs a CUDA GPU; {hardware.id} is a CPU "
+                            "(use eager or compiled)")
+    return execution
+
+
+def execution_defaults(hardware: Hardware) -> tuple[Family, HostProfile, int, list[str]]:
+    """The chip's family, host and SM count, with documented defaults for what its YAML lacks
+    (listed in the returned notes, and logged once per chip)."""
+    notes = []
+    family = hardware.family or DEFAULT_FAMILY
+    if not hardware.family:
+        notes.append(f"family: {DEFAULT_FAMILY} (default)")
+    host = hardware.host or load_host(DEFAULT_HOST)
+    if not hardware.host:
+        notes.append(f"host: {DEFAULT_HOST} (default)")
+    sm_count = hardware.sm_count or 100
+    if not hardware.sm_count:
+        notes.append("sm_count: 100 (default)")
+    if notes and hardware.kind != "cpu" and hardware.id not in _WARNED:
+        _WARNED.add(hardware.id)
+        log.warning("%s has no %s in its YAML; using defaults: %s", hardware.id,
+                    ", ".join(n.split(":")[0] for n in notes), "; ".join(notes))
+    return load_family(family), host, sm_count, notes
+
+
+_WARNED: set[str] = set()
+
+
+def run_step(step: CapturedStep, costs: tuple[Cost, ...], hardware: Hardware, precision: Precision,
+             execution: str = "eager") -> tuple[tuple[NodeTime, ...], Timeline]:
+    """Per-node times and the step's timeline (module docstring)."""
+    check_execution(execution, hardware)
+    if hardware.kind == "cpu":
+        kernels = _cpu_kernels(step, costs, hardware, precision, execution)
+        sync_s, serial = 0.0, True
+    else:
+        family, host, sm_count, _ = execution_defaults(hardware)
+        if hardware.sm_count is None:
+            import dataclasses
+            hardware = dataclasses.replace(hardware, sm_count=sm_count)
+        kernels = _accelerator_kernels(step, costs, hardware, precision, execution, family, host)
+        sync_s, serial = host.step_sync_s, False
+    order = _order(step, kernels)
+    timeline = schedule([k.host_s for k in kernels], [k.device_s for k in kernels], [k.sync_before for k in kernels],
+                        sync_s, serial=serial, order=order)
+    repeats = [0] * len(kernels)
+    for i in order:
+        repeats[i] += 1
+    return _node_times(step, costs, kernels, timeline, repeats), timeline
+
+
+def _order(step: CapturedStep, kernels: list[Kernel]) -> list[int]:
+    """Kernel indices in run order: forward and backward once per micro-batch, then the optimizer."""
+    micro = [i for i, k in enumerate(kernels) if step.nodes[k.members[0]].phase != "optimizer"]
+    update = [i for i, k in enumerate(kernels) if step.nodes[k.members[0]].phase == "optimizer"]
+    return micro * step.accumulate + update
+
+
+def _node_times(step, costs, kernels, timeline, repeats) -> tuple[NodeTime, ...]:
+    """Share each kernel's times (per run; waits per run too) among its members by their bytes."""
+    parts = [[0.0] * 7 for _ in step.nodes]  # compute, memory, floor, roofline, host, wait, device
+    for k, kernel in enumerate(kernels):
+        weights = [costs[i].bytes + costs[i].flops * 1e-3 for i in kernel.members]
+        total = sum(weights)
+        wait = timeline.wait_s[k] / max(1, repeats[k])
+        for i, w in zip(kernel.members, weights):
+            share = w / total if total else 1 / len(kernel.members)
+            values = (kernel.compute_s, kernel.memory_s, kernel.floor_s, kernel.roofline_s, kernel.host_s, wait,
+                      kernel.device_s)
+            parts[i] = [a + share * b for a, b in zip(parts[i], values)]  # a node may own several kernels (casts)
+    return tuple(NodeTime(*p) for p in parts)
+
+
+def _cpu_kernels(step, costs, hardware, precision, execution) -> list[Kernel]:
+    groups = _groups(step, costs, precision, execution)
+    kernels = []
+    for members, cost in groups:
+        t = node_time(cost, hardware, precision)
+        kernels.append(Kernel(members, t.overhead_s, t.compute_s, t.memory_s, 0.0, t.roofline_s))
+    return kernels
+
+
+def _groups(step, costs, precision, execution) -> list[tuple[tuple[int, ...], Cost]]:
+    """(members, cost) of each kernel: every non-free node alone, or the compiler's fusion groups."""
+    if execution == "compiled":
+        from .fusion import fusion_groups
+        return [(g.members, Cost(g.flops, g.bytes_read, g.bytes_written, g.op_class if g.op_class != "fused" else
+                                 "elementwise", g.model_flops, costs[g.members[0]].kernel if len(g.members) == 1 else ""))
+                for g in fusion_groups(step, costs, precision)]
+    return [((i,), c) for i, c in enumerate(costs) if c.op_class != "free"]
+
+
+def _accelerator_kernels(step, costs, hardware, precision, execution, family, host) -> list[Kernel]:
+    in_graph = execution == "cuda-graphs"
+    pending = _eager_host_costs(step, costs, host, precision) if execution == "eager" else [0.0] * len(costs)
+    grad_scaler = precision.name == "amp-fp16" and step.mode == "train"
+    casts = amp_weight_casts(step) if precision.amp else {}
+    cast_host_s = 0.0 if in_graph else host.op_s + (host.autocast_s if execution == "eager" else 0.0)
+    kernels, issued_to, first_update = [], 0, True
+    for members, cost in _groups(step, costs, precision, execution):
+        node = step.nodes[members[0]]
+        for meta in casts.get(members[0], ()):  # autocast's weight copies, just before their first reader
+            n = meta.distinct
+            cast = Cost(0, 4 * n, precision.matrix_bytes * n, "memory")
+            t = kernel_time(node, cast, hardware, precision, family, in_graph)
+            kernels.append(Kernel((members[0],), cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
+        t = kernel_time(node if len(members) == 1 else None, cost, hardware, precision, family, in_graph)
+        # eager: the host work of this op and of the views and module calls since the last kernel
+        host_s = host.op_s if execution == "compiled" else sum(pending[issued_to:members[-1] + 1])
+        issued_to = max(issued_to, members[-1] + 1)
+        sync = grad_scaler and node.phase == "optimizer" and first_update
+        first_update = first_update and not (node.phase == "optimizer")
+        kernels.append(Kernel(members, host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s, sync))
+    if in_graph and kernels:
+        kernels[0] = Kernel(kernels[0].members, host.graph_launch_s, kernels[0].compute_s, kernels[0].memory_s,
+                            kernels[0].floor_s, kernels[0].roofline_s)
+    return kernels
+
+
+def amp_weight_casts(step: CapturedStep) -> dict[int, list]:
+    """Node index -> TensorMeta of the parameters autocast casts to half just before that node: each
+    parameter read (through views) by a forward matmul, convolution or attention, at its first reader."""
+    from .costs import MATRIX_CLASSES, rule_for
+    from .memory import placeholder_kinds
+    graph_nodes = list(step.graph.nodes)
+    kinds = placeholder_kinds(step, graph_nodes)
+    index = {node: i for i, node in enumerate(n for n in graph_nodes if "roofline" in n.meta)}
+    casts: dict[int, list] = {}
+    seen: set = set()
+    for node in graph_nodes:
+        op = node.meta.get("roofline")
+        rule = rule_for(op) if op is not None else None
+        if op is None or op.phase not in ("forward", "loss") or rule is None or rule.op_class not in MATRIX_CLASSES:
+            continue
+        for arg in node.all_input_nodes:
+            source = _through_views(arg)
+            if kinds.get(source) == "parameters" and source not in seen and source.meta["tensor_meta"].is_float:
+                seen.add(source)
+                casts.setdefault(index[node], []).append(source.meta["tensor_meta"])
+    return casts
+
+
+def _through_views(node):
+    """The node a chain of free ops (views, transposes) starts from."""
+    from .costs import rule_for
+    while node.op == "call_function" and "roofline" in node.meta:
+        rule = rule_for(node.meta["roofline"])
+        if rule is None or rule.op_class != "free" or not node.all_input_nodes:
+            break
+        node = node.all_input_nodes[0]
+    return node
+
+
+def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: Precision) -> list[float]:
+    """Host seconds per node in eager mode: dispatch (+ autograd record, + autocast) per op, a view
+    dispatch per free op, the module calls entered at the node, the optimizer's bookkeeping."""
+    out = []
+    previous: list[str] = []
+    train = step.mode == "train"
+    for node, cost in zip(step.nodes, costs):
+        library = host.conv_op_s * len(gemm_dims(node)) if cost.op_class == "conv" else 0.0
+        if node.phase == "backward":
+            out.append(host.view_s if cost.op_class == "free" else host.backward_op_s + library)
+            continue
+        if node.phase == "optimizer":
+            params = len(node.args[0]) if node.args and isinstance(node.args[0], (list, tuple)) else 1
+            out.append(host.op_s + host.optimizer_param_s * params)
+            continue
+        chain = _module_chain(node.module_path)
+        common = 0
+        while common < min(len(chain), len(previous)) and chain[common] == previous[common]:
+            common += 1
+        entered = len(chain) - common
+        previous = chain
+        if cost.op_class == "free":
+            out.append(host.view_s + entered * host.module_call_s)
+            continue
+        out.append(host.op_s + library + entered * host.module_call_s + (host.autograd_s if train else 0.0)
+                   + (host.autocast_s if precision.amp else 0.0))
+    return out
+
+
+def _module_chain(path: str) -> list[str]:
+    """'layer1.0.conv1' -> ['layer1', 'layer1.0', 'layer1.0.conv1']; the model itself is one call too."""
+    parts = path.split(".") if path else []
+    return [""] + [".".join(parts[:i + 1]) for i in range(len(parts))]

@@ -1,0 +1,118 @@
+"""Kernel constants per accelerator family (hardware/kernels/families.yaml), each with its source.
+
+A family (volta, turing, ampere, ada, hopper, ...) shares its SM design, cuBLAS/cuDNN kernels
+and launch path, so what fraction of the datasheet roofs each kind of kernel reaches is a
+property of the family, not of each SKU. A chip YAML names its family (`family: ampere`).
+
+Per family:
+  kernel_floor_us       device time of the shortest kernel, back to back in a stream
+  graph_kernel_us       the same inside a replayed CUDA graph
+  gemm.efficiency       fraction of the dense matrix peak a large GEMM reaches, per precision key
+                        (fp32: of the fp32 vector peak, where GEMMs run on the CUDA cores)
+  gemm.tiles            output tile shapes (M x N) the library chooses among
+  gemm.small_tile_throughput  per-SM rate of the smallest tile relative to the largest
+  gemm.k_half           reduction length at which a tile reaches half its steady rate
+  conv_efficiency       implicit-GEMM convolution relative to a GEMM of the same shape
+  attention.forward/backward  fused (flash) attention, fraction of the matrix peak
+  bandwidth.KIND        fraction of the DRAM bandwidth a large kernel of each kind reaches
+  bandwidth_half_bytes  bytes at which a bandwidth-bound kernel reaches half that rate
+
+Example:
+    >>> load_family("ampere").bandwidth["elementwise"]
+    0.85
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import HardwareSpecError, did_you_mean
+
+BANDWIDTH_KINDS = ("copy", "elementwise", "batch_norm", "norm", "softmax", "reduction", "pooling", "embedding",
+                   "depthwise_conv", "optimizer")
+DEFAULT_FAMILY = "ampere"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    kernel_floor_s: float
+    graph_kernel_s: float
+    gemm_efficiency: dict[str, float]
+    gemm_tiles: tuple[tuple[int, int], ...]
+    small_tile_throughput: float
+    k_half: float
+    conv_efficiency: float
+    attention_forward: float
+    attention_backward: float
+    bandwidth: dict[str, float]
+    bandwidth_half_bytes: float
+    source: dict[str, str]
+
+    def gemm_fraction(self, key: str) -> float:
+        """Large-GEMM fraction at a precision key; a key the family lists not falls to its fp16 one."""
+        return self.gemm_efficiency.get(key, self.gemm_efficiency.get("fp16", 0.7))
+
+    def tile_rate(self, tile: tuple[int, int]) -> float:
+        """Per-SM rate of a tile relative to the largest: log-linear in tile area between the
+        smallest (small_tile_throughput) and the largest (1)."""
+        areas = [m * n for m, n in self.gemm_tiles]
+        lo, hi = min(areas), max(areas)
+        if hi == lo:
+            return 1.0
+        t = (math.log(tile[0] * tile[1]) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        return self.small_tile_throughput + t * (1 - self.small_tile_throughput)
+
+
+def families_path() -> Path:
+    return Path(str(resources.files("roofline_hardware"))) / "kernels" / "families.yaml"
+
+
+@functools.cache
+def _families() -> dict:
+    path = families_path()
+    data = yaml.safe_load(path.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("families"), dict):
+        raise HardwareSpecError(f"{path}: expected a mapping with key 'families'")
+    return data["families"]
+
+
+def family_names() -> list[str]:
+    return sorted(_families())
+
+
+@functools.cache
+def load_family(name: str) -> Family:
+    families = _families()
+    if name not in families:
+        raise HardwareSpecError(f"unknown accelerator family {name!r}{did_you_mean(name, list(families))}; "
+                                f"families in {families_path().name}: {', '.join(sorted(families))}")
+    where = f"{families_path()}: family {name!r}"
+    try:
+        f = families[name]
+        gemm, attention, bandwidth = f["gemm"], f["attention"], f["bandwidth"]
+        missing = [k for k in BANDWIDTH_KINDS if k not in bandwidth]
+        if missing:
+            raise HardwareSpecError(f"{where}: bandwidth kinds missing: {', '.join(missing)}")
+        family = Family(
+            name=name, kernel_floor_s=float(f["kernel_floor_us"]) * 1e-6, graph_kernel_s=float(f["graph_kernel_us"]) * 1e-6,
+            gemm_efficiency={k: float(v) for k, v in gemm["efficiency"].items()},
+            gemm_tiles=tuple((int(m), int(n)) for m, n in gemm["tiles"]),
+            small_tile_throughput=float(gemm["small_tile_throughput"]), k_half=float(gemm["k_half"]),
+            conv_efficiency=float(f["conv_efficiency"]), attention_forward=float(attention["forward"]),
+            attention_backward=float(attention["backward"]),
+            bandwidth={k: float(bandwidth[k]) for k in BANDWIDTH_KINDS},
+            bandwidth_half_bytes=float(f["bandwidth_half_bytes"]),
+            source={str(k): str(v) for k, v in (f.get("source") or {}).items()})
+    except (KeyError, TypeError, ValueError) as e:
+        raise HardwareSpecError(f"{where}: malformed ({type(e).__name__}: {e})") from None
+    fractions = [*family.gemm_efficiency.values(), *family.bandwidth.values(), family.small_tile_throughput,
+                 family.conv_efficiency, family.attention_forward, family.attention_backward]
+    if not all(0 < x <= 1 for x in fractions):
+        raise HardwareSpecError(f"{where}: every efficiency must be a fraction in (0, 1]")
+    return family

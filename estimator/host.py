@@ -1,0 +1,110 @@
+"""Host profiles: what it costs the host CPU and the framework to issue work to a device.
+
+Eager PyTorch runs every op from Python: the module call, autograd's bookkeeping, the aten
+dispatcher and the kernel launch all happen on the host before the kernel reaches the device's
+queue. Those costs belong to the host CPU and the framework, not to the accelerator, so they
+live in their own YAML files (hardware/hosts/ID.yaml) that a chip YAML names with `host: ID`,
+or inline as a mapping (what `roofline calibrate` writes for this machine). Units in the YAML
+are microseconds; HostProfile holds seconds.
+
+Keys (all required, each >= 0):
+  op_us               issue one aten op that launches a kernel, grad mode off
+  conv_op_us          extra per cuDNN convolution call (descriptors, heuristics, plan lookup); a
+                      convolution backward makes two (input and weight gradients)
+  view_us             an aten op that launches nothing (view, reshape, metadata)
+  autograd_us         extra per forward op that records an autograd node (grad mode on)
+  backward_op_us      per aten op the autograd engine issues in the backward
+  autocast_us         extra per op dispatched through autocast
+  module_call_us      one nn.Module __call__
+  step_sync_us        the end-of-step synchronisation round trip (.item(), synchronize)
+  optimizer_param_us  Python bookkeeping per parameter tensor in an optimizer step
+  graph_launch_us     launching one CUDA-graph replay
+
+Example:
+    >>> load_host("dgx-a100-epyc-7742").op_s
+    9e-06
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import HardwareSpecError, did_you_mean
+
+HOST_KEYS = ("op_us", "conv_op_us", "view_us", "autograd_us", "backward_op_us", "autocast_us", "module_call_us",
+             "step_sync_us", "optimizer_param_us", "graph_launch_us")
+DEFAULT_HOST = "generic-server"
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    id: str
+    name: str
+    op_s: float
+    conv_op_s: float
+    view_s: float
+    autograd_s: float
+    backward_op_s: float
+    autocast_s: float
+    module_call_s: float
+    step_sync_s: float
+    optimizer_param_s: float
+    graph_launch_s: float
+    source: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "name": self.name, **{k.removesuffix("_us") + "_s": getattr(self, k.removesuffix("_us") + "_s")
+                                                      for k in HOST_KEYS}, "source": list(self.source)}
+
+
+def hosts_dir() -> Path:
+    return Path(str(resources.files("roofline_hardware"))) / "hosts"
+
+
+def host_ids() -> list[str]:
+    return sorted(p.stem for p in hosts_dir().glob("*.yaml"))
+
+
+def load_host(host_id: str) -> HostProfile:
+    """A catalog host by id (a file in hardware/hosts/)."""
+    path = hosts_dir() / f"{host_id}.yaml"
+    if not path.is_file():
+        raise HardwareSpecError(f"unknown host {host_id!r}{did_you_mean(host_id, host_ids())}; "
+                                f"catalog hosts: {', '.join(host_ids())}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise HardwareSpecError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise HardwareSpecError(f"{path}: expected a mapping of host keys ({', '.join(HOST_KEYS)})")
+    data = dict(data)
+    if data.pop("id", host_id) != host_id:
+        raise HardwareSpecError(f"{path}: key 'id' must equal the file name {host_id!r}")
+    return parse_host(data, str(path), host_id)
+
+
+def parse_host(data, where: str, host_id: str = "inline") -> HostProfile:
+    """A host mapping (the keys above, `name`, `source`) checked into a HostProfile."""
+    if not isinstance(data, dict):
+        raise HardwareSpecError(f"{where}: key 'host' is {data!r}; expected a catalog host id "
+                                f"({', '.join(host_ids())}) or a mapping of {', '.join(HOST_KEYS)}")
+    allowed = (*HOST_KEYS, "name", "source")
+    for key in data:
+        if key not in allowed:
+            raise HardwareSpecError(f"{where}: unknown host key {key!r}{did_you_mean(str(key), list(allowed))}; "
+                                    f"allowed: {', '.join(allowed)}")
+    values = {}
+    for key in HOST_KEYS:
+        if key not in data:
+            raise HardwareSpecError(f"{where}: host key {key!r} is missing")
+        value = data[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise HardwareSpecError(f"{where}: host key {key!r} is {value!r}; expected a number of microseconds >= 0")
+        values[key.removesuffix("_us") + "_s"] = float(value) * 1e-6
+    source = data.get("source", [])
+    source = (source,) if isinstance(source, str) else tuple(str(s) for s in source or ())
+    return HostProfile(id=host_id, name=str(data.get("name", host_id)), source=source, **values)

@@ -1,0 +1,72 @@
+"""estimator.host_probes: the `host:` mapping calibrate writes, and its sampling mechanism.
+
+The quick run takes a few seconds; its figures are checked against bounds wide enough for any
+machine (a tiny CPU op costs 0.1 to 1000 us on anything from a fast desktop to a loaded 2-core
+VM); timings proper belong in bench/.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from estimator import host_probes as hp
+
+
+@pytest.fixture(scope="module")
+def host() -> dict:
+    return hp.measure_host("cpu", quick=True)
+
+
+def test_mapping_has_exactly_the_keys(host):
+    assert list(host) == ["name", *hp.HOST_KEYS, "source"]
+    assert all(isinstance(host[k], float) and math.isfinite(host[k]) and host[k] > 0 for k in hp.HOST_KEYS)
+    assert all(host[k] == float(f"{host[k]:.3g}") for k in hp.HOST_KEYS)  # 3 significant digits
+
+
+def test_figures_are_plausible(host):
+    assert 0.1 < host["op_us"] < 1000
+    assert 0.01 < host["view_us"] < 1000
+    assert 0 < host["module_call_us"] < 1000
+    assert 0 < host["autograd_us"] < 1000
+    assert 0.1 < host["backward_op_us"] < 1000
+    assert 0 < host["autocast_us"] < 100
+    assert 0 < host["step_sync_us"] < 1000
+    # an AdamW step issues several aten ops per parameter on CPU (foreach=False)
+    assert 0.1 < host["optimizer_param_us"] < 10_000
+    assert host["graph_launch_us"] == host["op_us"]  # no CUDA graphs on CPU
+
+
+def test_source_says_how_each_figure_was_taken(host):
+    source = host["source"]
+    assert source[0].startswith("measured by roofline calibrate on ") and "quick host probes" in source[0]
+    for key in hp.HOST_KEYS:
+        assert any(line.startswith(f"{key}:") for line in source), key
+    assert any("no CUDA graphs on CPU" in line for line in source)
+
+
+def test_rounds_interleave_samplers_and_take_a_low_quantile():
+    order = []
+    values = {"a": iter([5.0, 1.0, 3.0, 2.0, 4.0]), "b": iter([10.0] * 5)}
+
+    def sampler(key):
+        def sample():
+            order.append(key)
+            return next(values[key])
+        return sample
+
+    rounds = []
+    q = hp.take_rounds({"a": sampler("a"), "b": sampler("b")}, 5, on_round=lambda: rounds.append(1))
+    assert order == ["a", "b"] * 5 and len(rounds) == 5
+    assert q == {"a": 1.0, "b": 10.0}  # 20th percentile of 5 samples: the lowest (nearest rank, lower)
+    assert hp._quantile([4.0, 3.0, 2.0, 1.0, 0.0, 9.0, 8.0, 7.0, 6.0, 5.0]) == 1.0  # rank int(0.2 * 9) = 1
+
+
+def test_differences_at_or_below_zero_are_floored():
+    assert hp._positive(-0.3) == hp.FLOOR_US and hp._positive(0.0) == hp.FLOOR_US
+    assert hp._positive(2.5) == 2.5
+
+
+def test_summary_line(host):
+    line = hp.host_summary(host)
+    assert line.startswith("Host: op ") and "backward op" in line and line.endswith(" us")
