@@ -154,13 +154,14 @@ def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precisi
 
 
 def gemm_efficiency(hardware: Hardware, family: Family, key: str) -> float:
-    """Large-GEMM fraction of the peak at precision key `key`. The chip's own measured fractions
-    come first (`achievable.matrix`: a large 16-bit GEMM; `achievable.vector`: SGEMM on the CUDA
-    cores); other precisions scale the chip's 16-bit figure by the family's ratio to its 16-bit one
-    (TF32 reaches a lower share of its peak than BF16 does)."""
+    """Large-GEMM fraction of the peak at precision key `key`. fp32 GEMMs run on the CUDA cores at
+    the family's measured SGEMM fraction (a chip's `achievable.vector` is its elementwise vector
+    fraction, not an SGEMM one). The chip's own measured large 16-bit GEMM fraction
+    (`achievable.matrix`) comes first for the tensor-core precisions, which scale it by the
+    family's ratio of that precision to its 16-bit one."""
     measured = hardware.achievable
     if key == "fp32":
-        return measured.vector if measured.vector < 1 else family.gemm_fraction("fp32")
+        return family.gemm_fraction("fp32")
     if measured.matrix < 1:
         half = hardware.half_matrix_key or "fp16"
         return min(1.0, measured.matrix * family.gemm_fraction(key) / family.gemm_fraction(half))

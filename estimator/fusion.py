@@ -15,8 +15,9 @@ producer to its consumers, so a reshape between two fusible ops does not split t
     a mask) and writes its output; the s x s scores, probabilities and dropout mask never reach
     memory. Its backward, the matmuls around `_softmax_backward_data` (dP = dO v^T, dV = P^T dO,
     dQ and dK from dS), is one attention kernel too: it reads q, k, v and dO (and a mask), writes
-    dq, dk, dv and recomputes the probabilities instead of reading them. Under activation
-    checkpointing the recomputed forward and the backward of attention stay unfused.
+    dq, dk, dv and recomputes the probabilities instead of reading them. It stays unfused where
+    the scores' gradient is also needed (a learned position bias, as in T5) and, under activation
+    checkpointing, for the recomputed forward and the backward.
 A kernel's bytes: each distinct tensor entering it once (a slice is its own tensor), plus each
 tensor it makes that is used outside it once: by another kernel, by a later phase (what the
 forward saves for the backward), or as a result of the step (a tensor nothing reads: the model's
@@ -58,6 +59,8 @@ _UNINITIALIZED = {"empty", "empty_like", "empty_strided", "new_empty", "new_empt
 
 @dataclass(frozen=True, slots=True)
 class FusedKernel:
+    """One kernel of the compiled step: its members' FLOPs and the bytes it moves (module doc)."""
+
     members: tuple[int, ...]  # indices into step.nodes, in execution order
     flops: int
     bytes_read: int
@@ -99,7 +102,8 @@ class _DataGraph:
                 if (found := self._resolve(arg)) is None:
                     continue  # an uninitialised buffer (empty_like): nothing to read
                 value, key, producer = found
-                self.reads[i].append(_Read(key, producer, self.nbytes(self._meta(key), i if producer is None else producer)))
+                sized_by = i if producer is None else producer  # a parameter takes its reader's size
+                self.reads[i].append(_Read(key, producer, self.nbytes(self._meta(key), sized_by)))
                 if producer is not None:
                     self.dag.add_edge(producer, i)
                     self.uses[value].add(i)
@@ -278,9 +282,10 @@ def fusion_groups(step: CapturedStep, costs: tuple[Cost, ...], precision: Precis
     condensed.add_nodes_from(members)
     condensed.add_edges_from((kernel_of[u], kernel_of[v]) for u, v in g.dag.edges if kernel_of[u] != kernel_of[v])
     order = nx.lexicographical_topological_sort(condensed, key=lambda k: min(members[k]))  # raises on a cycle
-    return tuple(g.kernel(members[k], classes[k], pairs[k]) if k in made else _alone(*members[k], costs[min(members[k])])
+    return tuple(g.kernel(members[k], classes[k], pairs[k]) if k in made else _alone(*members[k], costs)
                  for k in order)
 
 
-def _alone(i: int, c: Cost) -> FusedKernel:
+def _alone(i: int, costs: tuple[Cost, ...]) -> FusedKernel:
+    c = costs[i]
     return FusedKernel((i,), c.flops, c.bytes_read, c.bytes_written, c.op_class, c.useful_flops)
