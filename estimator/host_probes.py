@@ -7,6 +7,9 @@ element) so that the kernels do no work. All figures are microseconds per call:
 
   op_us              torch.add(a, b), out-of-place, under no_grad (dispatch + allocation + a tiny
                      kernel; on CUDA the launch: the loop is timed to a synchronize at its end)
+  conv_op_us         F.conv2d (3x3, 4 -> 4 channels, 4x4 image, padding 1) minus the add: what a
+                     convolution call costs the host beyond an op (cuDNN descriptors, heuristics
+                     and plan lookup on CUDA; backend choice and oneDNN primitive lookup on CPU)
   view_us            a.view(-1), under no_grad (an aten op that launches no kernel)
   autograd_us        the same add with `a` requiring grad, under enable_grad, minus op_us
   backward_op_us     backward() of a chain of N torch.mul(y, c) nodes (the engine issues one aten
@@ -32,7 +35,10 @@ run, so every figure sees the same mix of machine states, and each figure is a l
 (the 20th percentile) of its samples, since a neighbour only ever slows a sample down. Absolute
 figures are net of an empty Python call (the timing loop's own cost); differences are taken
 between figures of the same rounds. A difference at or below zero (within noise) is written as
-FLOOR_US and the source says so. The garbage collector is off while timing.
+FLOOR_US and the source says so. The garbage collector is off while timing, and on CPU torch
+runs one intra-op thread: these are issue costs, and a kernel that opens a parallel region
+(the convolution) waits, on a loaded 2-core VM, milliseconds for a descheduled worker thread
+(17 ms against 10 us for the 3x3 probe), which is the device side of a CPU op, not its issue.
 
 Example:
     >>> host = measure_host("cpu", quick=True)           # about 2 s on a 2-core VM
@@ -53,6 +59,7 @@ from typing import Any, Callable, ContextManager
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from .host import HOST_KEYS  # the schema's keys, in order
@@ -75,7 +82,7 @@ class HostPlan:
 
 
 HOST_PLANS = {
-    "full": HostPlan("full", rounds=80, sample_s=0.006, chain_ops=400, warmup_calls=200),
+    "full": HostPlan("full", rounds=60, sample_s=0.006, chain_ops=400, warmup_calls=200),
     "quick": HostPlan("quick", rounds=25, sample_s=0.003, chain_ops=200, warmup_calls=50),
     "tiny": HostPlan("tiny", rounds=5, sample_s=0.001, chain_ops=50, warmup_calls=10),  # tests: structure only
 }
@@ -154,6 +161,8 @@ def _call_probes(device: torch.device, timer: _HostTimer, plan: HostPlan) -> tup
     a_grad = torch.ones(1, device=device, requires_grad=True)
     m1 = torch.ones(1, 1, device=device, dtype=torch.bfloat16)
     m2 = torch.ones(1, 1, device=device, dtype=torch.bfloat16)
+    x = torch.ones(1, 4, 4, 4, device=device)
+    w = torch.ones(4, 4, 3, 3, device=device)
     identity = nn.Identity()
 
     def plain(x):
@@ -169,6 +178,7 @@ def _call_probes(device: torch.device, timer: _HostTimer, plan: HostPlan) -> tup
     samplers = {
         "empty": timer.loop(lambda: None, plan),
         "add": timer.loop(lambda: torch.add(a, b), plan, torch.no_grad),
+        "conv": timer.loop(lambda: F.conv2d(x, w, padding=1), plan, torch.no_grad),
         "view": timer.loop(lambda: a.view(-1), plan, torch.no_grad),
         "add_grad": timer.loop(lambda: torch.add(a_grad, b), plan, torch.enable_grad),
         "add_autocast": timer.loop(lambda: torch.add(a, b), plan, no_grad_autocast),
@@ -183,6 +193,7 @@ def _call_probes(device: torch.device, timer: _HostTimer, plan: HostPlan) -> tup
         empty = s["empty"]
         values = {
             "op_us": _positive(s["add"] - empty),
+            "conv_op_us": _positive(s["conv"] - s["add"]),
             "view_us": _positive(s["view"] - empty),
             "autograd_us": _positive(s["add_grad"] - s["add"]),
             "autocast_us": _positive((s["add_autocast"] - s["add"] + s["mm_autocast"] - s["mm"]) / 2),
@@ -194,6 +205,8 @@ def _call_probes(device: torch.device, timer: _HostTimer, plan: HostPlan) -> tup
             f"op_us: torch.add(a, b) on 1-element fp32 tensors, out-of-place, no_grad: {f['add']} us per call "
             f"less {f['empty']} us for an empty Python call (the timing loop's own cost)"
             + (", launches timed to a synchronize" if cuda else ", dispatch + allocation + a 1-element kernel"),
+            f"conv_op_us: F.conv2d(x, w, padding=1), x 1x4x4x4, w 4x4x3x3 (2304 FLOPs), no_grad: {f['conv']} us "
+            f"less the no_grad add",
             f"view_us: a.view(-1) on a 1-element tensor, no_grad: {f['view']} us less the empty call",
             f"autograd_us: the add with `a` requiring grad, enable_grad (records AddBackward0): {f['add_grad']} us "
             f"less the no_grad add",
@@ -333,8 +346,11 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
     timer = _HostTimer(dev)
     started = time.perf_counter()
     gc_was_enabled = gc.isenabled()
+    threads = torch.get_num_threads()
     gc.collect()
     gc.disable()
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
     try:
         with torch.inference_mode(False):
             samplers: dict[str, Sampler] = {}
@@ -345,6 +361,7 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
                 results.append(result)
             quantiles_us = {k: v * 1e6 for k, v in take_rounds(samplers, plan.rounds, on_round).items()}
     finally:
+        torch.set_num_threads(threads)
         if gc_was_enabled:
             gc.enable()
     values: dict[str, float] = {}
@@ -353,6 +370,9 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
         v, n = result(quantiles_us)
         values |= v
         notes += n
+    if set(values) != set(HOST_KEYS):
+        raise RuntimeError(f"host probes measured {sorted(values)}, but the host schema (estimator.host.HOST_KEYS) "
+                           f"has {list(HOST_KEYS)}; add a probe for each missing key")
     floored = [k for k in HOST_KEYS if values[k] == FLOOR_US]
     from .calibrate import machine  # lazy: calibrate imports this module
 
@@ -364,7 +384,9 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
               f"{time.perf_counter() - started:.1f} s",
               f"method: 1-element tensors, so kernels do no work; each figure the {100 * QUANTILE:.0f}th "
               f"percentile of {plan.rounds} samples (loops of calls of about {1e3 * plan.sample_s:g} ms), "
-              f"the samples of all probes taking turns round by round; garbage collector off",
+              f"the samples of all probes taking turns round by round; garbage collector off"
+              + ("; one intra-op thread (issue costs; a parallel region's wake-up is the kernel's)"
+                 if dev.type == "cpu" else ""),
               *notes]
     if floored:
         source.append(f"{', '.join(floored)}: at or below zero within noise; written as {FLOOR_US} us")

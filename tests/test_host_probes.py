@@ -9,13 +9,17 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from estimator import host_probes as hp
 
 
 @pytest.fixture(scope="module")
 def host() -> dict:
-    return hp.measure_host("cpu", quick=True)
+    threads = torch.get_num_threads()
+    host = hp.measure_host("cpu", quick=True)
+    assert torch.get_num_threads() == threads  # the probes' single intra-op thread is undone
+    return host
 
 
 def test_mapping_has_exactly_the_keys(host):
@@ -27,6 +31,7 @@ def test_mapping_has_exactly_the_keys(host):
 def test_figures_are_plausible(host):
     assert 0.1 < host["op_us"] < 1000
     assert 0.01 < host["view_us"] < 1000
+    assert 0 < host["conv_op_us"] < 10_000
     assert 0 < host["module_call_us"] < 1000
     assert 0 < host["autograd_us"] < 1000
     assert 0.1 < host["backward_op_us"] < 1000
