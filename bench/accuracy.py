@@ -1,9 +1,9 @@
 """Prediction accuracy on this machine: predicted vs measured step time over zoo models.
 
-For each model: inference at batch 1 and 16, and a training step at batch 8 (token models at
+For each model: inference at batch 1, 16 and 64, and a training step at batch 8 (token models at
 --seq, default 128), measured with estimator.measure on the calibrated `local` chip (run
 `roofline calibrate` first). Prints each case and the mean absolute percentage error (MAPE)
-per mode; writes the rows to --out as JSON (targets: training < 15%, inference < 20%).
+per mode and per inference batch, and the bias (mean signed error); writes the rows to --out as JSON (targets: training < 15%, inference < 20%).
 
     python bench/accuracy.py [--models resnet50,vit_b_16,...] [--warmup 1] [--runs 3] [--out FILE]
 """
@@ -22,7 +22,7 @@ from estimator.measure import measure
 
 DEFAULT_MODELS = ("resnet18,resnet50,mobilenet_v2,efficientnet_b0,convnext_tiny,densenet121,vit_b_16,deit_small,"
                   "swin_tiny,bert_base,distilbert,gpt2")
-CASES = (("inference", 1), ("inference", 16), ("train", 8))
+CASES = (("inference", 1), ("inference", 16), ("inference", 64), ("train", 8))
 
 
 def main() -> None:
@@ -55,6 +55,10 @@ def main() -> None:
         summary[mode] = 100 * sum(errors) / len(errors)
         print(f"MAPE {mode}: {summary[mode]:.1f}% over {len(errors)} cases "
               f"(target {'< 15%' if mode == 'train' else '< 20%'})")
+    for mode, batch in CASES:
+        errors = [r["error"] for r in rows if r["mode"] == mode and r["batch"] == batch]
+        print(f"  {mode} batch {batch}: MAPE {100 * sum(map(abs, errors)) / len(errors):.1f}%, "
+              f"bias {100 * sum(errors) / len(errors):+.1f}%")
     with open(args.out, "w") as f:
         json.dump({"hardware": hardware.to_dict(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                    "mape_percent": summary, "rows": rows}, f, indent=2)

@@ -76,7 +76,8 @@ def predict(row: dict, execution: str, captures: dict) -> tuple[float, str, bool
     report = evaluate(captures[key], load_hardware(chip_id(row["hardware_id"])), PRECISIONS[row["precision"]],
                       execution=execution)
     totals = report.totals()
-    fits = step_memory(captures[key], report.precision).peak_bytes <= report.hardware.memory_capacity_bytes
+    memory = step_memory(captures[key], report.precision, optimizer=captures[key].optimizer)
+    fits = memory.peak_bytes <= report.hardware.memory_capacity_bytes
     return totals["throughput_samples_per_s"], totals.get("step_bound", "-"), fits
 
 

@@ -53,7 +53,7 @@ def gap_comments(points: list[StudyPoint]) -> list[str]:
         median = statistics.median(p.predicted_flops_per_s / p.peak_flops_per_s for p in group)
         lines.append(f"{chip}: predicted performance is {median:.0%} of the matrix peak at the median, from "
                      f"{_fraction(worst)} ({worst.model}, batch {worst.batch}: {worst.memory_bound_share:.0%} of its "
-                     f"time in memory-bound ops, {worst.overhead_share:.0%} in launch-bound ones) to {_fraction(best)} ({best.model}, batch {best.batch}). Small batches and "
+                     f"time in memory-bound ops, {worst.overhead_share:.0%} in launch- or host-bound ones) to {_fraction(best)} ({best.model}, batch {best.batch}). Small batches and "
                      "memory-bound layers (norms, activations, depthwise convolutions, attention at batch 1) and many "
                      "small kernels (each pays a launch overhead) keep the compute units idle; large matmuls and "
                      "convolutions get closest to the roof.")

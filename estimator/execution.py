@@ -15,7 +15,11 @@
 Autocast (amp-*) casts each fp32 weight to half before the matmul or convolution that reads it,
 once per forward (its cache lives for one autocast region): one copy kernel per weight, reading
 fp32 and writing half, issued from the host like any op (eager and cuda-graphs; the compiled
-code still casts, as its own small kernels, charged the same).
+code still casts, as its own small kernels, charged the same). In training each weight's half
+gradient is cast back to fp32 (autograd's backward of the cast), before the optimizer's update.
+The optimizer's update runs as eager PyTorch's default foreach implementation in eager mode
+(estimator.foreach_optimizer: several passes of multi-tensor kernels), and as the single fused
+kernel the capture records under cuda-graphs and compiled (capturable, fused=True).
 Sync points: the end of the step always; under amp-fp16 training also before the optimizer
 (GradScaler reads its inf check back to the host before stepping). On a CPU (kind "cpu") the
 schedule is serial and each op's host cost is the chip's measured per-op overhead, as before.
@@ -37,6 +41,7 @@ from .capture import CapturedStep
 from .costs import Cost
 from .device_model import gemm_dims, kernel_time
 from .errors import RooflineError
+from .foreach_optimizer import PASSES, launches
 from .gpu_family import DEFAULT_FAMILY, Family, load_family
 from .hardware import Hardware
 from .host import DEFAULT_HOST, HostProfile, load_host
@@ -162,27 +167,63 @@ def _groups(step, costs, precision, execution) -> list[tuple[tuple[int, ...], Co
 def _accelerator_kernels(step, costs, hardware, precision, execution, family, host) -> list[Kernel]:
     in_graph = execution == "cuda-graphs"
     pending = _eager_host_costs(step, costs, host, precision) if execution == "eager" else [0.0] * len(costs)
-    grad_scaler = precision.name == "amp-fp16" and step.mode == "train"
+    grad_scaler = precision.name == "amp-fp16" and step.mode == "train" and not in_graph  # a graph cannot sync
     casts = amp_weight_casts(step) if precision.amp else {}
     cast_host_s = 0.0 if in_graph else host.op_s + (host.autocast_s if execution == "eager" else 0.0)
+    # in training, each half weight's gradient is cast back to the fp32 master gradient: charged
+    # before the optimizer's update (or the step's last kernel when it has none)
+    back = [m for metas in casts.values() for m in metas] if step.mode == "train" else []
+    grad_owner = next((i for i, n in enumerate(step.nodes) if n.phase == "optimizer"), None)
+    if grad_owner is None:
+        grad_owner = max((i for i, c in enumerate(costs) if c.op_class != "free"), default=0)
     kernels, issued_to, first_update = [], 0, True
+
+    def add_casts(owner: int, metas, read_bytes: int, write_bytes: int) -> None:
+        for meta in metas:
+            cast = Cost(0, read_bytes * meta.distinct, write_bytes * meta.distinct, "memory")
+            t = kernel_time(step.nodes[owner], cast, hardware, precision, family, in_graph)
+            kernels.append(Kernel((owner,), cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
+
     for members, cost in _groups(step, costs, precision, execution):
         node = step.nodes[members[0]]
-        for meta in casts.get(members[0], ()):  # autocast's weight copies, just before their first reader
-            n = meta.distinct
-            cast = Cost(0, 4 * n, precision.matrix_bytes * n, "memory")
-            t = kernel_time(node, cast, hardware, precision, family, in_graph)
-            kernels.append(Kernel((members[0],), cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
-        t = kernel_time(node if len(members) == 1 else None, cost, hardware, precision, family, in_graph)
+        # autocast's weight copies, just before their first reader; the gradients' casts back
+        add_casts(members[0], casts.get(members[0], ()), 4, precision.matrix_bytes)
+        if back and members[0] == grad_owner:
+            add_casts(grad_owner, back, precision.matrix_bytes, 4)
         # eager: the host work of this op and of the views and module calls since the last kernel
         host_s = host.op_s if execution == "compiled" else sum(pending[issued_to:members[-1] + 1])
         issued_to = max(issued_to, members[-1] + 1)
         sync = grad_scaler and node.phase == "optimizer" and first_update
         first_update = first_update and not (node.phase == "optimizer")
+        if execution == "eager" and node.phase == "optimizer" and step.optimizer in PASSES:
+            kernels.extend(_foreach_kernels(members[0], node, step.optimizer, hardware, precision, family, host,
+                                            host_s, sync))
+            continue
+        t = kernel_time(node if len(members) == 1 else None, cost, hardware, precision, family, in_graph)
         kernels.append(Kernel(members, host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s, sync))
     if in_graph and kernels:
         kernels[0] = Kernel(kernels[0].members, host.graph_launch_s, kernels[0].compute_s, kernels[0].memory_s,
                             kernels[0].floor_s, kernels[0].roofline_s)
+    return kernels
+
+
+def _foreach_kernels(index: int, node, optimizer: str, hardware, precision, family, host, host_s: float,
+                     sync: bool) -> list[Kernel]:
+    """The eager default update (estimator.foreach_optimizer): each pass's multi-tensor launches, the
+    first pass carrying the step's bookkeeping (`host_s`), every later pass one more op on the host."""
+    params = node.args[0]
+    tensors, elements = len(params), sum(p.numel for p in params)
+    size = precision.float_bytes("optimizer")
+    kernels = []
+    for p, one in enumerate(PASSES[optimizer]):
+        n = launches(tensors, elements, one.depth)
+        per_launch = Cost(elements // n, one.read * elements * size // n, one.written * elements * size // n,
+                          "optimizer")
+        t = kernel_time(node, per_launch, hardware, precision, family)
+        for launch in range(n):
+            issue = (host_s if p == 0 else host.op_s) if launch == 0 else 0.0
+            kernels.append(Kernel((index,), issue, t.compute_s, t.memory_s, t.floor_s, t.roofline_s,
+                                  sync and p == 0 and launch == 0))
     return kernels
 
 

@@ -49,7 +49,16 @@ def chip_sheet(hw: Hardware) -> Group:
         table.add_row("TDP", f"{hw.tdp_w:,.0f} W")
     if hw.interconnect_bytes_per_s:
         table.add_row("interconnect", f"{hw.interconnect_bytes_per_s / 1e9:,.0f} GB/s")
-    table.add_row("kernel overhead", f"{hw.kernel_overhead_s * 1e6:g} µs")
+    table.add_row("kernel overhead", f"{hw.kernel_overhead_s * 1e6:g} µs" + ("" if hw.kind == "cpu" else
+                  " (CPU estimates only; a GPU step uses the family's kernel floor and the host's costs)"))
+    if hw.family or hw.sm_count:
+        table.add_row("execution", f"family {hw.family or '-'} (hardware/kernels/families.yaml), "
+                                   f"{hw.sm_count or '-'} SMs")
+    if hw.host:
+        h = hw.host
+        table.add_row("host", f"{h.id}: {h.name}; per op {h.op_s * 1e6:g} µs, per cuDNN convolution call +"
+                              f"{h.conv_op_s * 1e6:g}, per module call {h.module_call_s * 1e6:g}, per backward op "
+                              f"{h.backward_op_s * 1e6:g}")
     table.add_row("ridge points", ", ".join(f"{k} {v / hw.memory_bytes_per_s:,.0f}"
                                             for k, v in hw.matrix_flops_per_s.items()) + " FLOP/B")
     a = hw.achievable

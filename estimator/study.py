@@ -22,6 +22,7 @@ import roofline_zoo
 
 from .capture import CapturedStep, capture
 from .compare import spearman
+from .device_dispatch import dispatch_for
 from .errors import RooflineError
 from .hardware import Hardware
 from .memory import step_memory
@@ -50,7 +51,7 @@ class StudyPoint:
     predicted_s: float  # the estimate (achievable roofs, overheads)
     roofline_s: float  # the datasheet bound: no chip beats it
     memory_bound_share: float  # share of predicted time in memory-bound ops
-    overhead_share: float  # share of predicted time in ops bound by launch overhead
+    overhead_share: float  # share of predicted time in ops bound by launch overhead or by the host
     ridge_flops_per_byte: float  # the chip's ridge point at the precision
     peak_flops_per_s: float  # the chip's matrix peak at the precision
     measured_s: float | None = None  # median measured latency on this machine (chip "local" only)
@@ -173,7 +174,8 @@ class Study:
         key = (model, batch, mode)
         if key not in self._steps:
             net, inputs, name = load_model(model, batch=batch, **self.sizes(model))
-            self._steps[key] = capture(net, inputs, mode=mode, model_name=name)
+            self._steps[key] = capture(net, inputs, mode=mode, model_name=name,
+                                       dispatch=dispatch_for(chip.kind for chip in self.chips))
         return self._steps[key]
 
     def sizes(self, model: str) -> dict:
@@ -222,7 +224,7 @@ def _point(report: Report, family: str, memory_bytes: int, parameters_bytes: int
     totals = report.totals()
     time_s = totals["step_time_s"]
     memory_s = sum(t.total_s for t in report.times if t.bound == "memory")
-    overhead_s = sum(t.total_s for t in report.times if t.bound == "overhead")
+    overhead_s = sum(t.total_s for t in report.times if t.bound in ("overhead", "host"))
     hw, precision = report.hardware, report.precision
     return StudyPoint(model=report.step.model_name, family=family, batch=report.step.batch, chip=hw.id,
                       chip_kind=hw.kind, precision=precision.name, parameters=report.step.parameters,

@@ -134,7 +134,8 @@ def test_amp_casts_each_weight_once_per_forward():
     assert sum(m.numel for m in metas) == conv_fc
     fp32 = evaluate(step, A100, "tf32")
     amp = evaluate(step, A100, "amp-bf16")
-    assert len(amp.timeline.wait_s) == len(fp32.timeline.wait_s) + 55  # one cast kernel each
+    # one cast kernel per weight in the forward, one cast of its gradient back to fp32
+    assert len(amp.timeline.wait_s) == len(fp32.timeline.wait_s) + 2 * 55
 
 
 def test_batch_norm_under_amp_moves_half_activations():
@@ -211,3 +212,25 @@ def test_bad_host_and_family_are_clear_errors(tmp_path):
     step = capture(nn.Linear(4, 4), (torch.randn(2, 4),), mode="inference")
     with pytest.raises(HardwareSpecError, match="unknown accelerator family 'pascalx'"):
         evaluate(step, parse_hardware(path), "bf16")
+
+
+def test_eager_optimizer_is_foreach_passes_and_the_fused_kernel_elsewhere():
+    from estimator.foreach_optimizer import PASSES, launches
+    model = nn.Sequential(nn.Linear(2048, 2048), nn.ReLU(), nn.Linear(2048, 10))
+    step = capture(model, (torch.randn(4, 2048),), mode="train", optimizer="adamw")
+    params = sum(p.numel() for p in model.parameters())
+    eager = evaluate(step, A100, "bf16")
+    compiled = evaluate(step, A100, "bf16", execution="compiled")
+    opt = next(i for i, n in enumerate(step.nodes) if n.phase == "optimizer")
+    # AdamW foreach: 8 passes reading and writing 20 fp32 tensors per element in all (80 bytes),
+    # one launch each here (4 tensors); the fused kernel reads 4 and writes 3 (28 bytes); large
+    # passes, so the small-kernel fall-off moves the ratio by a few percent only
+    reads = sum(p.read for p in PASSES["adamw"])
+    writes = sum(p.written for p in PASSES["adamw"])
+    assert (reads, writes, len(PASSES["adamw"])) == (12, 8, 8)
+    assert sum(launches(4, params, p.depth) for p in PASSES["adamw"]) == 8
+    bandwidth_time = eager.times[opt].memory_s
+    fused_time = compiled.times[opt].memory_s
+    assert bandwidth_time / fused_time == pytest.approx(80 / 28, rel=0.15)
+    # a launch ends at 36 tensors (depth 4) or 320 chunks of 65536 elements
+    assert launches(161, 25_557_032, 4) == max(math.ceil(161 / 36), math.ceil(390 / 320))
