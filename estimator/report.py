@@ -22,6 +22,7 @@ from .costs import Cost
 from .hardware import Hardware
 from .precision import Precision, get_precision
 from .execution import run_step
+from .foreach_optimizer import PASSES
 from .roofline import NodeTime, step_costs
 from .timeline import Timeline
 
@@ -138,6 +139,12 @@ class Report:
         out = []
         if self.precision.name == "fp32" and self.hardware.kind != "cpu" and "tf32" in self.hardware.matrix_flops_per_s:
             out.append("fp32 as PyTorch runs it by default: convolutions on TF32 (cudnn.allow_tf32), matmuls in fp32")
+        if self.execution == "eager" and self.hardware.kind != "cpu" and self.step.optimizer in PASSES:
+            elements = sum(p.numel for n in self.step.nodes if n.phase == "optimizer" for p in n.args[0])
+            passes = PASSES[self.step.optimizer]
+            per_element = sum(p.read + p.written for p in passes) * self.precision.float_bytes("optimizer")
+            out.append(f"optimizer time as eager torch.optim runs it on a GPU: foreach, {len(passes)} passes moving "
+                       f"{per_element * elements / 1e9:,.3f} GB; its FLOPs and bytes above count the fused kernel")
         return out
 
     # ---- aggregation --------------------------------------------------------------------
