@@ -113,14 +113,13 @@ def gemm_time_s(dims, flops_per_s: float, family: Family, sm_count: int) -> floa
         if m * n * k == 0:
             continue
         best = math.inf
-        for tm, tn in family.gemm_tiles:
-            tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
+        for tm, tn, rate in family.tile_rates:
+            tiles = batch * -(-m // tm) * -(-n // tn)
             split = 1
             if tiles < sm_count:
                 split = max(1, min(sm_count // tiles, k // SPLIT_K_MIN))
-            k_slice = k / split
-            tile_s = 2 * tm * tn * (k_slice + family.k_half) / (flops_per_s * family.tile_rate((tm, tn)) / sm_count)
-            best = min(best, math.ceil(tiles * split / sm_count) * tile_s)
+            tile_s = 2 * tm * tn * (k / split + family.k_half) * sm_count / (flops_per_s * rate)
+            best = min(best, -(-tiles * split // sm_count) * tile_s)
         total += best
     return total
 

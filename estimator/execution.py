@@ -229,7 +229,14 @@ def _foreach_kernels(index: int, node, optimizer: str, hardware, precision, fami
 
 def amp_weight_casts(step: CapturedStep) -> dict[int, list]:
     """Node index -> TensorMeta of the parameters autocast casts to half just before that node: each
-    parameter read (through views) by a forward matmul, convolution or attention, at its first reader."""
+    parameter read (through views) by a forward matmul, convolution or attention, at its first reader.
+    Computed once per step (cached in step.extra)."""
+    if "amp_weight_casts" not in step.extra:
+        step.extra["amp_weight_casts"] = _find_weight_casts(step)
+    return step.extra["amp_weight_casts"]
+
+
+def _find_weight_casts(step: CapturedStep) -> dict[int, list]:
     from .costs import MATRIX_CLASSES, rule_for
     from .memory import placeholder_kinds
     graph_nodes = list(step.graph.nodes)

@@ -58,6 +58,11 @@ class Family:
         """Large-GEMM fraction at a precision key; a key the family lists not falls to its fp16 one."""
         return self.gemm_efficiency.get(key, self.gemm_efficiency.get("fp16", 0.7))
 
+    @functools.cached_property
+    def tile_rates(self) -> tuple[tuple[int, int, float], ...]:
+        """(tile_m, tile_n, tile_rate) of every tile shape, computed once."""
+        return tuple((m, n, self.tile_rate((m, n))) for m, n in self.gemm_tiles)
+
     def tile_rate(self, tile: tuple[int, int]) -> float:
         """Per-SM rate of a tile relative to the largest: log-linear in tile area between the
         smallest (small_tile_throughput) and the largest (1)."""
