@@ -34,22 +34,25 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
 from .capture import CapturedStep
-from .costs import Cost
+from .costs import MATRIX_CLASSES, Cost, rule_for
 from .device_model import gemm_dims, kernel_time
 from .errors import RooflineError
 from .foreach_optimizer import PASSES, launches
 from .gpu_family import DEFAULT_FAMILY, Family, load_family
 from .hardware import Hardware
 from .host import DEFAULT_HOST, HostProfile, load_host
+from .memory import placeholder_kinds
 from .precision import Precision
 from .roofline import NodeTime, node_time
 from .timeline import Timeline, schedule
 
 EXECUTIONS = ("eager", "cuda-graphs", "compiled")
+DEFAULT_SM_COUNT = 100  # for an accelerator YAML without sm_count (an A100-sized chip)
 log = logging.getLogger(__name__)
 
 
@@ -77,24 +80,18 @@ def check_execution(execution: str, hardware: Hardware) -> str:
     return execution
 
 
-def execution_defaults(hardware: Hardware) -> tuple[Family, HostProfile, int, list[str]]:
-    """The chip's family, host and SM count, with documented defaults for what its YAML lacks
-    (listed in the returned notes, and logged once per chip)."""
-    notes = []
-    family = hardware.family or DEFAULT_FAMILY
-    if not hardware.family:
-        notes.append(f"family: {DEFAULT_FAMILY} (default)")
-    host = hardware.host or load_host(DEFAULT_HOST)
-    if not hardware.host:
-        notes.append(f"host: {DEFAULT_HOST} (default)")
-    sm_count = hardware.sm_count or 100
-    if not hardware.sm_count:
-        notes.append("sm_count: 100 (default)")
-    if notes and hardware.kind != "cpu" and hardware.id not in _WARNED:
+def execution_defaults(hardware: Hardware) -> tuple[Family, HostProfile, int]:
+    """The chip's family, host and SM count, with the documented defaults (DEFAULT_FAMILY,
+    DEFAULT_HOST, DEFAULT_SM_COUNT) for what its YAML lacks, logged once per chip."""
+    missing = [f"{key}: {value} (default)" for key, value, given in (
+        ("family", DEFAULT_FAMILY, hardware.family), ("host", DEFAULT_HOST, hardware.host),
+        ("sm_count", DEFAULT_SM_COUNT, hardware.sm_count)) if not given]
+    if missing and hardware.kind != "cpu" and hardware.id not in _WARNED:
         _WARNED.add(hardware.id)
         log.warning("%s has no %s in its YAML; using defaults: %s", hardware.id,
-                    ", ".join(n.split(":")[0] for n in notes), "; ".join(notes))
-    return load_family(family), host, sm_count, notes
+                    ", ".join(m.split(":")[0] for m in missing), "; ".join(missing))
+    return (load_family(hardware.family or DEFAULT_FAMILY), hardware.host or load_host(DEFAULT_HOST),
+            hardware.sm_count or DEFAULT_SM_COUNT)
 
 
 _WARNED: set[str] = set()
@@ -108,10 +105,8 @@ def run_step(step: CapturedStep, costs: tuple[Cost, ...], hardware: Hardware, pr
         kernels = _cpu_kernels(step, costs, hardware, precision, execution)
         sync_s, serial = 0.0, True
     else:
-        family, host, sm_count, _ = execution_defaults(hardware)
-        if hardware.sm_count is None:
-            import dataclasses
-            hardware = dataclasses.replace(hardware, sm_count=sm_count)
+        family, host, sm_count = execution_defaults(hardware)
+        hardware = dataclasses.replace(hardware, sm_count=sm_count)
         kernels = _accelerator_kernels(step, costs, hardware, precision, execution, family, host)
         sync_s, serial = host.step_sync_s, False
     order = _order(step, kernels)
@@ -157,7 +152,7 @@ def _cpu_kernels(step, costs, hardware, precision, execution) -> list[Kernel]:
 def _groups(step, costs, precision, execution) -> list[tuple[tuple[int, ...], Cost]]:
     """(members, cost) of each kernel: every non-free node alone, or the compiler's fusion groups."""
     if execution == "compiled":
-        from .fusion import fusion_groups
+        from .fusion import fusion_groups  # networkx loads only when a step is compiled
         return [(g.members, Cost(g.flops, g.bytes_read, g.bytes_written, g.op_class if g.op_class != "fused" else
                                  "elementwise", g.model_flops, costs[g.members[0]].kernel if len(g.members) == 1 else ""))
                 for g in fusion_groups(step, costs, precision)]
@@ -237,8 +232,6 @@ def amp_weight_casts(step: CapturedStep) -> dict[int, list]:
 
 
 def _find_weight_casts(step: CapturedStep) -> dict[int, list]:
-    from .costs import MATRIX_CLASSES, rule_for
-    from .memory import placeholder_kinds
     graph_nodes = list(step.graph.nodes)
     kinds = placeholder_kinds(step, graph_nodes)
     index = {node: i for i, node in enumerate(n for n in graph_nodes if "roofline" in n.meta)}
@@ -259,7 +252,6 @@ def _find_weight_casts(step: CapturedStep) -> dict[int, list]:
 
 def _through_views(node):
     """The node a chain of free ops (views, transposes) starts from."""
-    from .costs import rule_for
     while node.op == "call_function" and "roofline" in node.meta:
         rule = rule_for(node.meta["roofline"])
         if rule is None or rule.op_class != "free" or not node.all_input_nodes:

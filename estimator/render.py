@@ -104,7 +104,7 @@ def _launch(hw) -> str:
     floor and the host's op dispatch on an accelerator."""
     if hw.kind == "cpu":
         return f"{hw.kernel_overhead_s * 1e6:g} µs/op"
-    family, host, _, _ = execution_defaults(hw)
+    family, host, _ = execution_defaults(hw)
     return f"{family.kernel_floor_s * 1e6:g} µs/kernel on the device ({family.name}), {host.op_s * 1e6:g} µs/op on the host ({host.id})"
 
 
