@@ -125,26 +125,27 @@ def gemm_time_s(dims, flops_per_s: float, family: Family, sm_count: int) -> floa
 
 
 def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precision, family: Family,
-                in_graph: bool = False) -> KernelTime:
-    """Device time of the kernel that runs `node` (module docstring); `in_graph`: replayed in a CUDA graph."""
+                in_graph: bool = False, fused: bool = False) -> KernelTime:
+    """Device time of the kernel that runs `node` (module docstring); `in_graph`: replayed in a CUDA
+    graph; `fused`: a compiler's kernel of several ops starting at `node`, costed by `cost` alone."""
     floor = family.graph_kernel_s if in_graph else family.kernel_floor_s
     bandwidth = hardware.memory_bytes_per_s
     op_class = cost.op_class
     tf32_conv = op_class == "conv" and precision.name == "fp32" and "tf32" in hardware.matrix_flops_per_s
-    if op_class in ("matmul", "conv", "attention") and not is_depthwise(node):
+    if op_class in ("matmul", "conv", "attention") and (fused or not is_depthwise(node)):
         key = "tf32" if tf32_conv else precision.matrix_key
         peak = hardware.matrix_flops_per_s[key] if tf32_conv else hardware.matrix_peak(precision)
         roofline = max(cost.flops / peak, cost.bytes / bandwidth)
         memory_s = cost.bytes / (bandwidth * bandwidth_fraction(hardware, family, "copy"))
         if op_class == "attention":
-            fraction = family.attention_backward if "backward" in node.op.overloadpacket.__name__ else family.attention_forward
+            fraction = family.attention_backward if node.phase == "backward" else family.attention_forward
             return KernelTime(cost.flops / (peak * fraction), memory_s, floor, roofline)
         efficiency = gemm_efficiency(hardware, family, key) * (family.conv_efficiency if op_class == "conv" else 1.0)
-        dims = gemm_dims(node)
+        dims = [] if fused else gemm_dims(node)
         compute_s = (gemm_time_s(dims, peak * efficiency, family, hardware.sm_count) if dims
                      else cost.flops / (peak * efficiency))
         return KernelTime(compute_s, memory_s, floor, roofline, tf32_conv)
-    kind = bandwidth_kind(node, cost)
+    kind = bandwidth_kind(cost)
     vector = hardware.vector_peak(precision)
     fraction = bandwidth_fraction(hardware, family, kind) * cost.bytes / (cost.bytes + family.bandwidth_half_bytes) \
         if cost.bytes else 1.0
@@ -176,9 +177,9 @@ def bandwidth_fraction(hardware: Hardware, family: Family, kind: str) -> float:
     return family.bandwidth[kind]
 
 
-def bandwidth_kind(node: OpNode | None, cost: Cost) -> str:
-    """Which bandwidth fraction a non-GEMM kernel follows."""
-    if node is not None and cost.op_class == "conv":
+def bandwidth_kind(cost: Cost) -> str:
+    """Which bandwidth fraction a non-GEMM kernel follows (a convolution here is a depthwise one)."""
+    if cost.op_class == "conv":
         return "depthwise_conv"
     if cost.op_class == "norm" and cost.kernel.startswith(("native_batch_norm", "batch_norm", "cudnn_batch_norm")):
         return "elementwise" if cost.kernel.endswith(".eval") else "batch_norm"

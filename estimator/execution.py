@@ -194,7 +194,7 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
             kernels.extend(_foreach_kernels(members[0], node, step.optimizer, hardware, precision, family, host,
                                             host_s, sync))
             continue
-        t = kernel_time(node if len(members) == 1 else None, cost, hardware, precision, family, in_graph)
+        t = kernel_time(node, cost, hardware, precision, family, in_graph, fused=len(members) > 1)
         kernels.append(Kernel(members, host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s, sync))
     if in_graph and kernels:
         kernels[0] = Kernel(kernels[0].members, host.graph_launch_s, kernels[0].compute_s, kernels[0].memory_s,

@@ -234,3 +234,13 @@ def test_eager_optimizer_is_foreach_passes_and_the_fused_kernel_elsewhere():
     assert bandwidth_time / fused_time == pytest.approx(80 / 28, rel=0.15)
     # a launch ends at 36 tensors (depth 4) or 320 chunks of 65536 elements
     assert launches(161, 25_557_032, 4) == max(math.ceil(161 / 36), math.ceil(390 / 320))
+
+
+def test_compiled_mode_costs_fused_eager_attention_on_the_attention_roof():
+    # T5 writes its attention as matmul -> softmax -> dropout -> matmul: compiled, it is one kernel
+    model, inputs = roofline_zoo.get("t5_small").build(batch=1, seq=32)
+    step = capture(model, inputs, mode="train", dispatch="cuda")
+    eager = evaluate(step, A100, "amp-bf16")
+    compiled = eager.recost(execution="compiled")
+    assert 0 < compiled.totals()["step_time_s"] < eager.totals()["step_time_s"]
+    assert compiled.totals()["step_flops"] == eager.totals()["step_flops"]
