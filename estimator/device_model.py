@@ -81,8 +81,7 @@ def gemm_dims(node: OpNode) -> list[tuple[int, int, int, int]]:
 
 
 def _conv_forward_dims(node: OpNode):
-    x, w, out = node.args[0], node.args[1], node.outputs[0]
-    groups = node.args[8]
+    w, out, groups = node.args[1], node.outputs[0], node.args[8]
     # implicit GEMM: M = batch x output pixels, N = output channels, K = input channels x window
     return [(groups, out.shape[0] * math.prod(out.shape[2:]), w.shape[0] // groups, w.shape[1] * math.prod(w.shape[2:]))]
 

@@ -13,7 +13,7 @@ import roofline_zoo
 from estimator.capture import capture
 from estimator.device_model import gemm_dims, gemm_time_s, kernel_time
 from estimator.errors import HardwareSpecError, RooflineError
-from estimator.execution import amp_weight_casts, run_step
+from estimator.execution import amp_weight_casts
 from estimator.gpu_family import family_names, load_family
 from estimator.hardware import catalog_ids, load_hardware, parse_hardware
 from estimator.host import HOST_KEYS, host_ids, load_host
