@@ -26,7 +26,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from estimator.capture import capture  # noqa: E402
-from estimator.execution import _module_chain  # noqa: E402
+from estimator.execution import module_chain  # noqa: E402
 from estimator.hardware import load_hardware  # noqa: E402
 from estimator.precision import PRECISIONS  # noqa: E402
 from estimator.roofline import step_costs  # noqa: E402
@@ -61,7 +61,7 @@ def counts(model, inputs) -> tuple[int, int, int]:
     costs = step_costs(step, PRECISIONS["fp32"])
     previous, calls = [], 0
     for node in step.nodes:
-        chain = _module_chain(node.module_path)
+        chain = module_chain(node.module_path)
         common = next((i for i, (a, b) in enumerate(zip(chain, previous)) if a != b), min(len(chain), len(previous)))
         calls += len(chain) - common
         previous = chain

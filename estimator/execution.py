@@ -275,7 +275,7 @@ def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: P
             params = len(node.args[0]) if node.args and isinstance(node.args[0], (list, tuple)) else 1
             out.append(host.op_s + host.optimizer_param_s * params)
             continue
-        chain = _module_chain(node.module_path)
+        chain = module_chain(node.module_path)
         common = 0
         while common < min(len(chain), len(previous)) and chain[common] == previous[common]:
             common += 1
@@ -289,7 +289,7 @@ def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: P
     return out
 
 
-def _module_chain(path: str) -> list[str]:
+def module_chain(path: str) -> list[str]:
     """'layer1.0.conv1' -> ['layer1', 'layer1.0', 'layer1.0.conv1']; the model itself is one call too."""
     parts = path.split(".") if path else []
     return [""] + [".".join(parts[:i + 1]) for i in range(len(parts))]
