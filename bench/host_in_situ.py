@@ -26,7 +26,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from estimator.capture import capture  # noqa: E402
-from estimator.execution import module_chain  # noqa: E402
+from estimator.execution import modules_entered  # noqa: E402
 from estimator.hardware import load_hardware  # noqa: E402
 from estimator.precision import PRECISIONS  # noqa: E402
 from estimator.roofline import step_costs  # noqa: E402
@@ -59,13 +59,8 @@ def counts(model, inputs) -> tuple[int, int, int]:
     """(kernels, views, module calls) of one inference forward, from the capture."""
     step = capture(model, inputs, mode="inference")
     costs = step_costs(step, PRECISIONS["fp32"])
-    previous, calls = [], 0
-    for node in step.nodes:
-        chain = module_chain(node.module_path)
-        common = next((i for i, (a, b) in enumerate(zip(chain, previous)) if a != b), min(len(chain), len(previous)))
-        calls += len(chain) - common
-        previous = chain
-    return sum(c.op_class != "free" for c in costs), sum(c.op_class == "free" for c in costs), calls
+    return (sum(c.op_class != "free" for c in costs), sum(c.op_class == "free" for c in costs),
+            sum(modules_entered(step)))
 
 
 def seconds_per_call(fn, inner: int = 20, rounds: int = 15) -> float:

@@ -49,9 +49,11 @@ class KernelTime:
     roofline_s: float  # datasheet bound: max(FLOPs / peak, bytes / bandwidth)
     tf32_conv: bool = False  # an fp32 convolution that cuDNN runs on TF32
 
-    @property
-    def device_s(self) -> float:
-        return max(self.compute_s, self.memory_s) + self.floor_s
+
+def convolutions_on_tf32(hardware: Hardware, precision: Precision) -> bool:
+    """PyTorch's default at fp32: cuDNN runs convolutions on TF32 where the chip has it
+    (torch.backends.cudnn.allow_tf32 = True); matmuls stay fp32 (cuda.matmul.allow_tf32 = False)."""
+    return precision.name == "fp32" and hardware.kind != "cpu" and "tf32" in hardware.matrix_flops_per_s
 
 
 def gemm_dims(node: OpNode) -> list[tuple[int, int, int, int]]:
@@ -130,7 +132,7 @@ def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precisi
     floor = family.graph_kernel_s if in_graph else family.kernel_floor_s
     bandwidth = hardware.memory_bytes_per_s
     op_class = cost.op_class
-    tf32_conv = op_class == "conv" and precision.name == "fp32" and "tf32" in hardware.matrix_flops_per_s
+    tf32_conv = op_class == "conv" and convolutions_on_tf32(hardware, precision)
     if op_class in ("matmul", "conv", "attention") and (fused or not is_depthwise(node)):
         key = "tf32" if tf32_conv else precision.matrix_key
         peak = hardware.matrix_flops_per_s[key] if tf32_conv else hardware.matrix_peak(precision)

@@ -2,8 +2,8 @@
 
   eager        what PyTorch does by default. Every aten op that launches a kernel costs the
                host an op dispatch (plus autograd's record in a training forward, plus autocast's
-               check under amp, plus cuDNN's per-call work for each convolution GEMM); views cost a view dispatch; each nn.Module call costs a module
-               call; every backward op costs the autograd engine's issue; the optimizer's step
+               check under amp, plus cuDNN's per-call work for each convolution GEMM); views
+               cost a view dispatch; each nn.Module call costs a module call; every backward op costs the autograd engine's issue; the optimizer's step
                costs its per-parameter bookkeeping. Device: estimator.device_model per kernel.
   cuda-graphs  the whole step replayed as one CUDA graph: one graph launch on the host, the
                family's graph per-kernel floor on the device, no Python per op.
@@ -129,7 +129,7 @@ def _node_times(step, costs, kernels, timeline, repeats) -> tuple[NodeTime, ...]
     """Share each kernel's times (per run; waits per run too) among its members by their bytes."""
     parts = [[0.0] * 7 for _ in step.nodes]  # compute, memory, floor, roofline, host, wait, device
     for k, kernel in enumerate(kernels):
-        weights = [costs[i].bytes + costs[i].flops * 1e-3 for i in kernel.members]
+        weights = [costs[i].bytes + costs[i].flops * 1e-3 for i in kernel.members]  # FLOPs only split ties
         total = sum(weights)
         wait = timeline.wait_s[k] / max(1, repeats[k])
         for i, w in zip(kernel.members, weights):
@@ -264,9 +264,8 @@ def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: P
     """Host seconds per node in eager mode: dispatch (+ autograd record, + autocast) per op, a view
     dispatch per free op, the module calls entered at the node, the optimizer's bookkeeping."""
     out = []
-    previous: list[str] = []
     train = step.mode == "train"
-    for node, cost in zip(step.nodes, costs):
+    for node, cost, entered in zip(step.nodes, costs, modules_entered(step)):
         library = host.conv_op_s * len(gemm_dims(node)) if cost.op_class == "conv" else 0.0
         if node.phase == "backward":
             out.append(host.view_s if cost.op_class == "free" else host.backward_op_s + library)
@@ -275,12 +274,6 @@ def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: P
             params = len(node.args[0]) if node.args and isinstance(node.args[0], (list, tuple)) else 1
             out.append(host.op_s + host.optimizer_param_s * params)
             continue
-        chain = module_chain(node.module_path)
-        common = 0
-        while common < min(len(chain), len(previous)) and chain[common] == previous[common]:
-            common += 1
-        entered = len(chain) - common
-        previous = chain
         if cost.op_class == "free":
             out.append(host.view_s + entered * host.module_call_s)
             continue
@@ -289,7 +282,19 @@ def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: P
     return out
 
 
-def module_chain(path: str) -> list[str]:
-    """'layer1.0.conv1' -> ['layer1', 'layer1.0', 'layer1.0.conv1']; the model itself is one call too."""
-    parts = path.split(".") if path else []
-    return [""] + [".".join(parts[:i + 1]) for i in range(len(parts))]
+def modules_entered(step: CapturedStep) -> list[int]:
+    """Per node, how many nn.Module calls start at it: the modules on its path (the model itself
+    included) that the previous forward node was not already inside; 0 outside the forward and loss.
+
+    Example: nodes owned by 'layer1.0.conv1' then 'layer1.0.bn1' enter 4 modules, then 1."""
+    out, previous = [], []
+    for node in step.nodes:
+        if node.phase not in ("forward", "loss"):
+            out.append(0)
+            continue
+        parts = node.module_path.split(".") if node.module_path else []
+        chain = [""] + [".".join(parts[:i + 1]) for i in range(len(parts))]
+        common = next((i for i, (a, b) in enumerate(zip(chain, previous)) if a != b), min(len(chain), len(previous)))
+        out.append(len(chain) - common)
+        previous = chain
+    return out

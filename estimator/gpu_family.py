@@ -55,8 +55,13 @@ class Family:
     source: dict[str, str]
 
     def gemm_fraction(self, key: str) -> float:
-        """Large-GEMM fraction at a precision key; a key the family lists not falls to its fp16 one."""
-        return self.gemm_efficiency.get(key, self.gemm_efficiency.get("fp16", 0.7))
+        """Large-GEMM fraction at a precision key; a key the family does not list takes its 16-bit
+        one (fp16, else bf16); a family with neither is an error, never a made-up fraction."""
+        for candidate in (key, "fp16", "bf16"):
+            if candidate in self.gemm_efficiency:
+                return self.gemm_efficiency[candidate]
+        raise HardwareSpecError(f"{families_path()}: family {self.name!r} lists no gemm.efficiency for {key!r} "
+                                "nor for fp16 or bf16; add the measured fraction with its source")
 
     @functools.cached_property
     def tile_rates(self) -> tuple[tuple[int, int, float], ...]:

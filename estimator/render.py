@@ -79,10 +79,14 @@ def totals_table(report: Report) -> Table:
     table.add_row("step time", f"{t['step_time_s'] * 1e3:,.3f} ms achievable estimate   "
                                f"({t['roofline_step_time_s'] * 1e3:,.3f} ms datasheet roofline bound)")
     line = t["timeline"]
-    table.add_row("timeline", f"{t['execution']}: {t['step_bound']}-bound; host busy {line['host_busy_s'] * 1e3:,.3f} ms, "
-                              f"device busy {line['device_busy_s'] * 1e3:,.3f} ms, device waiting on the host "
-                              f"{line['host_bound_s'] * 1e3:,.3f} ms ({100 * line['host_bound_fraction']:.0f}% of the step), "
-                              f"host hidden under device work {line['overlapped_s'] * 1e3:,.3f} ms")
+    if hw.kind == "cpu":
+        table.add_row("timeline", f"{t['execution']}, serial on the CPU (one core issues and runs each op): "
+                                  f"{t['step_bound']}-bound; per-op overhead {line['host_busy_s'] * 1e3:,.3f} ms")
+    else:
+        table.add_row("timeline", f"{t['execution']}: {t['step_bound']}-bound; host busy {line['host_busy_s'] * 1e3:,.3f} ms, "
+                                  f"device busy {line['device_busy_s'] * 1e3:,.3f} ms, device waiting on the host "
+                                  f"{line['host_bound_s'] * 1e3:,.3f} ms ({100 * line['host_bound_fraction']:.0f}% of the step), "
+                                  f"host hidden under device work {line['overlapped_s'] * 1e3:,.3f} ms")
     for note in t["notes"]:
         table.add_row("note", note)
     samples = t["throughput_samples_per_s"]

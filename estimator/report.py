@@ -21,6 +21,7 @@ from .capture import CapturedStep, OpNode
 from .costs import Cost
 from .hardware import Hardware
 from .precision import Precision, get_precision
+from .device_model import convolutions_on_tf32
 from .execution import run_step
 from .foreach_optimizer import PASSES
 from .roofline import NodeTime, step_costs
@@ -137,7 +138,7 @@ class Report:
     def notes(self) -> list[str]:
         """How the precision and execution ran, where it is not what the name says."""
         out = []
-        if self.precision.name == "fp32" and self.hardware.kind != "cpu" and "tf32" in self.hardware.matrix_flops_per_s:
+        if convolutions_on_tf32(self.hardware, self.precision):
             out.append("fp32 as PyTorch runs it by default: convolutions on TF32 (cudnn.allow_tf32), matmuls in fp32")
         if self.execution == "eager" and self.hardware.kind != "cpu" and self.step.optimizer in PASSES:
             elements = sum(p.numel for n in self.step.nodes if n.phase == "optimizer" for p in n.args[0])

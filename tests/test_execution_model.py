@@ -244,3 +244,17 @@ def test_compiled_mode_costs_fused_eager_attention_on_the_attention_roof():
     compiled = eager.recost(execution="compiled")
     assert 0 < compiled.totals()["step_time_s"] < eager.totals()["step_time_s"]
     assert compiled.totals()["step_flops"] == eager.totals()["step_flops"]
+
+
+def test_module_calls_counted_from_the_capture_equal_the_real_calls():
+    from estimator.execution import modules_entered
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 8), nn.GELU()), nn.LayerNorm(8))
+    calls = []
+    for m in model.modules():
+        m.register_forward_pre_hook(lambda mod, args: calls.append(mod))
+    x = torch.randn(2, 8)
+    with torch.no_grad():
+        model(x)  # independent truth: every module's forward, counted by hooks on a real run
+    real_calls = len(calls)
+    step = capture(model, (x,), mode="inference")
+    assert sum(modules_entered(step)) == real_calls == 7  # 2 Sequentials, 2 Linears, ReLU, GELU, LayerNorm
