@@ -1,0 +1,124 @@
+"""Predicted vs measured steps on a real GPU: every `step` record of a bench/gpu_steps.py run.
+
+    python bench/gpu_rows.py [--steps validation/h200/gpu_steps.jsonl] [--chip h200] [--host measured|catalog]
+
+Each record (a zoo model, batch, input size, precision, train or inference, execution mode,
+measured with PyTorch's defaults on the GPU) is captured here on fake tensors as the GPU would
+dispatch it and predicted on the catalog chip. `--host measured` (default) issues the step from
+the host costs the same run measured on the GPU's own host (its `host` record, from
+estimator.host_probes), so the comparison tests the model, not a guess of the host CPU;
+`--host catalog` keeps the chip YAML's host. Nothing here is fitted to these records.
+
+Printed per record: measured and predicted step time, the error of the predicted throughput
+(measured time / predicted time - 1: positive means too fast, as bench/published.py), the
+predicted step's bound, the measured share of the step the host spent before its final
+synchronise (amp-fp16 training syncs inside the step, so it is near 1 there), and peak memory,
+measured (torch.cuda.max_memory_allocated) and predicted. Then the mean absolute error, bias
+and worst record, overall and per kind.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import roofline_zoo
+from estimator.capture import capture
+from estimator.hardware import load_hardware
+from estimator.host import parse_host
+from estimator.memory import step_memory
+from estimator.report import evaluate
+
+STEPS = Path(__file__).resolve().parents[1] / "validation" / "h200" / "gpu_steps.jsonl"
+TARGET = 0.25
+
+
+def records(path: Path) -> tuple[dict | None, list[dict]]:
+    """(the run's host record or None, its step records without errors)."""
+    host, steps = None, []
+    for line in path.read_text().splitlines():
+        r = json.loads(line)
+        if r["kind"] == "host" and "error" not in r:
+            host = r
+        elif r["kind"] == "step" and "error" not in r:
+            steps.append(r)
+    return host, steps
+
+
+def predict(r: dict, chip, captures: dict) -> tuple[float, str, float]:
+    """(predicted step seconds, bound, predicted peak bytes) of one step record."""
+    entry = roofline_zoo.get(r["model"])
+    image, seq = (r["size"], None) if entry.input_kind == "image" else (None, r["size"])
+    train = r["mode"] == "train"
+    key = (r["model"], r["batch"], r["size"], train)
+    if key not in captures:
+        model, inputs = entry.build(batch=r["batch"], image=image, seq=seq, device="meta")
+        captures[key] = capture(model, inputs, mode=r["mode"], model_name=r["model"],
+                                optimizer=r["optimizer"] if train else None, dispatch="cuda")
+    step = captures[key]
+    report = evaluate(step, chip, r["precision"], execution=r["execution"])
+    totals = report.totals()
+    memory = step_memory(step, report.precision, optimizer=step.optimizer)
+    return totals["step_time_s"], totals.get("step_bound", "-"), memory.peak_bytes
+
+
+def summary(label: str, errors: list[tuple[str, float]]) -> str:
+    if not errors:
+        return f"{label:<24} no records"
+    values = [e for _, e in errors]
+    worst = max(errors, key=lambda item: abs(item[1]))
+    within = sum(abs(e) <= TARGET for e in values)
+    return (f"{label:<24}{len(values):>4} steps  MAE {100 * sum(map(abs, values)) / len(values):5.1f}%  "
+            f"bias {100 * sum(values) / len(values):+6.1f}%  within {100 * TARGET:.0f}%: {within:>2}  "
+            f"worst {worst[0]} {100 * worst[1]:+.1f}%")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=Path, default=STEPS)
+    parser.add_argument("--chip", default="h200")
+    parser.add_argument("--host", choices=("measured", "catalog"), default="measured")
+    args = parser.parse_args(argv)
+    host, steps = records(args.steps)
+    chip = load_hardware(args.chip)
+    if args.host == "measured":
+        if host is None:
+            raise SystemExit(f"{args.steps} has no host record; use --host catalog")
+        mapping = {k: v for k, v in host.items() if k not in ("kind",)}
+        chip = dataclasses.replace(chip, host=parse_host(mapping, str(args.steps)))
+    print(f"# chip {chip.id}, host: {chip.host.name if chip.host else 'none'}")
+    print(f"{'model':<16}{'batch':>6} {'size':>5} {'precision':<10}{'mode':<10}{'execution':<12}{'measured':>10}"
+          f"{'predicted':>11}{'error':>9}  {'bound':<8}{'host%':>6}{'peak GB':>9}{'pred GB':>9}")
+    kinds: dict[str, list] = {k: [] for k in ("all eager", "training", "inference", "small batch (<=8)",
+                                              "large batch (>=64)", "cuda-graphs", "compiled")}
+    captures: dict = {}
+    for r in steps:
+        predicted_s, bound, peak = predict(r, chip, captures)
+        error = r["step_s"] / predicted_s - 1
+        label = f"{r['model']} b{r['batch']} {r['precision']} {r['mode']}"
+        item = (label, error)
+        if r["execution"] != "eager":
+            kinds[r["execution"]].append(item)
+        else:
+            kinds["all eager"].append(item)
+            kinds["training" if r["mode"] == "train" else "inference"].append(item)
+            if r["batch"] <= 8:
+                kinds["small batch (<=8)"].append(item)
+            if r["batch"] >= 64:
+                kinds["large batch (>=64)"].append(item)
+        print(f"{r['model']:<16}{r['batch']:>6} {str(r['size'] or '-'):>5} {r['precision']:<10}{r['mode']:<10}"
+              f"{r['execution']:<12}{1e3 * r['step_s']:>8.2f}ms{1e3 * predicted_s:>9.2f}ms{100 * error:>+8.1f}%  "
+              f"{bound:<8}{100 * r['host_s'] / r['step_s']:>5.0f}%{r.get('peak_bytes', 0) / 1e9:>9.2f}"
+              f"{peak / 1e9:>9.2f}", flush=True)
+    print()
+    for label, errors in kinds.items():
+        print(summary(label, errors))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
