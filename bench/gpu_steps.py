@@ -102,11 +102,11 @@ SMOKE_STEPS = [("resnet18", 2, "fp32", True, 64, True), ("bert_base", 1, "fp32",
 
 
 class Out:
-    """Appends JSON records to DIR/gpu_steps.jsonl, flushed each time, and keeps the time budget."""
+    """Appends JSON records to DIR/NAME (gpu_steps.jsonl), flushed each time, and keeps the time budget."""
 
-    def __init__(self, directory: Path, budget_s: float):
+    def __init__(self, directory: Path, budget_s: float, name: str = "gpu_steps.jsonl"):
         directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / "gpu_steps.jsonl"
+        self.path = directory / name
         self.file = self.path.open("a")
         self.deadline = time.monotonic() + budget_s
 

@@ -11,7 +11,11 @@ row. Workload choices, stated once:
     AdamW does);
   * BERT pre-training / SQuAD is our BertModel encoder at the row's sequence length with the
     default loss (the task heads are a few percent of the FLOPs);
-  * inference rows are a forward under no_grad; training rows a whole step with the update.
+  * inference rows are a forward under no_grad; training rows a whole step with the update;
+  * memory layout: channels_last where the row says so (its `framework` field) or where the
+    recipe sets it: NVIDIA DeepLearningExamples' PyTorch ConvNets (ResNet-50, EfficientNet) run
+    AMP with `memory_format: nhwc` (PyTorch/Classification/ConvNets/configs.yml) and TF32/FP32
+    without; every other row NCHW, PyTorch's default.
 
 Printed per row: published and predicted samples/s, the error (predicted / published - 1), and
 what bounds the predicted step (host, compute or memory: the resource that carries most of
@@ -26,6 +30,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -63,14 +68,25 @@ def chip_id(hardware_id: str) -> str:
     return chip
 
 
+def channels_last(row: dict) -> bool:
+    """Whether the published run kept 4-D activations channels_last (module docstring)."""
+    if "channels_last" in str(row.get("framework", "")):
+        return True
+    return "Classification/ConvNets" in row["source"] and row["precision"].startswith("AMP")
+
+
 def predict(row: dict, execution: str, captures: dict) -> tuple[float, str, bool]:
     """(predicted samples/s, the step's bound, fits in memory) of one published row."""
     name = zoo_name(row["model"])
     train = row["task"] == "training"
-    key = (name, row["batch_size_per_gpu"], row.get("image_size"), row.get("seq_len"), train)
+    layout = channels_last(row)
+    key = (name, row["batch_size_per_gpu"], row.get("image_size"), row.get("seq_len"), train, layout)
     if key not in captures:
         model, inputs = roofline_zoo.get(name).build(batch=row["batch_size_per_gpu"], image=row.get("image_size"),
                                                      seq=row.get("seq_len"), device="meta")
+        if layout:
+            model = model.to(memory_format=torch.channels_last)
+            inputs = tuple(t.to(memory_format=torch.channels_last) if t.dim() == 4 else t for t in inputs)
         captures[key] = capture(model, inputs, mode="train" if train else "inference", model_name=name,
                                 optimizer=OPTIMIZERS.get(name, "adamw") if train else None, dispatch="cuda")
     report = evaluate(captures[key], load_hardware(chip_id(row["hardware_id"])), PRECISIONS[row["precision"]],
@@ -99,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = [r for r in yaml.safe_load(args.reference.read_text())["rows"] if r.get("num_gpus", 1) == 1]
     print(f"{'row':<48}{'chip':<15}{'precision':<10}{'batch':>6}{'published':>11}{'predicted':>11}{'error':>9}"
-          f"  bound    fits")
+          f"  bound    fits layout")
     kinds: dict[str, list[tuple[str, float]]] = {k: [] for k in ("all", "training", "inference", "small batch (<=8)",
                                                                   "large batch (>=64)")}
     captures: dict = {}
@@ -116,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             kinds["large batch (>=64)"].append(item)
         print(f"{row['id'][:47]:<48}{chip_id(row['hardware_id']):<15}{PRECISIONS[row['precision']]:<10}"
               f"{row['batch_size_per_gpu']:>6}{published:>11,.1f}{predicted:>11,.1f}{100 * error:>+8.1f}%"
-              f"  {bound:<8} {'yes' if fits else 'NO'}", flush=True)
+              f"  {bound:<8} {'yes' if fits else 'NO':<5}{'NHWC' if channels_last(row) else 'NCHW'}", flush=True)
     print()
     for label, errors in kinds.items():
         print(summary(label, errors))

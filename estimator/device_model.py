@@ -30,11 +30,12 @@ from dataclasses import dataclass
 
 from .capture import OpNode
 from .costs import Cost
-from .gpu_family import Family
+from .gpu_family import Family, load_shapes
 from .hardware import Hardware
 from .precision import Precision
 
 GEMM_OPS = {"mm", "_int_mm", "addmm", "addmm_", "bmm", "baddbmm", "baddbmm_", "_scaled_mm", "mv", "addmv", "dot"}
+TRANSPOSE_KERNEL = "cudnn_layout_transpose"  # Cost.kernel of the copies layout_transpose_bytes counts
 SPLIT_K_MIN = 256  # shortest K slice split-K leaves to one tile (cuBLAS heuristics; estimate)
 BANDWIDTH_KIND = {"elementwise": "elementwise", "memory": "copy", "unsupported": "copy", "softmax": "softmax",
                   "reduction": "reduction", "loss": "reduction", "pooling": "pooling", "embedding": "embedding",
@@ -148,10 +149,68 @@ def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precisi
         return KernelTime(compute_s, memory_s, floor, roofline, tf32_conv)
     kind = bandwidth_kind(cost)
     vector = hardware.vector_peak(precision)
-    fraction = bandwidth_fraction(hardware, family, kind) * cost.bytes / (cost.bytes + family.bandwidth_half_bytes) \
-        if cost.bytes else 1.0
+    large = bandwidth_fraction(hardware, family, kind)
+    large = min(1.0, large * shape_factor(node, cost, precision, kind, large * bandwidth))
+    fraction = large * cost.bytes / (cost.bytes + family.bandwidth_half_bytes) if cost.bytes else 1.0
     return KernelTime(cost.flops / (vector * hardware.achievable.vector), cost.bytes / (bandwidth * fraction), floor,
                       max(cost.flops / vector, cost.bytes / bandwidth))
+
+
+def _activation(node: OpNode):
+    """The op's first 4-D floating input (its activation), else its first input, else None."""
+    floats = [t for t in node.inputs if t.is_float]
+    return next((t for t in floats if len(t.shape) == 4), floats[0] if floats else None)
+
+
+def shape_factor(node: OpNode, cost: Cost, precision: Precision, kind: str, large_bytes_per_s: float) -> float:
+    """Multiplier on a kind's large-kernel fraction from the shape and layout of the op's tensors
+    (families.yaml kernel_shapes; module docstring). `large_bytes_per_s`: the kind's large-kernel
+    rate on this chip, which the per-channel law of NCHW batch norm is capped by."""
+    shapes = load_shapes()
+    if cost.kernel == TRANSPOSE_KERNEL:
+        return shapes.transpose_ratio
+    x = _activation(node)
+    if x is None:
+        return 1.0
+    half = precision.float_bytes(cost.op_class, cost.kernel.split(".")[0]) == 2
+    backward = node.phase == "backward"
+    if kind == "batch_norm" and len(x.shape) == 4 and not x.channels_last:
+        rate = shapes.batch_norm_channel_gbps[f"{'half' if half else 'fp32'}_{'backward' if backward else 'forward'}"]
+        return min(shapes.batch_norm_nchw_ratio, x.shape[1] * rate * 1e9 / large_bytes_per_s)
+    if cost.op_class == "norm" and cost.kernel.endswith(".eval"):  # inference batch norm (elementwise kind)
+        ratio = shapes.batch_norm_eval_ratio["half" if half else "fp32"]
+        if len(x.shape) == 4 and not x.channels_last:
+            ratio *= min(1.0, x.shape[2] * x.shape[3] / shapes.batch_norm_eval_plane)
+        return ratio
+    if kind == "norm":
+        if backward:
+            return shapes.norm_backward_ratio
+        row = x.shape[-1] if x.shape else 1
+        return row / (row + shapes.norm_row_half)
+    if kind == "depthwise_conv":
+        factor = shapes.depthwise_backward_ratio if backward else 1.0
+        return factor * (shapes.depthwise_channels_last_ratio if x.channels_last else 1.0)
+    return 1.0
+
+
+def layout_transpose_bytes(node: OpNode, cost: Cost, precision: Precision, hardware: Hardware) -> int:
+    """Bytes of the NCHW <-> NHWC copies cuDNN makes around a 16-bit convolution (forward or
+    backward) with a spatial kernel on NCHW tensors: each activation read and written once more
+    (2 x the op's activation bytes); 0 for other ops, channels_last tensors, 1x1 kernels, depthwise
+    convolutions and CPUs."""
+    if cost.op_class != "conv" or hardware.kind == "cpu" or precision.matrix_bytes != 2 or is_depthwise(node):
+        return 0
+    name = node.op.overloadpacket.__name__
+    weight_at = {"convolution": 1, "convolution_backward": 2}.get(name)
+    if weight_at is None:
+        return 0
+    weight = node.inputs[weight_at] if len(node.inputs) > weight_at else None
+    x = _activation(node)
+    if weight is None or x is None or x.channels_last or len(weight.shape) != 4 or weight.shape[2] * weight.shape[3] == 1:
+        return 0
+    tensors = [t for i, t in enumerate(node.inputs) if i != weight_at] + list(node.outputs)
+    activations = [t for t in tensors if t.is_float and len(t.shape) == 4 and t.shape != weight.shape]
+    return 2 * precision.matrix_bytes * sum(t.numel for t in activations)
 
 
 def gemm_efficiency(hardware: Hardware, family: Family, key: str) -> float:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 from .capture import CapturedStep
 from .costs import MATRIX_CLASSES, Cost, rule_for
-from .device_model import gemm_dims, kernel_time
+from .device_model import TRANSPOSE_KERNEL, gemm_dims, kernel_time, layout_transpose_bytes
 from .errors import RooflineError
 from .foreach_optimizer import PASSES, launches
 from .gpu_family import DEFAULT_FAMILY, Family, load_family
@@ -196,6 +196,21 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
             continue
         t = kernel_time(node, cost, hardware, precision, family, in_graph, fused=len(members) > 1)
         kernels.append(Kernel(members, host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s, sync))
+        if len(members) > 1:
+            continue
+        # cuDNN's NCHW <-> NHWC copies around a 16-bit convolution: launched inside the library call
+        transposed = layout_transpose_bytes(node, cost, precision, hardware)
+        if transposed:
+            copy = Cost(0, transposed // 2, transposed // 2, "memory", kernel=TRANSPOSE_KERNEL)
+            t = kernel_time(node, copy, hardware, precision, family, in_graph)
+            kernels.append(Kernel(members, 0.0, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
+        # autocast runs an fp32-list op (layer norm, softmax, a loss) on an fp32 copy of its half
+        # input, and the next matrix op casts its fp32 output back: two casts (the same in backward)
+        if execution != "compiled":
+            for elements, read, write in autocast_activation_casts(node, cost, precision):
+                cast = Cost(0, elements * read, elements * write, "memory")
+                t = kernel_time(node, cast, hardware, precision, family, in_graph)
+                kernels.append(Kernel(members, cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
     if in_graph and kernels:
         kernels[0] = Kernel(kernels[0].members, host.graph_launch_s, kernels[0].compute_s, kernels[0].memory_s,
                             kernels[0].floor_s, kernels[0].roofline_s)
@@ -220,6 +235,26 @@ def _foreach_kernels(index: int, node, optimizer: str, hardware, precision, fami
             kernels.append(Kernel((index,), issue, t.compute_s, t.memory_s, t.floor_s, t.roofline_s,
                                   sync and p == 0 and launch == 0))
     return kernels
+
+
+def autocast_activation_casts(node, cost: Cost, precision: Precision) -> list[tuple[int, int, int]]:
+    """(elements, read bytes each, written bytes each) of the activation casts autocast adds around
+    an op it runs in fp32 (precision.float_bytes gives 4 under amp: layer and group norms,
+    softmax, losses; not batch norm): its half input to fp32, its fp32 output (when more than a
+    scalar) back to half for the next matrix op. [] outside amp and for other ops."""
+    if not precision.amp or cost.op_class in MATRIX_CLASSES or cost.op_class == "optimizer":
+        return []
+    if cost.op_class not in ("norm", "softmax", "loss") or precision.float_bytes(cost.op_class, cost.kernel.split(".")[0]) != 4:
+        return []
+    half = precision.other_bytes
+    floats_in = [t for t in node.inputs if t.is_float]
+    floats_out = [t for t in node.outputs if t.is_float]
+    casts = []
+    if floats_in:
+        casts.append((max(t.numel for t in floats_in), half, 4))
+    if floats_out and max(t.numel for t in floats_out) > 1:
+        casts.append((max(t.numel for t in floats_out), 4, half))
+    return casts
 
 
 def amp_weight_casts(step: CapturedStep) -> dict[int, list]:

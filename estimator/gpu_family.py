@@ -17,6 +17,9 @@ Per family:
   bandwidth.KIND        fraction of the DRAM bandwidth a large kernel of each kind reaches
   bandwidth_half_bytes  bytes at which a bandwidth-bound kernel reaches half that rate
 
+Shared by every family (`kernel_shapes`, measured on the lent H200, validation/h200/): how a
+kind's rate depends on the shape and memory layout of its tensors (KernelShapes below).
+
 Example:
     >>> load_family("ampere").bandwidth["elementwise"]
     0.85
@@ -79,6 +82,41 @@ class Family:
         return self.small_tile_throughput + t * (1 - self.small_tile_throughput)
 
 
+@dataclass(frozen=True)
+class KernelShapes:
+    """How a kernel kind's rate depends on its shape and layout (families.yaml `kernel_shapes`).
+
+    batch_norm_channel_gbps  NCHW training batch norm (cuDNN's per-channel kernels): GB/s each
+                             channel streams, by element kind and phase (half_forward,
+                             half_backward, fp32_forward, fp32_backward); the kernel reaches
+                             min(the kind's fraction x batch_norm_nchw_ratio, C x this / DRAM)
+    batch_norm_nchw_ratio    where NCHW training batch norm saturates, relative to the kind's
+                             fraction (which NHWC kernels reach)
+    batch_norm_eval_ratio    NCHW or NHWC inference batch norm, relative to an elementwise kernel,
+                             by element kind
+    batch_norm_eval_plane    NCHW inference batch norm runs one block per (n, c) plane: planes
+                             of fewer H x W elements than this leave the block part idle
+    norm_row_half            layer norm (one block per row): row length, in elements, at which it
+                             reaches half the kind's fraction
+    norm_backward_ratio      a norm's backward relative to the kind's fraction (no row law)
+    depthwise_backward_ratio depthwise convolution's backward relative to its forward
+    depthwise_channels_last_ratio  depthwise convolution on channels_last tensors relative to NCHW
+    transpose_ratio          cuDNN's NCHW <-> NHWC transposes around a 16-bit convolution with a
+                             spatial kernel, relative to a copy
+    """
+
+    batch_norm_channel_gbps: dict[str, float]
+    batch_norm_nchw_ratio: float
+    batch_norm_eval_ratio: dict[str, float]
+    batch_norm_eval_plane: int
+    norm_row_half: int
+    norm_backward_ratio: float
+    depthwise_backward_ratio: float
+    depthwise_channels_last_ratio: float
+    transpose_ratio: float
+    source: str
+
+
 def families_path() -> Path:
     return Path(str(resources.files("roofline_hardware"))) / "kernels" / "families.yaml"
 
@@ -90,6 +128,30 @@ def _families() -> dict:
     if not isinstance(data, dict) or not isinstance(data.get("families"), dict):
         raise HardwareSpecError(f"{path}: expected a mapping with key 'families'")
     return data["families"]
+
+
+@functools.cache
+def load_shapes() -> KernelShapes:
+    """The shared `kernel_shapes` of families.yaml."""
+    path = families_path()
+    try:
+        k = yaml.safe_load(path.read_text())["kernel_shapes"]
+        shapes = KernelShapes(
+            batch_norm_channel_gbps={str(a): float(b) for a, b in k["batch_norm_channel_gbps"].items()},
+            batch_norm_nchw_ratio=float(k["batch_norm_nchw_ratio"]),
+            batch_norm_eval_ratio={str(a): float(b) for a, b in k["batch_norm_eval_ratio"].items()},
+            batch_norm_eval_plane=int(k["batch_norm_eval_plane"]), norm_row_half=int(k["norm_row_half"]),
+            norm_backward_ratio=float(k["norm_backward_ratio"]),
+            depthwise_backward_ratio=float(k["depthwise_backward_ratio"]),
+            depthwise_channels_last_ratio=float(k["depthwise_channels_last_ratio"]),
+            transpose_ratio=float(k["transpose_ratio"]), source=str(k["source"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise HardwareSpecError(f"{path}: kernel_shapes malformed ({type(e).__name__}: {e})") from None
+    rates = {f"{e}_{p}" for e in ("half", "fp32") for p in ("forward", "backward")}
+    if set(shapes.batch_norm_channel_gbps) != rates or set(shapes.batch_norm_eval_ratio) != {"half", "fp32"}:
+        raise HardwareSpecError(f"{path}: kernel_shapes.batch_norm_channel_gbps needs {sorted(rates)} and "
+                                "batch_norm_eval_ratio needs half and fp32")
+    return shapes
 
 
 def family_names() -> list[str]:

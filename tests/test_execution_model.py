@@ -11,9 +11,9 @@ from torch import nn
 
 import roofline_zoo
 from estimator.capture import capture
-from estimator.device_model import gemm_dims, gemm_time_s, kernel_time
+from estimator.device_model import gemm_dims, gemm_time_s, kernel_time, layout_transpose_bytes
 from estimator.errors import HardwareSpecError, RooflineError
-from estimator.execution import amp_weight_casts
+from estimator.execution import amp_weight_casts, autocast_activation_casts
 from estimator.gpu_family import family_names, load_family
 from estimator.hardware import catalog_ids, load_hardware, parse_hardware
 from estimator.host import HOST_KEYS, host_ids, load_host
@@ -134,8 +134,15 @@ def test_amp_casts_each_weight_once_per_forward():
     assert sum(m.numel for m in metas) == conv_fc
     fp32 = evaluate(step, A100, "tf32")
     amp = evaluate(step, A100, "amp-bf16")
-    # one cast kernel per weight in the forward, one cast of its gradient back to fp32
-    assert len(amp.timeline.wait_s) == len(fp32.timeline.wait_s) + 2 * 55
+    # one cast kernel per weight in the forward, one cast of its gradient back to fp32; and, new
+    # under amp, cuDNN's layout transposes around each half NCHW convolution with a spatial kernel
+    # (16 3x3 and the 7x7 stem, forward and backward) and autocast's casts around the fp32 loss
+    precision = PRECISIONS["amp-bf16"]
+    transposes = sum(bool(layout_transpose_bytes(n, c, precision, A100)) for n, c in zip(step.nodes, amp.costs))
+    activation_casts = sum(len(autocast_activation_casts(n, c, precision)) for n, c in zip(step.nodes, amp.costs))
+    assert transposes == 2 * 17
+    assert activation_casts > 0
+    assert len(amp.timeline.wait_s) == len(fp32.timeline.wait_s) + 2 * 55 + transposes + activation_casts
 
 
 def test_batch_norm_under_amp_moves_half_activations():

@@ -1,0 +1,55 @@
+"""Host time of whole eager steps whose kernels do almost no work, on a CUDA GPU.
+
+Zoo models at tiny inputs (batch 1, 2 in training, 32x32 images, 8 tokens) keep the GPU idle most of the step,
+so the step's time is what the host spends issuing it: Python, module calls, dispatch, autograd,
+cuDNN/cuBLAS calls, launches. bench/gpu_rows.py-style predictions of the same steps from the
+host probes (estimator.host_probes, which time hot loops of one tiny op) show how much more an
+op costs inside a real model. Models here are kept apart from the ones bench/gpu_steps.py
+validates on, so what is learnt here is checked there.
+
+    python bench/gpu_host_in_situ.py --out DIR
+    python bench/gpu_host_in_situ.py --out DIR --device cpu     # structure check
+
+Appends JSON lines to DIR/gpu_host_in_situ.jsonl: {"kind": "step", model, batch, size,
+precision, mode, step_s, host_s, runs}, as bench/gpu_steps.py writes them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gpu_steps import Out, env_record, measure_step  # noqa: E402
+
+TINY = [("resnet18", 32), ("resnet101", 32), ("densenet121", 32), ("mobilenet_v3_large", 32), ("vgg16", 32),
+        ("convnext_tiny", 32), ("distilbert", 8), ("bert_large", 8), ("gpt2_medium", 8), ("t5_small", 8),
+        ("vit_l_16", 32)]
+MODES = [("fp32", False), ("amp-fp16", False), ("fp32", True), ("amp-bf16", True)]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--budget-s", type=float, default=200.0)
+    args = parser.parse_args(argv)
+    out = Out(args.out, args.budget_s, "gpu_host_in_situ.jsonl")
+    out.write(env_record(args.device))
+    for name, size in TINY:
+        for precision, train in MODES:
+            if out.left_s() < 10:
+                out.write({"kind": "skipped", "from": [name, precision, train]})
+                return 0
+            if args.device == "cpu" and precision.startswith("amp"):
+                continue
+            batch = 2 if train else 1  # batch norm in training needs more than one value per channel
+            measure_step(out, (name, batch, precision, train, size, False), args.device, warmup=5, runs=10)
+    out.write({"kind": "done"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
