@@ -10,6 +10,8 @@ validates on, so what is learnt here is checked there.
     python bench/gpu_host_in_situ.py --out DIR
     python bench/gpu_host_in_situ.py --out DIR --device cpu     # structure check
 
+Then a few full-size steps on channels_last tensors (model names ending in ":cl").
+
 Appends JSON lines to DIR/gpu_host_in_situ.jsonl: {"kind": "step", model, batch, size,
 precision, mode, step_s, host_s, runs}, as bench/gpu_steps.py writes them.
 """
@@ -28,6 +30,9 @@ TINY = [("resnet18", 32), ("resnet101", 32), ("densenet121", 32), ("mobilenet_v3
         ("convnext_tiny", 32), ("distilbert", 8), ("bert_large", 8), ("gpt2_medium", 8), ("t5_small", 8),
         ("vit_l_16", 32)]
 MODES = [("fp32", False), ("amp-fp16", False), ("fp32", True), ("amp-bf16", True)]
+# and, after them, full-size channels_last steps (the layout of the published AMP CNN recipes)
+CHANNELS_LAST = [("resnet50:cl", 256, "amp-fp16", True, None, True), ("resnet50:cl", 256, "amp-fp16", False, None, False),
+                 ("efficientnet_b0:cl", 256, "amp-fp16", True, None, True), ("mobilenet_v2:cl", 256, "amp-fp16", True, None, False)]
 
 
 def main(argv=None) -> int:
@@ -47,6 +52,11 @@ def main(argv=None) -> int:
                 continue
             batch = 2 if train else 1  # batch norm in training needs more than one value per channel
             measure_step(out, (name, batch, precision, train, size, False), args.device, warmup=5, runs=10)
+    if args.device.startswith("cuda"):
+        for config in CHANNELS_LAST:
+            if out.left_s() < 20:
+                break
+            measure_step(out, config, args.device)
     out.write({"kind": "done"})
     return 0
 

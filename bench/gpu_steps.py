@@ -152,10 +152,15 @@ def env_record(device: str) -> dict:
 
 
 def make_step(name, batch, precision, train, size, device):
-    """(run_step, model, inputs): one step of zoo model `name` as the module doc says."""
+    """(run_step, model, inputs): one step of zoo model `name` as the module doc says; a name
+    ending in ":cl" runs the model and its 4-D inputs channels_last."""
+    name, channels_last = name.removesuffix(":cl"), name.endswith(":cl")
     entry = roofline_zoo.get(name)
     image, seq = (size, None) if entry.input_kind == "image" else (None, size)
     model, inputs = entry.build(batch=batch, image=image, seq=seq, device=device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        inputs = tuple(t.to(memory_format=torch.channels_last) if t.dim() == 4 else t for t in inputs)
     dtype = AMP.get(precision)
     autocast = (lambda: torch.autocast(device.split(":")[0], dtype=dtype)) if dtype else contextlib.nullcontext
     if not train:
@@ -229,7 +234,7 @@ def measure_step(out: Out, config, device, execution="eager", warmup=3, runs=10)
     name, batch, precision, train, size, want_profile = config
     record = {"kind": "step", "model": name, "batch": batch, "precision": precision,
               "mode": "train" if train else "inference", "size": size, "execution": execution,
-              "optimizer": ("sgd-momentum" if name in SGD_MODELS else "adamw") if train else None}
+              "optimizer": ("sgd-momentum" if name.removesuffix(":cl") in SGD_MODELS else "adamw") if train else None}
     try:
         with tf32(precision == "tf32"):
             run, model, inputs = make_step(name, batch, precision, train, size, device)
