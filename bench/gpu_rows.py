@@ -3,7 +3,8 @@
     python bench/gpu_rows.py [--steps validation/h200/gpu_steps.jsonl] [--chip h200] [--host measured|catalog]
 
 Each record (a zoo model, batch, input size, precision, train or inference, execution mode,
-measured with PyTorch's defaults on the GPU) is captured here on fake tensors as the GPU would
+measured with PyTorch's defaults on the GPU; a name ending in ":cl"
+ran channels_last) is captured here on fake tensors as the GPU would
 dispatch it and predicted on the catalog chip. `--host measured` (default) issues the step from
 the host costs the same run measured on the GPU's own host (its `host` record, from
 estimator.host_probes), so the comparison tests the model, not a guess of the host CPU;
@@ -14,7 +15,8 @@ Printed per record: measured and predicted step time, the error of the predicted
 predicted step's bound, the measured share of the step the host spent before its final
 synchronise (amp-fp16 training syncs inside the step, so it is near 1 there), and peak memory,
 measured (torch.cuda.max_memory_allocated) and predicted. Then the mean absolute error, bias
-and worst record, overall and per kind.
+and worst record, overall and per kind; the tiny-input steps of bench/gpu_host_in_situ.py
+(host-bound by design) are summed apart, as "tiny inputs (host)".
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch
+
 import roofline_zoo
 from estimator.capture import capture
 from estimator.hardware import load_hardware
@@ -34,14 +38,15 @@ from estimator.memory import step_memory
 from estimator.report import evaluate
 
 STEPS = Path(__file__).resolve().parents[1] / "validation" / "h200" / "gpu_steps.jsonl"
+IN_SITU = STEPS.with_name("gpu_host_in_situ.jsonl")
 TARGET = 0.25
 
 
-def records(path: Path) -> tuple[dict | None, list[dict]]:
-    """(the run's host record or None, its step records without errors)."""
+def records(*paths: Path) -> tuple[dict | None, list[dict]]:
+    """(the runs' host record or None, their step records without errors)."""
     host, steps = None, []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
+    for path, line in ((path, line) for path in paths for line in path.read_text().splitlines()):
+        r = json.loads(line) | {"file": path.name}
         if r["kind"] == "host" and "error" not in r:
             host = r
         elif r["kind"] == "step" and "error" not in r:
@@ -50,14 +55,19 @@ def records(path: Path) -> tuple[dict | None, list[dict]]:
 
 
 def predict(r: dict, chip, captures: dict) -> tuple[float, str, float]:
-    """(predicted step seconds, bound, predicted peak bytes) of one step record."""
-    entry = roofline_zoo.get(r["model"])
+    """(predicted step seconds, bound, predicted peak bytes) of one step record (a model name
+    ending in ":cl" ran channels_last)."""
+    name, channels_last = r["model"].removesuffix(":cl"), r["model"].endswith(":cl")
+    entry = roofline_zoo.get(name)
     image, seq = (r["size"], None) if entry.input_kind == "image" else (None, r["size"])
     train = r["mode"] == "train"
     key = (r["model"], r["batch"], r["size"], train)
     if key not in captures:
         model, inputs = entry.build(batch=r["batch"], image=image, seq=seq, device="meta")
-        captures[key] = capture(model, inputs, mode=r["mode"], model_name=r["model"],
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+            inputs = tuple(t.to(memory_format=torch.channels_last) if t.dim() == 4 else t for t in inputs)
+        captures[key] = capture(model, inputs, mode=r["mode"], model_name=name,
                                 optimizer=r["optimizer"] if train else None, dispatch="cuda")
     step = captures[key]
     report = evaluate(step, chip, r["precision"], execution=r["execution"])
@@ -79,29 +89,33 @@ def summary(label: str, errors: list[tuple[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=Path, default=STEPS)
+    parser.add_argument("--steps", type=Path, nargs="+", default=[STEPS, IN_SITU],
+                        help="JSON-lines files of bench/gpu_steps.py and bench/gpu_host_in_situ.py runs")
     parser.add_argument("--chip", default="h200")
     parser.add_argument("--host", choices=("measured", "catalog"), default="measured")
     args = parser.parse_args(argv)
-    host, steps = records(args.steps)
+    host, steps = records(*args.steps)
     chip = load_hardware(args.chip)
     if args.host == "measured":
         if host is None:
-            raise SystemExit(f"{args.steps} has no host record; use --host catalog")
-        mapping = {k: v for k, v in host.items() if k not in ("kind",)}
-        chip = dataclasses.replace(chip, host=parse_host(mapping, str(args.steps)))
+            raise SystemExit(f"{', '.join(map(str, args.steps))}: no host record; use --host catalog")
+        mapping = {k: v for k, v in host.items() if k not in ("kind", "file")}
+        chip = dataclasses.replace(chip, host=parse_host(mapping, str(args.steps[0])))
     print(f"# chip {chip.id}, host: {chip.host.name if chip.host else 'none'}")
     print(f"{'model':<16}{'batch':>6} {'size':>5} {'precision':<10}{'mode':<10}{'execution':<12}{'measured':>10}"
           f"{'predicted':>11}{'error':>9}  {'bound':<8}{'host%':>6}{'peak GB':>9}{'pred GB':>9}")
     kinds: dict[str, list] = {k: [] for k in ("all eager", "training", "inference", "small batch (<=8)",
-                                              "large batch (>=64)", "cuda-graphs", "compiled")}
+                                              "large batch (>=64)", "cuda-graphs", "compiled",
+                                              "tiny inputs (host)")}
     captures: dict = {}
     for r in steps:
         predicted_s, bound, peak = predict(r, chip, captures)
         error = r["step_s"] / predicted_s - 1
         label = f"{r['model']} b{r['batch']} {r['precision']} {r['mode']}"
         item = (label, error)
-        if r["execution"] != "eager":
+        if r["file"] == IN_SITU.name and not r["model"].endswith(":cl"):
+            kinds["tiny inputs (host)"].append(item)
+        elif r["execution"] != "eager":
             kinds[r["execution"]].append(item)
         else:
             kinds["all eager"].append(item)

@@ -150,8 +150,9 @@ def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precisi
     kind = bandwidth_kind(cost)
     vector = hardware.vector_peak(precision)
     large = bandwidth_fraction(hardware, family, kind)
-    large = min(1.0, large * shape_factor(node, cost, precision, kind, large * bandwidth))
-    fraction = large * cost.bytes / (cost.bytes + family.bandwidth_half_bytes) if cost.bytes else 1.0
+    # the shape slows the streaming (bytes / shape), not the fixed ramp of a small kernel (half_bytes)
+    shape = min(1.0 / large, shape_factor(node, cost, precision, kind, large * bandwidth))
+    fraction = large * cost.bytes / (cost.bytes / shape + family.bandwidth_half_bytes) if cost.bytes else 1.0
     return KernelTime(cost.flops / (vector * hardware.achievable.vector), cost.bytes / (bandwidth * fraction), floor,
                       max(cost.flops / vector, cost.bytes / bandwidth))
 
