@@ -17,6 +17,7 @@ Appends JSON lines to DIR/gpu_kernel_kinds.jsonl: {"kind": "device", "op", "what
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -250,12 +251,66 @@ def run_host(out: Out, dev: str, cuda: bool):
                 out.write({"kind": "host", "layer": name, "mode": mode, "error": f"{type(e).__name__}: {e}"[:200]})
 
 
+SDPA_BACKENDS = ("default", "flash", "efficient", "cudnn", "math")
+
+
+def run_sdpa_host(out: Out, dev: str, cuda: bool):
+    """Host and device time per scaled_dot_product_attention call by sequence length and backend
+    (batch 1, 12 heads of 64, fp16; inference and forward+backward): which backend PyTorch picks,
+    and what each costs the host to issue."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    kinds = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+             "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+    dtype = torch.float16 if cuda else torch.float32
+    for seq in (8, 64, 128, 197, 256, 512):
+        q = torch.randn(1, 12, seq, 64, device=dev, dtype=dtype)
+        qg = q.clone().requires_grad_(True)
+        for backend in SDPA_BACKENDS:
+            for mode in ("no_grad", "train"):
+                try:
+                    with sdpa_kernel([kinds[backend]]) if backend != "default" else contextlib.nullcontext():
+                        if mode == "no_grad":
+                            with torch.no_grad():
+                                host = host_us(lambda: F.scaled_dot_product_attention(q, q, q), cuda)
+                                device = device_us(lambda: F.scaled_dot_product_attention(q, q, q), cuda)
+                        else:
+                            def step():
+                                F.scaled_dot_product_attention(qg, qg, qg).sum().backward()
+                            host = host_us(step, cuda, inner=50)
+                            device = device_us(step, cuda)
+                    out.write({"kind": "sdpa_host", "seq": seq, "backend": backend, "mode": mode,
+                               "host_us": round(host, 2), "device_us": round(device, 2)})
+                except Exception as e:  # noqa: BLE001 - a backend that cannot run this shape says so
+                    out.write({"kind": "sdpa_host", "seq": seq, "backend": backend, "mode": mode,
+                               "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]})
+
+
+def run_eval_layers(out: Out, dev: str, cuda: bool):
+    """Host time of inference-mode layers the first run held in training mode (batch norm), and
+    of a whole conv-bn-relu block under inference_mode, per call."""
+    with torch.device(dev):
+        cases = [("batchnorm2d-eval", nn.BatchNorm2d(8).eval(), torch.randn(1, 8, 8, 8)),
+                 ("conv-bn-relu-eval", Block(8).eval(), torch.randn(1, 8, 8, 8)),
+                 ("linear-eval", nn.Linear(16, 16).eval(), torch.randn(1, 4, 16))]
+    for name, module, x in cases:
+        for mode in ("inference_mode", "autocast"):
+            if mode == "autocast" and not cuda:
+                continue
+            ctx = (torch.autocast("cuda", dtype=torch.float16) if mode == "autocast" else contextlib.nullcontext())
+            with torch.inference_mode(), ctx:
+                us = host_us(lambda m=module, x=x: m(x), cuda)
+            out.write({"kind": "host", "layer": name, "mode": mode, "us": round(us, 2)})
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--budget-s", type=float, default=240.0)
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--only", choices=("all", "host"), default="all",
+                        help="host: the host sections alone (layers, SDPA backends)")
     args = parser.parse_args(argv)
     cuda = args.device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
@@ -265,6 +320,11 @@ def main(argv=None) -> int:
     out.write({"kind": "env", "torch": torch.__version__, "gpu": torch.cuda.get_device_name(0) if cuda else "cpu",
                "reps_per_graph": REPS})
     run_host(out, args.device, cuda)
+    run_eval_layers(out, args.device, cuda)
+    run_sdpa_host(out, args.device, cuda)
+    if args.only == "host":
+        out.write({"kind": "done"})
+        return 0
     s = 64 if args.smoke else 1
     for make in (bn_cases, conv_cases, ln_cases, misc_cases):
         for op, what, fn, work in make(args.device, s):
