@@ -11,6 +11,7 @@ validates on, so what is learnt here is checked there.
     python bench/gpu_host_in_situ.py --out DIR --device cpu     # structure check
 
 Then a few full-size steps on channels_last tensors (model names ending in ":cl").
+`--size-sweep` instead profiles BERT-base and ResNet-50 at batch 1 over growing inputs.
 
 Appends JSON lines to DIR/gpu_host_in_situ.jsonl: {"kind": "step", model, batch, size,
 precision, mode, step_s, host_s, runs}, as bench/gpu_steps.py writes them.
@@ -35,14 +36,26 @@ CHANNELS_LAST = [("resnet50:cl", 256, "amp-fp16", True, None, True), ("resnet50:
                  ("efficientnet_b0:cl", 256, "amp-fp16", True, None, True), ("mobilenet_v2:cl", 256, "amp-fp16", True, None, False)]
 
 
+# the same models at growing inputs, profiled: does a model's host time grow with its input?
+SIZE_SWEEP = ([("bert_base", 1, "amp-fp16", False, seq, True) for seq in (8, 32, 128, 512)]
+              + [("resnet50", 1, precision, False, image, True) for precision in ("amp-fp16", "fp32")
+                 for image in (32, 96, 224)])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--budget-s", type=float, default=200.0)
+    parser.add_argument("--size-sweep", action="store_true", help="only the profiled input-size sweep")
     args = parser.parse_args(argv)
     out = Out(args.out, args.budget_s, "gpu_host_in_situ.jsonl")
     out.write(env_record(args.device))
+    if args.size_sweep:
+        for config in SIZE_SWEEP:
+            measure_step(out, config, args.device)
+        out.write({"kind": "done"})
+        return 0
     for name, size in TINY:
         for precision, train in MODES:
             if out.left_s() < 10:
