@@ -15,7 +15,11 @@ row. Workload choices, stated once:
   * memory layout: channels_last where the row says so (its `framework` field) or where the
     recipe sets it: NVIDIA DeepLearningExamples' PyTorch ConvNets (ResNet-50, EfficientNet) run
     AMP with `memory_format: nhwc` (PyTorch/Classification/ConvNets/configs.yml) and TF32/FP32
-    without; every other row NCHW, PyTorch's default.
+    without; every other row NCHW, PyTorch's default;
+  * attention: fused (scaled_dot_product_attention's flash/memory-efficient kernels, PyTorch 2.0
+    and later, NGC containers 23.xx on) where the row's framework had it; earlier stacks
+    (PyTorch 1.x, NGC 20.xx-22.xx, TensorFlow 1.15) ran it as matmul, softmax, matmul, which the
+    capture records by running SDPA's math path.
 
 Printed per row: published and predicted samples/s, the error (predicted / published - 1), and
 what bounds the predicted step (host, compute or memory: the resource that carries most of
@@ -27,11 +31,14 @@ overall and per kind (training, inference, small batch <= 8, large batch >= 64).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import sys
 from pathlib import Path
 
 import torch
 import yaml
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -75,20 +82,37 @@ def channels_last(row: dict) -> bool:
     return "Classification/ConvNets" in row["source"] and row["precision"].startswith("AMP")
 
 
+def fused_attention(row: dict) -> bool:
+    """Whether the row's framework had fused attention kernels (module docstring)."""
+    framework = str(row.get("framework", ""))
+    version = re.search(r"PyTorch (\d+)\.", framework)
+    if version:
+        return int(version.group(1)) >= 2
+    container = re.search(r"NGC (?:pytorch-)?(\d\d)\.\d\d", framework)
+    if container:
+        return int(container.group(1)) >= 23
+    return "TensorFlow" not in framework
+
+
+def has_attention(row: dict) -> bool:
+    return roofline_zoo.get(zoo_name(row["model"])).family in ("encoder", "decoder", "vit", "seq2seq")
+
+
 def predict(row: dict, execution: str, captures: dict) -> tuple[float, str, bool]:
     """(predicted samples/s, the step's bound, fits in memory) of one published row."""
     name = zoo_name(row["model"])
     train = row["task"] == "training"
-    layout = channels_last(row)
-    key = (name, row["batch_size_per_gpu"], row.get("image_size"), row.get("seq_len"), train, layout)
+    layout, fused = channels_last(row), fused_attention(row)
+    key = (name, row["batch_size_per_gpu"], row.get("image_size"), row.get("seq_len"), train, layout, fused)
     if key not in captures:
         model, inputs = roofline_zoo.get(name).build(batch=row["batch_size_per_gpu"], image=row.get("image_size"),
                                                      seq=row.get("seq_len"), device="meta")
         if layout:
             model = model.to(memory_format=torch.channels_last)
             inputs = tuple(t.to(memory_format=torch.channels_last) if t.dim() == 4 else t for t in inputs)
-        captures[key] = capture(model, inputs, mode="train" if train else "inference", model_name=name,
-                                optimizer=OPTIMIZERS.get(name, "adamw") if train else None, dispatch="cuda")
+        with contextlib.nullcontext() if fused else sdpa_kernel([SDPBackend.MATH]):
+            captures[key] = capture(model, inputs, mode="train" if train else "inference", model_name=name,
+                                    optimizer=OPTIMIZERS.get(name, "adamw") if train else None, dispatch="cuda")
     report = evaluate(captures[key], load_hardware(chip_id(row["hardware_id"])), PRECISIONS[row["precision"]],
                       execution=execution)
     totals = report.totals()
@@ -132,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             kinds["large batch (>=64)"].append(item)
         print(f"{row['id'][:47]:<48}{chip_id(row['hardware_id']):<15}{PRECISIONS[row['precision']]:<10}"
               f"{row['batch_size_per_gpu']:>6}{published:>11,.1f}{predicted:>11,.1f}{100 * error:>+8.1f}%"
-              f"  {bound:<8} {'yes' if fits else 'NO':<5}{'NHWC' if channels_last(row) else 'NCHW'}", flush=True)
+              f"  {bound:<8} {'yes' if fits else 'NO':<5}{'NHWC' if channels_last(row) else 'NCHW'}"
+              f"{', unfused attention' if has_attention(row) and not fused_attention(row) else ''}", flush=True)
     print()
     for label, errors in kinds.items():
         print(summary(label, errors))

@@ -301,7 +301,8 @@ def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: P
     out = []
     train = step.mode == "train"
     for node, cost, entered in zip(step.nodes, costs, modules_entered(step)):
-        library = host.conv_op_s * len(gemm_dims(node)) if cost.op_class == "conv" else 0.0
+        library = (host.conv_op_s * len(gemm_dims(node)) if cost.op_class == "conv" else
+                   host.matmul_op_s * len(gemm_dims(node)) if cost.op_class == "matmul" else 0.0)
         if node.phase == "backward":
             out.append(host.view_s if cost.op_class == "free" else host.backward_op_s + library)
             continue

@@ -11,6 +11,9 @@ Keys (all required, each >= 0):
   op_us               issue one aten op that launches a kernel, grad mode off
   conv_op_us          extra per cuDNN convolution call (descriptors, heuristics, plan lookup); a
                       convolution backward makes two (input and weight gradients)
+  matmul_op_us        extra per cuBLAS(Lt) matmul call (mm, addmm, bmm: heuristic and descriptor
+                      lookup); optional in a mapping: missing, it is op_us x MATMUL_OP_RATIO (the
+                      ratio measured on the lent H200's host) and the source says so
   view_us             an aten op that launches nothing (view, reshape, metadata)
   autograd_us         extra per forward op that records an autograd node (grad mode on)
   backward_op_us      per aten op the autograd engine issues in the backward
@@ -35,9 +38,12 @@ import yaml
 
 from .errors import HardwareSpecError, did_you_mean
 
-HOST_KEYS = ("op_us", "conv_op_us", "view_us", "autograd_us", "backward_op_us", "autocast_us", "module_call_us",
+HOST_KEYS = ("op_us", "conv_op_us", "matmul_op_us", "view_us", "autograd_us", "backward_op_us", "autocast_us", "module_call_us",
              "step_sync_us", "optimizer_param_us", "graph_launch_us")
 DEFAULT_HOST = "generic-server"
+# matmul_op_us / op_us where a host mapping lacks matmul_op_us: on the lent H200's host (torch
+# 2.11) a 1x1 torch.mm took 22.1 us and torch.add 11.3 us per call (validation/h200/gpu_steps.jsonl)
+MATMUL_OP_RATIO = 0.96
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class HostProfile:
     name: str
     op_s: float
     conv_op_s: float
+    matmul_op_s: float
     view_s: float
     autograd_s: float
     backward_op_s: float
@@ -98,6 +105,12 @@ def parse_host(data, where: str, host_id: str = "inline") -> HostProfile:
             raise HardwareSpecError(f"{where}: unknown host key {key!r}{did_you_mean(str(key), list(allowed))}; "
                                     f"allowed: {', '.join(allowed)}")
     values = {}
+    source = data.get("source", [])
+    source = [source] if isinstance(source, str) else [str(s) for s in source or ()]
+    if "matmul_op_us" not in data and isinstance(data.get("op_us"), (int, float)):
+        data = {**data, "matmul_op_us": round(MATMUL_OP_RATIO * data["op_us"], 3)}
+        source.append(f"matmul_op_us: not given; op_us x {MATMUL_OP_RATIO} (the ratio measured on the lent "
+                      "H200's host), a default of estimator.host")
     for key in HOST_KEYS:
         if key not in data:
             raise HardwareSpecError(f"{where}: host key {key!r} is missing")
@@ -105,6 +118,4 @@ def parse_host(data, where: str, host_id: str = "inline") -> HostProfile:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise HardwareSpecError(f"{where}: host key {key!r} is {value!r}; expected a number of microseconds >= 0")
         values[key.removesuffix("_us") + "_s"] = float(value) * 1e-6
-    source = data.get("source", [])
-    source = (source,) if isinstance(source, str) else tuple(str(s) for s in source or ())
-    return HostProfile(id=host_id, name=str(data.get("name", host_id)), source=source, **values)
+    return HostProfile(id=host_id, name=str(data.get("name", host_id)), source=tuple(source), **values)

@@ -10,6 +10,8 @@ element) so that the kernels do no work. All figures are microseconds per call:
   conv_op_us         F.conv2d (3x3, 4 -> 4 channels, 4x4 image, padding 1) minus the add: what a
                      convolution call costs the host beyond an op (cuDNN descriptors, heuristics
                      and plan lookup on CUDA; backend choice and oneDNN primitive lookup on CPU)
+  matmul_op_us       torch.mm of two 1x1 bf16 tensors minus the add: a BLAS call's extra (cuBLASLt
+                     heuristics and descriptors on CUDA)
   view_us            a.view(-1), under no_grad (an aten op that launches no kernel)
   autograd_us        the same add with `a` requiring grad, under enable_grad, minus op_us
   backward_op_us     backward() of a chain of N torch.mul(y, c) nodes (the engine issues one aten
@@ -194,6 +196,7 @@ def _call_probes(device: torch.device, timer: _HostTimer, plan: HostPlan) -> tup
         values = {
             "op_us": _positive(s["add"] - empty),
             "conv_op_us": _positive(s["conv"] - s["add"]),
+            "matmul_op_us": _positive(s["mm"] - s["add"]),
             "view_us": _positive(s["view"] - empty),
             "autograd_us": _positive(s["add_grad"] - s["add"]),
             "autocast_us": _positive((s["add_autocast"] - s["add"] + s["mm_autocast"] - s["mm"]) / 2),
@@ -207,6 +210,7 @@ def _call_probes(device: torch.device, timer: _HostTimer, plan: HostPlan) -> tup
             + (", launches timed to a synchronize" if cuda else ", dispatch + allocation + a 1-element kernel"),
             f"conv_op_us: F.conv2d(x, w, padding=1), x 1x4x4x4, w 4x4x3x3 (2304 FLOPs), no_grad: {f['conv']} us "
             f"less the no_grad add",
+            f"matmul_op_us: torch.mm of 1x1 bf16 tensors, no_grad: {f['mm']} us less the no_grad add",
             f"view_us: a.view(-1) on a 1-element tensor, no_grad: {f['view']} us less the empty call",
             f"autograd_us: the add with `a` requiring grad, enable_grad (records AddBackward0): {f['add_grad']} us "
             f"less the no_grad add",
