@@ -164,7 +164,8 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
     pending = _eager_host_costs(step, costs, host, precision) if execution == "eager" else [0.0] * len(costs)
     grad_scaler = precision.name == "amp-fp16" and step.mode == "train" and not in_graph  # a graph cannot sync
     casts = amp_weight_casts(step) if precision.amp else {}
-    cast_host_s = 0.0 if in_graph else host.op_s + (host.autocast_s if execution == "eager" else 0.0)
+    cast_host_s = (0.0 if in_graph else host.op_s if execution != "eager" else
+                   host.in_situ_forward * (host.op_s + host.autocast_s))
     # in training, each half weight's gradient is cast back to the fp32 master gradient: charged
     # before the optimizer's update (or the step's last kernel when it has none)
     back = [m for metas in casts.values() for m in metas] if step.mode == "train" else []
@@ -297,24 +298,26 @@ def _through_views(node):
 
 def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: Precision) -> list[float]:
     """Host seconds per node in eager mode: dispatch (+ autograd record, + autocast) per op, a view
-    dispatch per free op, the module calls entered at the node, the optimizer's bookkeeping."""
+    dispatch per free op, the module calls entered at the node, the optimizer's bookkeeping; forward
+    and backward costs times the host's in-situ multipliers (ops inside a real model)."""
     out = []
     train = step.mode == "train"
+    forward, backward = host.in_situ_forward, host.in_situ_backward  # ops inside a real model
     for node, cost, entered in zip(step.nodes, costs, modules_entered(step)):
         library = (host.conv_op_s * len(gemm_dims(node)) if cost.op_class == "conv" else
                    host.matmul_op_s * len(gemm_dims(node)) if cost.op_class == "matmul" else 0.0)
         if node.phase == "backward":
-            out.append(host.view_s if cost.op_class == "free" else host.backward_op_s + library)
+            out.append(backward * (host.view_s if cost.op_class == "free" else host.backward_op_s + library))
             continue
         if node.phase == "optimizer":
             params = len(node.args[0]) if node.args and isinstance(node.args[0], (list, tuple)) else 1
             out.append(host.op_s + host.optimizer_param_s * params)
             continue
         if cost.op_class == "free":
-            out.append(host.view_s + entered * host.module_call_s)
+            out.append(forward * (host.view_s + entered * host.module_call_s))
             continue
-        out.append(host.op_s + library + entered * host.module_call_s + (host.autograd_s if train else 0.0)
-                   + (host.autocast_s if precision.amp else 0.0))
+        out.append(forward * (host.op_s + library + entered * host.module_call_s + (host.autograd_s if train else 0.0)
+                              + (host.autocast_s if precision.amp else 0.0)))
     return out
 
 

@@ -22,6 +22,9 @@ Keys (all required, each >= 0):
   step_sync_us        the end-of-step synchronisation round trip (.item(), synchronize)
   optimizer_param_us  Python bookkeeping per parameter tensor in an optimizer step
   graph_launch_us     launching one CUDA-graph replay
+  in_situ_forward     (optional, default 1) multiplier on the costs of forward ops for ops inside
+  in_situ_backward    a real model, and on backward ops: measured by calibrate as a small real
+                      model's step time over what the keys above predict for it
 
 Example:
     >>> load_host("dgx-a100-epyc-7742").op_s
@@ -40,6 +43,10 @@ from .errors import HardwareSpecError, did_you_mean
 
 HOST_KEYS = ("op_us", "conv_op_us", "matmul_op_us", "view_us", "autograd_us", "backward_op_us", "autocast_us", "module_call_us",
              "step_sync_us", "optimizer_param_us", "graph_launch_us")
+# Multipliers on the per-op costs above for ops inside a real model (cold caches, real argument
+# handling, the model's own Python): forward ops and backward ops. Optional; missing, 1.0 (the
+# hot-loop figures as they are). `roofline calibrate` measures them (estimator.host_probes).
+IN_SITU_KEYS = ("in_situ_forward", "in_situ_backward")
 DEFAULT_HOST = "generic-server"
 # matmul_op_us / op_us where a host mapping lacks matmul_op_us: on the lent H200's host (torch
 # 2.11) a 1x1 torch.mm took 22.1 us and torch.add 11.3 us per call (validation/h200/gpu_steps.jsonl)
@@ -61,11 +68,14 @@ class HostProfile:
     step_sync_s: float
     optimizer_param_s: float
     graph_launch_s: float
+    in_situ_forward: float = 1.0
+    in_situ_backward: float = 1.0
     source: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"id": self.id, "name": self.name, **{k.removesuffix("_us") + "_s": getattr(self, k.removesuffix("_us") + "_s")
-                                                      for k in HOST_KEYS}, "source": list(self.source)}
+                                                      for k in HOST_KEYS},
+                **{k: getattr(self, k) for k in IN_SITU_KEYS}, "source": list(self.source)}
 
 
 def hosts_dir() -> Path:
@@ -99,7 +109,7 @@ def parse_host(data, where: str, host_id: str = "inline") -> HostProfile:
     if not isinstance(data, dict):
         raise HardwareSpecError(f"{where}: key 'host' is {data!r}; expected a catalog host id "
                                 f"({', '.join(host_ids())}) or a mapping of {', '.join(HOST_KEYS)}")
-    allowed = (*HOST_KEYS, "name", "source")
+    allowed = (*HOST_KEYS, *IN_SITU_KEYS, "name", "source")
     for key in data:
         if key not in allowed:
             raise HardwareSpecError(f"{where}: unknown host key {key!r}{did_you_mean(str(key), list(allowed))}; "
@@ -118,4 +128,9 @@ def parse_host(data, where: str, host_id: str = "inline") -> HostProfile:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise HardwareSpecError(f"{where}: host key {key!r} is {value!r}; expected a number of microseconds >= 0")
         values[key.removesuffix("_us") + "_s"] = float(value) * 1e-6
+    for key in IN_SITU_KEYS:
+        value = data.get(key, 1.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise HardwareSpecError(f"{where}: host key {key!r} is {value!r}; expected a multiplier > 0")
+        values[key] = float(value)
     return HostProfile(id=host_id, name=str(data.get("name", host_id)), source=tuple(source), **values)

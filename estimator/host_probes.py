@@ -29,6 +29,9 @@ element) so that the kernels do no work. All figures are microseconds per call:
                      op does not count; CUDA: fused=True, else foreach=True)
   graph_launch_us    CUDA: replay of a captured CUDA graph of one tiny add; CPU: no graphs,
                      op_us is written
+  in_situ_forward    multipliers for ops inside real models: a small CNN and a small transformer
+  in_situ_backward   of standard modules (in_situ_models), timed whole (forward, and forward +
+                     backward), over what the keys above predict for the same steps
 
 Method, for noise on a shared machine (a 2-core VM here flips between states a factor 2 apart
 for seconds at a time): each probe is a sampler (a loop of `inner` calls, inner sized so a
@@ -333,6 +336,96 @@ def _graph_probe(device: torch.device, timer: _HostTimer, plan: HostPlan) -> tup
 PROBES = (_call_probes, _backward_probe, _optimizer_probe, _graph_probe)
 
 
+class _ConvBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv, self.bn, self.relu = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv(x))) + x
+
+
+class _Layer(nn.Module):
+    """A pre-norm transformer layer of standard modules (attention through SDPA)."""
+
+    def __init__(self, d: int, heads: int = 2):
+        super().__init__()
+        self.heads = heads
+        self.ln1, self.qkv, self.proj = nn.LayerNorm(d), nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ln2, self.up, self.act, self.down = nn.LayerNorm(d), nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d)
+
+    def forward(self, x):
+        b, s, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
+        q, k, v = (t.view(b, s, self.heads, d // self.heads).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, s, d)
+        x = x + self.proj(y)
+        return x + self.down(self.act(self.up(self.ln2(x))))
+
+
+def in_situ_models(device: torch.device) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    """A small CNN and a small transformer of standard layers on tiny tensors (kernels do no work)."""
+    with torch.device(device):
+        return {"cnn": (nn.Sequential(*[_ConvBlock(8) for _ in range(6)]), torch.randn(2, 8, 8, 8)),
+                "transformer": (nn.Sequential(*[_Layer(16) for _ in range(4)]), torch.randn(1, 8, 16))}
+
+
+def _in_situ_probe(device: torch.device, timer: _HostTimer, plan: HostPlan) -> tuple[dict[str, Sampler], Result]:
+    """Samplers of whole steps of the in-situ models: forwards under no_grad, and forward + backward
+    (gradients set to None first, as zero_grad does); the multipliers come after the rounds, from
+    the other keys (in_situ_multipliers)."""
+    samplers = {}
+    for name, (model, x) in in_situ_models(device).items():
+        params = list(model.parameters())
+
+        def train(model=model, x=x, params=params):
+            for p in params:
+                p.grad = None
+            model(x).sum().backward()
+        samplers[f"situ_{name}_forward"] = timer.loop(lambda model=model, x=x: model(x), plan, torch.no_grad)
+        samplers[f"situ_{name}_train"] = timer.loop(train, plan, torch.enable_grad)
+    return samplers, lambda s: ({}, [])
+
+
+def in_situ_multipliers(values: dict[str, float], quantiles_us: dict[str, float],
+                        device: torch.device) -> tuple[dict[str, float], list[str]]:
+    """in_situ_forward and in_situ_backward: the in-situ models' measured step times over what the
+    other host keys (`values`, microseconds) predict for the same steps (estimator.execution's
+    eager host costs on their captures), the forward's ratio first, then the backward's from
+    what the training step leaves. CPU: the measured times include the tiny kernels' own work
+    (the host runs them), so there they are upper bounds, and unused (a CPU step is costed
+    serially, not from host costs)."""
+    from .capture import capture  # lazy: heavy, and capture does not need this module
+    from .execution import _eager_host_costs
+    from .host import parse_host
+    from .precision import PRECISIONS
+    from .roofline import step_costs
+
+    host = parse_host(dict(values), "in-situ probe")
+    fp32 = PRECISIONS["fp32"]
+    measured = {"forward": 0.0, "train": 0.0}
+    predicted = {"forward": 0.0, "train_forward": 0.0, "train_backward": 0.0}
+    for name, (model, x) in in_situ_models(device).items():
+        measured["forward"] += quantiles_us[f"situ_{name}_forward"]
+        measured["train"] += quantiles_us[f"situ_{name}_train"]
+        for mode in ("inference", "train"):
+            step = capture(model, (x,), mode=mode, optimizer=None)
+            seconds = _eager_host_costs(step, step_costs(step, fp32), host, fp32)
+            for node, s in zip(step.nodes, seconds):
+                key = "forward" if mode == "inference" else (
+                    "train_backward" if node.phase == "backward" else "train_forward")
+                predicted[key] += 1e6 * s
+    forward = measured["forward"] / predicted["forward"]
+    backward = max(0.0, measured["train"] - forward * predicted["train_forward"]) / predicted["train_backward"]
+    forward, backward = max(forward, 0.1), max(backward, 0.1)
+    note = (f"in_situ_forward, in_situ_backward: a 6-block conv-bn-relu CNN (8 channels, 8x8) and a 4-layer "
+            f"transformer (width 16, 8 tokens) of standard modules: forwards {measured['forward']:.4g} us measured "
+            f"against {predicted['forward']:.4g} us predicted from the other keys; forward + backward "
+            f"{measured['train']:.4g} us against {predicted['train_forward']:.4g} + {predicted['train_backward']:.4g} us"
+            + ("" if device.type == "cuda" else "; on a CPU the measured times include the tiny kernels' work"))
+    return {"in_situ_forward": _sig(forward), "in_situ_backward": _sig(backward)}, [note]
+
+
 # ---------------------------------------------------------------- the mapping
 
 def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[], None] = lambda: None,
@@ -359,7 +452,7 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
         with torch.inference_mode(False):
             samplers: dict[str, Sampler] = {}
             results: list[Result] = []
-            for probe in PROBES:
+            for probe in (*PROBES, _in_situ_probe):
                 probe_samplers, result = probe(dev, timer, plan)
                 samplers |= probe_samplers
                 results.append(result)
@@ -374,6 +467,8 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
         v, n = result(quantiles_us)
         values |= v
         notes += n
+    situ, situ_notes = in_situ_multipliers(values, quantiles_us, dev)
+    notes += situ_notes
     if set(values) != set(HOST_KEYS):
         raise RuntimeError(f"host probes measured {sorted(values)}, but the host schema (estimator.host.HOST_KEYS) "
                            f"has {list(HOST_KEYS)}; add a probe for each missing key")
@@ -395,12 +490,15 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
     if floored:
         source.append(f"{', '.join(floored)}: at or below zero within noise; written as {FLOOR_US} us")
     host: dict[str, Any] = {"name": f"{where}, torch {torch.__version__} (measured by roofline calibrate)"}
-    host |= {k: _sig(values[k]) for k in HOST_KEYS}
+    host |= {k: _sig(values[k]) for k in HOST_KEYS} | situ
     host["source"] = source
     return host
 
 
 def host_summary(host: dict[str, Any]) -> str:
     """One line: 'Host: op 4.2 us, view 1.1 us, ...' in HOST_KEYS order."""
-    return "Host: " + ", ".join(f"{k[:-3].replace('_', ' ')} {host[k]:g}" for k in HOST_KEYS) + " us"
+    line = "Host: " + ", ".join(f"{k[:-3].replace('_', ' ')} {host[k]:g}" for k in HOST_KEYS) + " us"
+    if "in_situ_forward" in host:
+        line += f"; in situ x{host['in_situ_forward']:g} forward, x{host['in_situ_backward']:g} backward"
+    return line
 
