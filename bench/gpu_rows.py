@@ -1,13 +1,16 @@
 """Predicted vs measured steps on a real GPU: every `step` record of a bench/gpu_steps.py run.
 
-    python bench/gpu_rows.py [--steps validation/h200/gpu_steps.jsonl] [--chip h200] [--host measured|catalog]
+    python bench/gpu_rows.py [--steps FILE ...] [--chip h200] [--host measured|catalog]
+
+Default files: validation/h200/gpu_steps.jsonl, gpu_host_in_situ.jsonl, gpu_host_check.jsonl.
 
 Each record (a zoo model, batch, input size, precision, train or inference, execution mode,
 measured with PyTorch's defaults on the GPU; a name ending in ":cl"
 ran channels_last) is captured here on fake tensors as the GPU would
 dispatch it and predicted on the catalog chip. `--host measured` (default) issues the step from
-the host costs the same run measured on the GPU's own host (its `host` record, from
-estimator.host_probes), so the comparison tests the model, not a guess of the host CPU;
+the host costs the same run measured on the GPU's own host (its file's `host` record, from
+estimator.host_probes; the in-situ multipliers, measured from the last runs on, fill in for
+records that lack them), so the comparison tests the model, not a guess of the host CPU;
 `--host catalog` keeps the chip YAML's host. Nothing here is fitted to these records.
 
 Printed per record: measured and predicted step time, the error of the predicted throughput
@@ -33,25 +36,34 @@ import torch
 import roofline_zoo
 from estimator.capture import capture
 from estimator.hardware import load_hardware
-from estimator.host import parse_host
+from estimator.host import IN_SITU_KEYS, parse_host
 from estimator.memory import step_memory
 from estimator.report import evaluate
 
 STEPS = Path(__file__).resolve().parents[1] / "validation" / "h200" / "gpu_steps.jsonl"
 IN_SITU = STEPS.with_name("gpu_host_in_situ.jsonl")
+CHECK = STEPS.with_name("gpu_host_check.jsonl")
 TARGET = 0.25
 
 
-def records(*paths: Path) -> tuple[dict | None, list[dict]]:
-    """(the runs' host record or None, their step records without errors)."""
-    host, steps = None, []
+def records(*paths: Path) -> tuple[dict[str, dict], list[dict]]:
+    """(host record per file name, the step records without errors). A file without a host record
+    takes the first file's; a host record without the in-situ multipliers (measured from the
+    fifth run on) takes them from one that has them, and its source says so."""
+    hosts, steps = {}, []
     for path, line in ((path, line) for path in paths for line in path.read_text().splitlines()):
         r = json.loads(line) | {"file": path.name}
         if r["kind"] == "host" and "error" not in r:
-            host = r
+            hosts[path.name] = {k: v for k, v in r.items() if k not in ("kind", "file")}
         elif r["kind"] == "step" and "error" not in r:
             steps.append(r)
-    return host, steps
+    situ = next((h for h in hosts.values() if IN_SITU_KEYS[0] in h), None)
+    for h in hosts.values():
+        if situ is not None and IN_SITU_KEYS[0] not in h:
+            h |= {k: situ[k] for k in IN_SITU_KEYS}
+            h["source"] = [*h.get("source", []), f"in-situ multipliers from another run: {situ['name']}"]
+    first = next(iter(hosts.values()), None)
+    return {p.name: hosts.get(p.name, first) for p in paths}, steps
 
 
 def predict(r: dict, chip, captures: dict) -> tuple[float, str, float]:
@@ -89,19 +101,21 @@ def summary(label: str, errors: list[tuple[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=Path, nargs="+", default=[STEPS, IN_SITU],
+    parser.add_argument("--steps", type=Path, nargs="+", default=[STEPS, IN_SITU, CHECK],
                         help="JSON-lines files of bench/gpu_steps.py and bench/gpu_host_in_situ.py runs")
     parser.add_argument("--chip", default="h200")
     parser.add_argument("--host", choices=("measured", "catalog"), default="measured")
     args = parser.parse_args(argv)
-    host, steps = records(*args.steps)
+    hosts, steps = records(*args.steps)
     chip = load_hardware(args.chip)
+    chips = {name: chip for name in hosts}
     if args.host == "measured":
-        if host is None:
+        if not any(hosts.values()):
             raise SystemExit(f"{', '.join(map(str, args.steps))}: no host record; use --host catalog")
-        mapping = {k: v for k, v in host.items() if k not in ("kind", "file")}
-        chip = dataclasses.replace(chip, host=parse_host(mapping, str(args.steps[0])))
-    print(f"# chip {chip.id}, host: {chip.host.name if chip.host else 'none'}")
+        chips = {name: dataclasses.replace(chip, host=parse_host(dict(h), name)) for name, h in hosts.items()}
+    for name, c in chips.items():
+        print(f"# {name}: chip {c.id}, host {c.host.name if c.host else 'none'}, in situ x{c.host.in_situ_forward:g} "
+              f"forward, x{c.host.in_situ_backward:g} backward")
     print(f"{'model':<16}{'batch':>6} {'size':>5} {'precision':<10}{'mode':<10}{'execution':<12}{'measured':>10}"
           f"{'predicted':>11}{'error':>9}  {'bound':<8}{'host%':>6}{'peak GB':>9}{'pred GB':>9}")
     kinds: dict[str, list] = {k: [] for k in ("all eager", "training", "inference", "small batch (<=8)",
@@ -109,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "tiny inputs (host)")}
     captures: dict = {}
     for r in steps:
-        predicted_s, bound, peak = predict(r, chip, captures)
+        predicted_s, bound, peak = predict(r, chips[r["file"]], captures)
         error = r["step_s"] / predicted_s - 1
         label = f"{r['model']} b{r['batch']} {r['precision']} {r['mode']}"
         item = (label, error)

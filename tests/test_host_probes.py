@@ -12,6 +12,12 @@ import pytest
 import torch
 
 from estimator import host_probes as hp
+from estimator.capture import capture
+from estimator.errors import HardwareSpecError
+from estimator.execution import _eager_host_costs
+from estimator.host import IN_SITU_KEYS, load_host, parse_host
+from estimator.precision import PRECISIONS
+from estimator.roofline import step_costs
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +29,8 @@ def host() -> dict:
 
 
 def test_mapping_has_exactly_the_keys(host):
-    assert list(host) == ["name", *hp.HOST_KEYS, "source"]
+    assert list(host) == ["name", *hp.HOST_KEYS, *IN_SITU_KEYS, "source"]
+    assert all(isinstance(host[k], float) and math.isfinite(host[k]) and host[k] > 0 for k in IN_SITU_KEYS)
     assert all(isinstance(host[k], float) and math.isfinite(host[k]) and host[k] > 0 for k in hp.HOST_KEYS)
     assert all(host[k] == float(f"{host[k]:.3g}") for k in hp.HOST_KEYS)  # 3 significant digits
 
@@ -48,6 +55,7 @@ def test_source_says_how_each_figure_was_taken(host):
     for key in hp.HOST_KEYS:
         assert any(line.startswith(f"{key}:") for line in source), key
     assert any("no CUDA graphs on CPU" in line for line in source)
+    assert any(line.startswith("in_situ_forward, in_situ_backward:") for line in source)
 
 
 def test_rounds_interleave_samplers_and_take_a_low_quantile():
@@ -74,4 +82,36 @@ def test_differences_at_or_below_zero_are_floored():
 
 def test_summary_line(host):
     line = hp.host_summary(host)
-    assert line.startswith("Host: op ") and "backward op" in line and line.endswith(" us")
+    assert line.startswith("Host: op ") and "backward op" in line and "; in situ x" in line
+
+
+def test_in_situ_multipliers_scale_forward_and_backward_host_costs():
+    """in_situ_forward multiplies every forward op's host cost, in_situ_backward every backward
+    op's; the optimizer's bookkeeping (measured whole by its own probe) is left alone."""
+    model, x = hp.in_situ_models(torch.device("cpu"))["transformer"]
+    step = capture(model, (x,), mode="train", optimizer="adamw")
+    costs = step_costs(step, PRECISIONS["fp32"])
+    base = {k: v for k, v in load_host("generic-server").to_dict().items()}
+    mapping = {k: base[k.removesuffix("_us") + "_s"] * 1e6 for k in hp.HOST_KEYS}
+    plain = _eager_host_costs(step, costs, parse_host(mapping, "test"), PRECISIONS["fp32"])
+    scaled = _eager_host_costs(step, costs, parse_host(mapping | {"in_situ_forward": 2.0, "in_situ_backward": 3.0},
+                                                       "test"), PRECISIONS["fp32"])
+    for node, a, b in zip(step.nodes, plain, scaled):
+        factor = {"backward": 3.0, "optimizer": 1.0}.get(node.phase, 2.0)
+        assert b == pytest.approx(factor * a), node.phase
+    assert parse_host(mapping, "test").in_situ_forward == 1.0  # absent: the hot-loop figures as they are
+
+
+@pytest.mark.parametrize("bad", [0, -1.5, "fast", True, float("nan")])
+def test_bad_in_situ_multiplier_is_a_clear_error(bad):
+    mapping = {k: 1.0 for k in hp.HOST_KEYS} | {"in_situ_backward": bad}
+    with pytest.raises(HardwareSpecError, match="in_situ_backward.*multiplier > 0"):
+        parse_host(mapping, "local.yaml")
+
+
+def test_catalog_hosts_carry_the_measured_multipliers_with_their_source():
+    from estimator.host import host_ids
+    for host_id in host_ids():
+        host = load_host(host_id)
+        assert host.in_situ_forward > 1 and host.in_situ_backward > 1
+        assert any(line.startswith("in_situ_forward") for line in host.source), host_id
