@@ -43,13 +43,9 @@ class Out:
         print(json.dumps(record)[:240], flush=True)
 
 
-def device_us(fn, cuda: bool) -> float:
-    """Median microseconds per call: a CUDA graph of REPS calls replayed 5 times (CPU: wall clock)."""
-    if not cuda:
-        fn()
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e6
+def graphed(fn, reps: int = 1):
+    """`fn` called `reps` times, captured as one CUDA graph (after 3 warm-up calls on a side
+    stream); returns the graph's replay."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -58,14 +54,25 @@ def device_us(fn, cuda: bool) -> float:
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        for _ in range(REPS):
+        for _ in range(reps):
             fn()
-    graph.replay()
+    return graph.replay
+
+
+def device_us(fn, cuda: bool) -> float:
+    """Median microseconds per call: a CUDA graph of REPS calls replayed 5 times (CPU: wall clock)."""
+    if not cuda:
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e6
+    replay = graphed(fn, REPS)
+    replay()
     times = []
     for _ in range(5):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        graph.replay()
+        replay()
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end) * 1e3 / REPS)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch
 
 import roofline_zoo
+from error_table import KINDS, file_by_kind, summary
 from estimator.capture import capture
 from estimator.hardware import load_hardware
 from estimator.host import IN_SITU_KEYS, parse_host
@@ -43,7 +44,6 @@ from estimator.report import evaluate
 STEPS = Path(__file__).resolve().parents[1] / "validation" / "h200" / "gpu_steps.jsonl"
 IN_SITU = STEPS.with_name("gpu_host_in_situ.jsonl")
 CHECK = STEPS.with_name("gpu_host_check.jsonl")
-TARGET = 0.25
 
 
 def records(*paths: Path) -> tuple[dict[str, dict], list[dict]]:
@@ -88,17 +88,6 @@ def predict(r: dict, chip, captures: dict) -> tuple[float, str, float]:
     return totals["step_time_s"], totals.get("step_bound", "-"), memory.peak_bytes
 
 
-def summary(label: str, errors: list[tuple[str, float]]) -> str:
-    if not errors:
-        return f"{label:<24} no records"
-    values = [e for _, e in errors]
-    worst = max(errors, key=lambda item: abs(item[1]))
-    within = sum(abs(e) <= TARGET for e in values)
-    return (f"{label:<24}{len(values):>4} steps  MAE {100 * sum(map(abs, values)) / len(values):5.1f}%  "
-            f"bias {100 * sum(values) / len(values):+6.1f}%  within {100 * TARGET:.0f}%: {within:>2}  "
-            f"worst {worst[0]} {100 * worst[1]:+.1f}%")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=Path, nargs="+", default=[STEPS, IN_SITU, CHECK],
@@ -118,9 +107,7 @@ def main(argv: list[str] | None = None) -> int:
               f"forward, x{c.host.in_situ_backward:g} backward")
     print(f"{'model':<16}{'batch':>6} {'size':>5} {'precision':<10}{'mode':<10}{'execution':<12}{'measured':>10}"
           f"{'predicted':>11}{'error':>9}  {'bound':<8}{'host%':>6}{'peak GB':>9}{'pred GB':>9}")
-    kinds: dict[str, list] = {k: [] for k in ("all eager", "training", "inference", "small batch (<=8)",
-                                              "large batch (>=64)", "cuda-graphs", "compiled",
-                                              "tiny inputs (host)")}
+    kinds: dict[str, list] = {k: [] for k in ("all eager", *KINDS, "cuda-graphs", "compiled", "tiny inputs (host)")}
     captures: dict = {}
     for r in steps:
         predicted_s, bound, peak = predict(r, chips[r["file"]], captures)
@@ -133,18 +120,14 @@ def main(argv: list[str] | None = None) -> int:
             kinds[r["execution"]].append(item)
         else:
             kinds["all eager"].append(item)
-            kinds["training" if r["mode"] == "train" else "inference"].append(item)
-            if r["batch"] <= 8:
-                kinds["small batch (<=8)"].append(item)
-            if r["batch"] >= 64:
-                kinds["large batch (>=64)"].append(item)
+            file_by_kind(kinds, item, r["mode"] == "train", r["batch"])
         print(f"{r['model']:<16}{r['batch']:>6} {str(r['size'] or '-'):>5} {r['precision']:<10}{r['mode']:<10}"
               f"{r['execution']:<12}{1e3 * r['step_s']:>8.2f}ms{1e3 * predicted_s:>9.2f}ms{100 * error:>+8.1f}%  "
               f"{bound:<8}{100 * r['host_s'] / r['step_s']:>5.0f}%{r.get('peak_bytes', 0) / 1e9:>9.2f}"
               f"{peak / 1e9:>9.2f}", flush=True)
     print()
     for label, errors in kinds.items():
-        print(summary(label, errors))
+        print(summary(label, errors, "steps"))
     return 0
 
 

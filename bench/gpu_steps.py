@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import roofline_zoo
 
 from estimator.capture import DefaultLoss
+from gpu_kernel_kinds import graphed
 
 AMP = {"amp-fp16": torch.float16, "amp-bf16": torch.bfloat16}
 SGD_MODELS = {"resnet50", "ssd300"}  # as bench/published.py: the published recipes' optimizer
@@ -239,7 +240,7 @@ def measure_step(out: Out, config, device, execution="eager", warmup=3, runs=10)
         with tf32(precision == "tf32"):
             run, model, inputs = make_step(name, batch, precision, train, size, device)
             if execution == "cuda-graphs":
-                run = graphed(run, device)
+                run = graphed(run)
             elif execution == "compiled":
                 compiled = torch.compile(model)
                 dtype = AMP.get(precision)
@@ -273,20 +274,6 @@ def measure_step(out: Out, config, device, execution="eager", warmup=3, runs=10)
         gc.collect()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
-
-
-def graphed(run, device):
-    """`run` (an inference step) captured as one CUDA graph; the replay is the step."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            run()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        run()
-    return graph.replay
 
 
 def event_us(fn, device, reps) -> float:

@@ -42,7 +42,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import roofline_zoo  # noqa: E402
+import roofline_zoo
+from error_table import KINDS, file_by_kind, summary  # noqa: E402
 from estimator.capture import capture  # noqa: E402
 from estimator.hardware import catalog_ids, load_hardware  # noqa: E402
 from estimator.memory import step_memory  # noqa: E402
@@ -56,7 +57,6 @@ MODELS = {"resnet-50": "resnet50", "bert-large": "bert_large", "bert-base": "ber
 PRECISIONS = {"FP32": "fp32", "TF32": "tf32", "AMP-FP16": "amp-fp16", "AMP-BF16": "amp-bf16", "BF16": "bf16",
               "FP16": "fp16"}
 OPTIMIZERS = {"resnet50": "sgd-momentum", "ssd300": "sgd-momentum"}
-TARGET = 0.25
 
 
 def zoo_name(model: str) -> str:
@@ -121,17 +121,6 @@ def predict(row: dict, execution: str, captures: dict) -> tuple[float, str, bool
     return totals["throughput_samples_per_s"], totals.get("step_bound", "-"), fits
 
 
-def summary(label: str, errors: list[tuple[str, float]]) -> str:
-    if not errors:
-        return f"{label:<22} no rows"
-    values = [e for _, e in errors]
-    worst = max(errors, key=lambda item: abs(item[1]))
-    within = sum(abs(e) <= TARGET for e in values)
-    return (f"{label:<22}{len(values):>4} rows  MAE {100 * sum(map(abs, values)) / len(values):5.1f}%  "
-            f"bias {100 * sum(values) / len(values):+6.1f}%  within {100 * TARGET:.0f}%: {within:>2}  "
-            f"worst {worst[0]} {100 * worst[1]:+.1f}%")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reference", type=Path, default=REFERENCE)
@@ -140,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [r for r in yaml.safe_load(args.reference.read_text())["rows"] if r.get("num_gpus", 1) == 1]
     print(f"{'row':<48}{'chip':<15}{'precision':<10}{'batch':>6}{'published':>11}{'predicted':>11}{'error':>9}"
           f"  bound    fits layout")
-    kinds: dict[str, list[tuple[str, float]]] = {k: [] for k in ("all", "training", "inference", "small batch (<=8)",
-                                                                  "large batch (>=64)")}
+    kinds: dict[str, list[tuple[str, float]]] = {k: [] for k in ("all", *KINDS)}
     captures: dict = {}
     for row in rows:
         predicted, bound, fits = predict(row, args.execution, captures)
@@ -149,18 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         error = predicted / published - 1
         item = (row["id"], error)
         kinds["all"].append(item)
-        kinds["training" if row["task"] == "training" else "inference"].append(item)
-        if row["batch_size_per_gpu"] <= 8:
-            kinds["small batch (<=8)"].append(item)
-        if row["batch_size_per_gpu"] >= 64:
-            kinds["large batch (>=64)"].append(item)
+        file_by_kind(kinds, item, row["task"] == "training", row["batch_size_per_gpu"])
         print(f"{row['id'][:47]:<48}{chip_id(row['hardware_id']):<15}{PRECISIONS[row['precision']]:<10}"
               f"{row['batch_size_per_gpu']:>6}{published:>11,.1f}{predicted:>11,.1f}{100 * error:>+8.1f}%"
               f"  {bound:<8} {'yes' if fits else 'NO':<5}{'NHWC' if channels_last(row) else 'NCHW'}"
               f"{', unfused attention' if has_attention(row) and not fused_attention(row) else ''}", flush=True)
     print()
     for label, errors in kinds.items():
-        print(summary(label, errors))
+        print(summary(label, errors, "rows"))
     return 0
 
 

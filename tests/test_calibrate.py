@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from estimator import calibrate as cal
-from estimator.host import HOST_KEYS
+from estimator.host import HOST_KEYS, IN_SITU_KEYS
 
 TOP_KEYS = {"id", "name", "vendor", "kind", "peak_tflops", "memory", "cache_mb", "kernel_overhead_us",
             "achievable", "host", "source", "notes"}
@@ -45,7 +45,7 @@ def test_document_has_exactly_the_schema_keys(doc):
     assert set(doc["memory"]) == {"bandwidth_gbps", "capacity_gb"}
     assert set(doc["achievable"]) == {"matrix", "vector", "memory", "curves", "source"}
     assert set(doc["achievable"]["curves"]) == {"matrix", "conv", "memory"}
-    assert set(doc["host"]) == {"name", *HOST_KEYS, "source"}
+    assert set(doc["host"]) == {"name", *HOST_KEYS, *IN_SITU_KEYS, "source"}
     assert _is_plain(doc)
 
 
@@ -60,7 +60,7 @@ def test_figures_positive_and_peak_is_fp32_vector(doc):
 
 def test_host_mapping_has_exactly_the_host_keys(doc):
     host = doc["host"]
-    assert set(host) == {"name", *HOST_KEYS, "source"}  # the keys of the host schema (estimator.host)
+    assert set(host) == {"name", *HOST_KEYS, *IN_SITU_KEYS, "source"}  # the keys of the host schema (estimator.host)
     assert {"op_us", "view_us", "autograd_us", "backward_op_us", "autocast_us", "module_call_us",
             "step_sync_us", "optimizer_param_us", "graph_launch_us"} <= set(HOST_KEYS)
     assert all(isinstance(host[k], float) and math.isfinite(host[k]) and host[k] > 0 for k in HOST_KEYS)
