@@ -57,8 +57,9 @@ def chip_sheet(hw: Hardware) -> Group:
     if hw.host:
         h = hw.host
         table.add_row("host", f"{h.id}: {h.name}; per op {h.op_s * 1e6:g} µs, per cuDNN convolution call +"
-                              f"{h.conv_op_s * 1e6:g}, per module call {h.module_call_s * 1e6:g}, per backward op "
-                              f"{h.backward_op_s * 1e6:g}")
+                              f"{h.conv_op_s * 1e6:g}, per cuBLAS matmul call +{h.matmul_op_s * 1e6:g}, per module call "
+                              f"{h.module_call_s * 1e6:g}, per backward op {h.backward_op_s * 1e6:g}; inside real models "
+                              f"x{h.in_situ_forward:g} forward, x{h.in_situ_backward:g} backward")
     table.add_row("ridge points", ", ".join(f"{k} {v / hw.memory_bytes_per_s:,.0f}"
                                             for k, v in hw.matrix_flops_per_s.items()) + " FLOP/B")
     a = hw.achievable
