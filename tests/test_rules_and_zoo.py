@@ -88,3 +88,56 @@ def test_model_is_not_touched_by_capture():
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # BN running stats untouched
     assert all(p.grad is None for p in model.parameters())
+
+
+def _pool_flops(module, x):
+    """{aten op: FLOPs} of the pooling nodes of a training step through `module`."""
+    from torch import nn
+
+    from estimator.capture import capture
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool, self.scale = module, nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            return self.pool(x * self.scale)
+
+    step = capture(Net(), (x,), mode="train", optimizer="sgd")
+    costs = step_costs(step, PRECISIONS["fp32"])
+    return {n.op.overloadpacket.__name__: c.flops for n, c in zip(step.nodes, costs) if c.op_class == "pooling"}
+
+
+def _brute_force_taps(n, k, s, p, o, d=1):
+    return sum(1 for j in range(o) for t in range(k) if 0 <= j * s - p + t * d < n)
+
+
+def test_pool_windows_are_clipped_to_the_input():
+    """A window larger than its input (Hugging Face EfficientNet's final AvgPool2d with
+    ceil_mode) adds the elements it covers, not kernel^2 per output: 7x7 over 4x4 is 16 adds."""
+    from torch import nn
+    flops = _pool_flops(nn.AvgPool2d(7, ceil_mode=True), torch.randn(2, 8, 4, 4))
+    assert flops["avg_pool2d"] == 2 * 8 * (16 + 1)  # 16 adds and one divide per output
+    assert flops["avg_pool2d_backward"] == 2 * 8 * (16 + 1)
+    # padding and edges: ResNet's 3x3/2 max pool, padding 1, on 112x112 -> 56x56
+    flops = _pool_flops(nn.MaxPool2d(3, 2, 1), torch.randn(1, 4, 112, 112))
+    per_dim = _brute_force_taps(112, 3, 2, 1, 56)
+    assert per_dim == 56 * 3 - 1
+    assert flops["max_pool2d_with_indices"] == 4 * per_dim ** 2
+    # a window inside the input everywhere is unchanged: outputs x (window + 1)
+    flops = _pool_flops(nn.AvgPool2d(2), torch.randn(1, 3, 8, 8))
+    assert flops["avg_pool2d"] == 3 * 16 * (4 + 1)
+
+
+def test_dilated_and_strided_max_pool_taps_match_a_brute_force_count():
+    from torch import nn
+
+    from estimator.rules.pooling import covered_taps
+    for n, k, s, p, d in ((10, 3, 1, 1, 2), (9, 4, 3, 2, 1), (5, 5, 5, 2, 1), (7, 2, 2, 0, 3)):
+        x = torch.randn(1, 1, n, n)
+        out = nn.functional.max_pool2d(x, k, s, p, d, ceil_mode=True)
+        o = out.shape[-1]
+        assert covered_taps(x.shape, out.shape, [k, k], [s, s], [p, p], [d, d]) == _brute_force_taps(n, k, s, p, o, d) ** 2
