@@ -34,7 +34,10 @@ precisions, 2 bytes under pure fp16/bf16. Under amp-* every weight a matmul, con
 op reads also has a half copy (the matrix element size): from that op to the end of the forward
 and loss (autocast caches it until its context exits) or to the last backward op that reads it
 (autograd saved it), whichever is later; and a gradient computed in half is cast to its fp32
-master copy, both live at that moment.
+master copy, both live at that moment. fp8 inference stores its weights quantized, as fp8
+serving stacks (TensorRT-LLM, vLLM, torchao float8) run them: a parameter a matmul, conv or
+attention reads in fp8 (1 byte), the others (norms, embeddings) in bf16, with no fp32 master
+and no cast copies; fp8 training keeps fp32 masters and fp8 copies, as Transformer Engine does.
 
 :func:`measure_step_memory` runs a real step and tracks every storage the ops create (see
 its doc); bench/memory_accuracy.py sets the two side by side. :func:`max_batch` finds the
@@ -172,6 +175,19 @@ def kv_cache_bytes(step: CapturedStep, precision: Precision) -> int:
     return total
 
 
+def _read_by_matrix_op(node: fx.Node, depth: int = 4) -> bool:
+    """Whether a matmul, convolution or attention reads `node`, directly or through free ops
+    (views, transposes) at most `depth` deep."""
+    for user in node.users:
+        op = user.meta.get("roofline")
+        rule = rule_for(op) if op is not None else None
+        if rule is not None and rule.op_class in MATRIX_CLASSES:
+            return True
+        if depth and (rule is None or rule.op_class == "free") and _read_by_matrix_op(user, depth - 1):
+            return True
+    return False
+
+
 def _storages(step: CapturedStep, nodes: list[fx.Node], precision: Precision):
     """Every storage of the step with its live interval, and the graph positions of the ops."""
     position = {node: i for i, node in enumerate(nodes)}
@@ -189,11 +205,16 @@ def _storages(step: CapturedStep, nodes: list[fx.Node], precision: Precision):
         storages.append(s)
         return s
 
+    quantized = precision.name == "fp8" and step.mode == "inference"  # weights stored in fp8 (module doc)
     for pos, node in enumerate(nodes):
         if node.op in ("placeholder", "get_attr"):
             if node.op == "get_attr" and node.users and all(_phase(u) == "optimizer" for u in node.users):
                 continue  # optimizer state (or its step count): counted from the formula
-            storage_of[node] = new(node.meta["tensor_meta"], master, kinds.get(node, "buffers"), 0, last)
+            kind = kinds.get(node, "buffers")
+            size = master
+            if quantized and kind == "parameters":
+                size = precision.matrix_bytes if _read_by_matrix_op(node) else precision.other_bytes
+            storage_of[node] = new(node.meta["tensor_meta"], size, kind, 0, last)
         elif node.op == "call_function" and "roofline" in node.meta:
             op_positions.append(pos)
             op = node.meta["roofline"]
@@ -205,7 +226,7 @@ def _storages(step: CapturedStep, nodes: list[fx.Node], precision: Precision):
                 base = _aliased_input(node, value)
                 storage_of[value] = (storage_of[base] if base in storage_of
                                      else new(meta, size, "temporaries", pos, pos, op.phase))
-            if precision.amp and rule and rule.op_class in MATRIX_CLASSES:
+            if precision.amp and not quantized and rule and rule.op_class in MATRIX_CLASSES:
                 for arg in node.all_input_nodes:
                     s = storage_of.get(arg)
                     if s is not None and s.kind == "parameters":  # its half copy: first and last use

@@ -230,3 +230,17 @@ def test_decoder_inference_keeps_a_kv_cache():
     assert step_memory(capture(model, inputs, mode="inference"), "bf16").kv_cache_bytes == 0
     model, inputs = roofline_zoo.get("gpt2").build(batch=2, seq=64)
     assert step_memory(capture(model, inputs, mode="train"), "bf16").kv_cache_bytes == 0
+
+
+def test_fp8_inference_stores_quantized_weights():
+    """fp8 serving keeps matmul weights in fp8 (1 byte) and norms/embeddings in bf16, with no
+    fp32 master: less than bf16, never more than fp32 (the old count had fp32 masters plus fp8
+    copies). fp8 training keeps fp32 masters."""
+    model = nn.Sequential(nn.Embedding(1000, 64), nn.Linear(64, 256), nn.LayerNorm(256), nn.Linear(256, 1000))
+    step = capture(model, (torch.zeros(2, 16, dtype=torch.long),), mode="inference")
+    fp8, bf16 = step_memory(step, "fp8"), step_memory(step, "bf16")
+    expected = 1000 * 64 * 2 + (64 * 256 + 256) + 256 * 2 * 2 + (256 * 1000 + 1000)
+    assert fp8.parameters_bytes == expected
+    assert fp8.weight_copies_bytes == 0 and fp8.peak_bytes < bf16.peak_bytes
+    train = capture(model, (torch.zeros(2, 16, dtype=torch.long),), mode="train", optimizer=None)
+    assert step_memory(train, "fp8", optimizer="adamw").parameters_bytes == 4 * sum(p.numel() for p in model.parameters())
