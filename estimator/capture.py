@@ -82,6 +82,8 @@ class CapturedStep:
 class DefaultLoss(nn.Module):
     """The documented default training loss.
 
+    * the model's own loss (a ``.loss`` attribute or ``"loss"`` key holding a scalar tensor, as
+      Hugging Face models return when given ``labels``): used as it is, so one loss runs;
     * a ``.logits`` attribute or a plain tensor output: cross-entropy over the last dimension
       (classes or vocabulary) against integer targets, i.e. classification and language
       modelling; a 4-D (N, C, H, W) output takes per-pixel cross-entropy over C (segmentation);
@@ -90,6 +92,9 @@ class DefaultLoss(nn.Module):
     """
 
     def forward(self, output):
+        own = output.get("loss") if isinstance(output, dict) else getattr(output, "loss", None)
+        if isinstance(own, torch.Tensor) and own.is_floating_point() and own.numel() == 1:
+            return own
         logits = getattr(output, "logits", output)
         if isinstance(logits, torch.Tensor) and logits.is_floating_point() and logits.dim() == 4:
             # (N, C, H, W): per-pixel classes along dim 1 (segmentation)

@@ -535,3 +535,17 @@ def test_recost_reuses_the_captured_step(monkeypatch):
         if narrow.op_class in ("matmul", "conv") and all(t.is_float for t in node.inputs + node.outputs):
             assert full.bytes == 2 * narrow.bytes, node.name
     assert wide["step_time_s"] != base["step_time_s"]
+
+
+def test_a_models_own_loss_is_the_only_loss():
+    """Hugging Face models given `labels` compute their own loss; the default loss must not add
+    a second cross-entropy on top of it."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=100, n_positions=64)
+    with torch.device("meta"):
+        model = transformers.GPT2LMHeadModel(cfg)
+    ids = torch.zeros(2, 16, dtype=torch.long)
+    for inputs in ({"input_ids": ids, "labels": ids}, {"input_ids": ids}):
+        step = capture(model, inputs, mode="train", optimizer=None)
+        names = [n.op.overloadpacket.__name__ for n in step.nodes]
+        assert names.count("nll_loss_forward") == 1 and names.count("nll_loss_backward") == 1, inputs.keys()
