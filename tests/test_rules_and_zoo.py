@@ -141,3 +141,50 @@ def test_dilated_and_strided_max_pool_taps_match_a_brute_force_count():
         out = nn.functional.max_pool2d(x, k, s, p, d, ceil_mode=True)
         o = out.shape[-1]
         assert covered_taps(x.shape, out.shape, [k, k], [s, s], [p, p], [d, d]) == _brute_force_taps(n, k, s, p, o, d) ** 2
+
+
+def test_fft_is_costed_by_the_5_n_log2_n_convention():
+    """FNet's token mixing: fft2 of a (2, 16, 32) tensor is complex transforms over 16 and 32
+    points: 5 x 1024 x (4 + 5) FLOPs forward, the same again in the backward; never a zero."""
+    from torch import nn
+
+    from estimator.capture import capture
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    class FNetMixing(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(32, 32)
+
+        def forward(self, x):
+            return torch.fft.fft2(self.proj(x)).real
+
+    step = capture(FNetMixing(), (torch.randn(2, 16, 32),), mode="train", optimizer=None)
+    costs = step_costs(step, PRECISIONS["fp32"])
+    ffts = [(n.phase, c) for n, c in zip(step.nodes, costs) if n.op.overloadpacket.__name__.startswith("_fft")]
+    assert [phase for phase, _ in ffts] == ["forward", "backward"]
+    assert all(c.flops == 5 * 1024 * 9 and c.bytes > 0 for _, c in ffts)
+    assert not any(c.op_class == "unsupported" for c in costs)
+
+
+def test_unsafe_split_is_a_view():
+    from torch import nn
+
+    from estimator.capture import capture
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    class Splitter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(8, 8)
+
+        def forward(self, x):
+            a, b = torch.unsafe_split(self.proj(x), 4, dim=-1)
+            return a * b
+
+    step = capture(Splitter(), (torch.randn(2, 8),), mode="inference")
+    costs = step_costs(step, PRECISIONS["fp32"])
+    classes = {n.op.overloadpacket.__name__: c.op_class for n, c in zip(step.nodes, costs)}
+    assert classes["unsafe_split"] == "free" and "unsupported" not in classes.values()

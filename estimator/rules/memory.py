@@ -44,6 +44,7 @@ def factory(node, nbytes):
 @cost_rule("view", "_unsafe_view", "reshape", "_reshape_alias", "t", "transpose", "transpose_", "permute",
            "expand", "expand_as", "squeeze", "squeeze_", "unsqueeze", "unsqueeze_", "select", "slice", "narrow",
            "detach", "detach_", "alias", "as_strided", "as_strided_", "unbind", "split", "split_with_sizes",
+           "unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk",
            "chunk", "tensor_split", "unfold", "diagonal", "view_as", "view_as_real", "view_as_complex",
            "flatten", "unflatten", "movedim", "swapaxes", "numpy_T", "lift_fresh", "lift", "empty",
            "empty_like", "empty_strided", "new_empty", "new_empty_strided", "_fused_sdp_choice",
