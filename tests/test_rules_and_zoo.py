@@ -188,3 +188,31 @@ def test_unsafe_split_is_a_view():
     costs = step_costs(step, PRECISIONS["fp32"])
     classes = {n.op.overloadpacket.__name__: c.op_class for n, c in zip(step.nodes, costs)}
     assert classes["unsafe_split"] == "free" and "unsupported" not in classes.values()
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_lstm_layers_are_costed_by_the_formula(bidirectional):
+    """nn.LSTM captures as one mkldnn_rnn_layer per layer and direction: 2 G (I + H) per step
+    and sequence for the gate GEMMs (G = 4H) plus 3G + 3H elementwise; the backward twice that.
+    No op is unsupported (it used to count zero FLOPs)."""
+    from torch import nn
+
+    from estimator.capture import capture
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    batch, steps, inputs, hidden = 4, 10, 16, 32
+    model = nn.LSTM(inputs, hidden, num_layers=2, batch_first=True, bidirectional=bidirectional)
+    step = capture(model, (torch.randn(batch, steps, inputs),), mode="train", optimizer=None)
+    costs = step_costs(step, PRECISIONS["fp32"])
+    assert not any(c.op_class == "unsupported" for c in costs)
+    directions = 2 if bidirectional else 1
+    g = 4 * hidden
+
+    def layer(i):
+        return batch * steps * (2 * g * (i + hidden) + 3 * g + 3 * hidden)
+    expected = directions * (layer(inputs) + layer(directions * hidden))
+    forward = sum(c.flops for n, c in zip(step.nodes, costs) if n.op.overloadpacket.__name__ == "mkldnn_rnn_layer")
+    backward = sum(c.flops for n, c in zip(step.nodes, costs)
+                   if n.op.overloadpacket.__name__ == "mkldnn_rnn_layer_backward")
+    assert forward == expected and backward == 2 * expected
