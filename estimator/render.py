@@ -125,8 +125,23 @@ def unsupported_table(report: Report) -> Table | None:
     return table
 
 
+def incomplete_banner(report: Report) -> Text | None:
+    """One line above the table when some ops have no cost rule, so nobody misses it."""
+    ops = report.unsupported()
+    if not ops:
+        return None
+    nodes = sum(u["node_share"] for u in ops)
+    nbytes = sum(u["bytes_share"] for u in ops)
+    return Text(f"INCOMPLETE: {sum(u['count'] for u in ops)} op(s) of {len(ops)} kind(s) have no cost rule "
+                f"({100 * nodes:.1f}% of nodes, {100 * nbytes:.1f}% of bytes): their traffic is charged, their "
+                f"FLOPs count 0; listed at the bottom (--strict makes this an error)", style="bold red")
+
+
 def full_report(report: Report, by: str = "layer", depth: int | None = None, top: int = 25) -> Group:
     parts = [layer_table(report, by, depth, top), totals_table(report)]
+    banner = incomplete_banner(report)
+    if banner is not None:
+        parts.insert(0, banner)
     unsupported = unsupported_table(report)
     if unsupported is not None:
         parts.append(unsupported)

@@ -216,6 +216,7 @@ class Report:
                         "intensity_flops_per_byte": r.intensity,
                         "bound": r.bound} for r in self.rows(by, depth)],
             "grouped_by": by,
+            "complete": not self.unsupported(),  # False: some ops have no cost rule (their FLOPs count 0)
             "unsupported": self.unsupported(),
         }
 

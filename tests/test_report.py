@@ -217,3 +217,34 @@ def test_report_with_too_few_pairs_for_a_correlation_says_so(tmp_path):
     assert data["correlation"] is None and not (tmp_path / "figures" / "correlation.png").exists()
     assert any("No rank correlation" in line and "at least 3" in line
                for line in data["comments"]["3-4. Latency, throughput and the gap to peak"])
+
+
+def test_an_incomplete_count_is_said_first_and_in_the_json():
+    """Ops without a cost rule: a banner above the table and `complete: false` in the JSON,
+    not only the list at the bottom; a fully costed step says `complete: true` and no banner."""
+    import torch
+    from rich.console import Console
+    from torch import nn
+
+    from estimator.capture import capture
+    from estimator.hardware import load_hardware
+    from estimator.render import full_report
+    from estimator.report import evaluate
+
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return torch.erfinv(torch.tanh(self.proj(x)))  # erfinv: no rule
+
+    for model, complete in ((Odd(), False), (nn.Linear(8, 8), True)):
+        report = evaluate(capture(model, (torch.randn(4, 8),), mode="inference"), load_hardware("a100-80gb-sxm"), "fp32")
+        assert report.to_dict()["complete"] is complete
+        console = Console(record=True, width=200)
+        console.print(full_report(report))
+        text = console.export_text()
+        assert text.lstrip().startswith("INCOMPLETE") is (not complete)
+        if not complete:
+            assert "1 op(s) of 1 kind(s) have no cost rule" in text.splitlines()[0]
