@@ -216,3 +216,31 @@ def test_lstm_layers_are_costed_by_the_formula(bidirectional):
     backward = sum(c.flops for n, c in zip(step.nodes, costs)
                    if n.op.overloadpacket.__name__ == "mkldnn_rnn_layer_backward")
     assert forward == expected and backward == 2 * expected
+
+
+def test_special_functions_and_activations_have_rules():
+    """Math a real model meets (erfinv in initialisers and flows, lgamma/digamma in
+    distributions, GLU, SELU, log-sigmoid, PReLU, random fills): costed, never unsupported."""
+    from torch import nn
+    from torch.nn import functional as F
+
+    from estimator.capture import capture
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj, self.prelu = nn.Linear(8, 8), nn.PReLU()
+
+        def forward(self, x):
+            y = torch.tanh(self.proj(x))
+            y = torch.erfinv(0.5 * y) + torch.lgamma(y.abs() + 1) + torch.digamma(y.abs() + 1) + torch.special.i0(y)
+            y = F.glu(torch.cat([y, y], -1)) + F.selu(y) + F.logsigmoid(y) + self.prelu(y) + torch.logaddexp(y, y)
+            return y + torch.empty_like(y).uniform_() + torch.empty_like(y).normal_()
+
+    step = capture(Mixed(), (torch.randn(4, 8),), mode="train", optimizer=None)
+    costs = step_costs(step, PRECISIONS["fp32"])
+    missing = sorted({n.op.overloadpacket.__name__ for n, c in zip(step.nodes, costs) if c.op_class == "unsupported"})
+    assert missing == []
+    assert all(c.flops > 0 for n, c in zip(step.nodes, costs) if c.op_class == "elementwise")

@@ -30,18 +30,28 @@ UNARY_1 = _with_inplace("relu", "neg", "abs", "sqrt", "rsqrt", "reciprocal", "ex
                         "log2", "log10", "log1p", "sin", "cos", "tan", "erf", "erfc", "floor", "ceil", "round",
                         "trunc", "frac", "sign", "sgn", "clamp", "clamp_min", "clamp_max", "hardtanh",
                         "threshold", "leaky_relu", "relu6", "square", "pow", "bitwise_not", "logical_not",
-                        "nan_to_num", "signbit", "isnan", "isinf", "asin", "acos", "atan", "sinh", "cosh")
+                        "nan_to_num", "signbit", "isnan", "isinf", "asin", "acos", "atan", "sinh", "cosh",
+                        # special functions, evaluated as one unit op each like exp and erf
+                        "erfinv", "lgamma", "digamma", "polygamma", "mvlgamma", "i0", "special_i0e", "special_i1",
+                        "special_i1e", "special_bessel_j0", "special_bessel_j1", "special_erfcx", "special_ndtri",
+                        "special_log_ndtr", "special_entr", "atanh", "asinh", "acosh", "sinc", "deg2rad",
+                        "rad2deg", "isfinite", "isposinf", "isneginf", "positive", "conj_physical", "angle",
+                        "softshrink", "hardshrink", "celu", "selu")
 BINARY_1 = _with_inplace("add", "sub", "rsub", "mul", "div", "maximum", "minimum", "fmod", "remainder",
                          "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or", "logical_xor",
                          "bitwise_and", "bitwise_or", "bitwise_xor", "floor_divide", "atan2", "copysign",
                          "fmax", "fmin", "xlogy", "hypot", "where", "masked_fill", "threshold_backward",
-                         "sigmoid_backward", "tanh_backward", "hardtanh_backward", "leaky_relu_backward")
-TERNARY_2 = _with_inplace("addcmul", "addcdiv", "lerp", "hardsigmoid", "hardsigmoid_backward", "elu") + (
-    "native_dropout_backward",)
+                         "sigmoid_backward", "tanh_backward", "hardtanh_backward", "leaky_relu_backward",
+                         "logaddexp", "logaddexp2", "heaviside", "nextafter", "ldexp", "float_power", "true_divide",
+                         "bitwise_left_shift", "bitwise_right_shift", "gcd", "lcm", "special_xlog1py",
+                         "special_zeta", "_prelu_kernel", "_prelu_kernel_backward")
+TERNARY_2 = _with_inplace("addcmul", "addcdiv", "lerp", "hardsigmoid", "hardsigmoid_backward", "elu",
+                          "rrelu_with_noise") + ("native_dropout_backward",)
 ACTIVATIONS_4 = _with_inplace("sigmoid", "tanh", "softplus", "hardswish", "elu_backward", "logit",
-                              "hardswish_backward", "softplus_backward") + ("native_dropout",)
-ACTIVATIONS_5 = _with_inplace("gelu", "silu", "mish")
-ACTIVATIONS_8 = ("gelu_backward", "silu_backward", "mish_backward")
+                              "hardswish_backward", "softplus_backward", "log_sigmoid_forward",
+                              "log_sigmoid_backward") + ("native_dropout",)
+ACTIVATIONS_5 = _with_inplace("gelu", "silu", "mish") + ("glu",)  # glu: a * sigmoid(b)
+ACTIVATIONS_8 = ("gelu_backward", "silu_backward", "mish_backward", "glu_backward")
 
 cost_rule(*UNARY_1, *BINARY_1, op_class="elementwise")(_elementwise(1))
 cost_rule(*TERNARY_2, op_class="elementwise")(_elementwise(2))

@@ -36,7 +36,8 @@ def scatter(node, nbytes):
 @cost_rule("zeros", "ones", "full", "zeros_like", "ones_like", "full_like", "fill", "fill_", "zero_",
            "arange", "linspace", "scalar_tensor", "new_zeros", "new_ones", "new_full", "rand", "randn",
            "rand_like", "randn_like", "randint", "randint_like", "normal_", "uniform_", "bernoulli_",
-           "bernoulli", "eye", "tensor", "logspace", "randperm", op_class="memory")
+           "bernoulli", "eye", "tensor", "logspace", "randperm", "normal", "uniform", "exponential",
+           "exponential_", "random", "random_", op_class="memory")
 def factory(node, nbytes):
     return Cost(0, 0, sum(nbytes(t) for t in node.outputs), "memory")
 
