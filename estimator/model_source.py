@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import json
 import sys
 from pathlib import Path
 
@@ -116,9 +115,30 @@ def _from_vision_library(library: str, name: str, batch: int, image: int | None)
     return model, (torch.randn(batch, 3, size, size, device="meta"),), f"{library}:{name}"
 
 
+def _hf_config(transformers, path_text: str):
+    """The config as transformers itself loads it (AutoConfig.from_pretrained, local files only):
+    a config.json, a directory holding one, or a model id already in the local Hugging Face
+    cache. Nothing is downloaded."""
+    path = Path(path_text)
+    if path.suffix == ".json" and not path.is_file():
+        raise UnknownModelError(f"Hugging Face config {path_text!r} does not exist")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise UnknownModelError(f"Hugging Face config directory {path_text!r} has no config.json")
+    try:
+        return transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        what = ("is not a Hugging Face config (needs JSON with a model_type)" if path.exists() else
+                "does not exist as a file or directory, nor as a model id in the local Hugging Face cache "
+                "(nothing is downloaded)")
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UnknownModelError(f"{path_text!r} {what}: {first[:200]}") from None
+
+
 def load_hf_config(path_text: str, hf_class: str | None = None, batch: int | None = None, seq: int | None = None,
                    image: int | None = None):
-    """A Hugging Face model built on the meta device from a local config.json (no downloads).
+    """A Hugging Face model built on the meta device from a local config (no downloads): a
+    config.json, a directory holding one, or a model id in the local Hugging Face cache, loaded
+    by transformers' own AutoConfig.from_pretrained.
 
     The class is `hf_class`, else the config's `architectures[0]`, else AutoModel. Inputs:
     `pixel_values` for configs with an image size, else `input_ids` of length `seq` (default
@@ -129,16 +149,7 @@ def load_hf_config(path_text: str, hf_class: str | None = None, batch: int | Non
     except ImportError:
         raise UnknownModelError("--hf-config needs the transformers package: pip install 'torch-roofline[hf]' "
                                 "(or pip install transformers)") from None
-    path = Path(path_text)
-    if path.is_dir():
-        path = path / "config.json"
-    if not path.is_file():
-        raise UnknownModelError(f"Hugging Face config {path_text!r} does not exist")
-    try:
-        data = json.loads(path.read_text())
-        config = transformers.AutoConfig.for_model(data.pop("model_type"), **data)
-    except (json.JSONDecodeError, KeyError, ValueError) as e:
-        raise UnknownModelError(f"{path} is not a Hugging Face config (needs JSON with a model_type): {e}") from None
+    config = _hf_config(transformers, path_text)
     name = hf_class or (config.architectures or ["AutoModel"])[0]
     cls = getattr(transformers, name, None)
     if cls is None:
@@ -152,12 +163,15 @@ def load_hf_config(path_text: str, hf_class: str | None = None, batch: int | Non
         inputs = {"pixel_values": torch.randn(batch, getattr(config, "num_channels", 3), size, size, device="meta")}
     else:
         limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        limit = limit if isinstance(limit, int) and limit > 0 else None  # XLNet writes -1: no limit
         length = seq or min(512, limit or 512)
         if limit and length > limit:
             raise CaptureError(f"sequence length {length} exceeds the model's {limit} positions "
                                "(max_position_embeddings in the config)")
         inputs = {"input_ids": torch.randint(0, config.vocab_size, (batch, length), device="meta")}
-    return model, inputs, f"{path.parent.name or 'hf'}:{name}"
+    where = Path(path_text)
+    label = (where.parent.name if where.is_file() else where.name) or "hf"
+    return model, inputs, f"{label}:{name}"
 
 
 def zoo_summary(name: str) -> dict:

@@ -290,3 +290,23 @@ def test_calibrate_cuda_absent(capsys):
         pytest.skip("a CUDA device is present")
     code, _, err = run(capsys, "calibrate", "--device", "cuda")
     assert code == 2 and "no CUDA device is visible" in err
+
+
+def test_hf_config_is_loaded_the_way_transformers_loads_it(capsys, tmp_path):
+    """A directory, a config file written by save_pretrained, XLNet's max_position_embeddings of
+    -1 (no limit), and an id that is not in the local cache: one clear line, no download."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.XLNetConfig(d_model=32, n_layer=1, n_head=2, d_inner=64, vocab_size=100,
+                                      architectures=["XLNetModel"])
+    assert config.max_position_embeddings == -1
+    config.save_pretrained(tmp_path / "xlnet")
+    code, out, err = run(capsys, "estimate", "--hf-config", str(tmp_path / "xlnet"), "--seq", "16", "--json", "-")
+    assert code == 0, err
+    assert json.loads(out)["totals"]["parameters"] > 0
+    code, _, err = run(capsys, "estimate", "--hf-config", str(tmp_path / "xlnet" / "config.json"), "--seq", "16")
+    assert code == 0, err
+    code, _, err = run(capsys, "estimate", "--hf-config", "no-such-org/no-such-model-xyz")
+    assert code == 2 and "local Hugging Face cache" in " ".join(err.split()) and "Traceback" not in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "estimate", "--hf-config", str(tmp_path / "empty"))
+    assert code == 2 and "has no config.json" in " ".join(err.split())
