@@ -53,6 +53,9 @@ class ModuleOwnerTracker:
         self._enter(entry)
         grads = [t for t in tree_leaves(args) if isinstance(t, torch.Tensor) and t.requires_grad]
         self._input_grad_fns.setdefault(id(mod), []).append({id(t): t.grad_fn for t in grads})
+        # a leaf (a parameter passed straight into a submodule, as YOLOS and DeBERTa do) cannot
+        # carry a grad hook under autograd.grad; the module's other inputs mark its leaving
+        grads = [t for t in grads if t.grad_fn is not None]
         if grads:
             self._grad_hooks.append(register_multi_grad_hook(grads, lambda _: self._leave(entry)))
 
@@ -64,7 +67,7 @@ class ModuleOwnerTracker:
         # skip it. An in-place op (ReLU(inplace=True)) gives the tensor a new grad_fn: keep it.
         untouched = self._input_grad_fns[id(mod)].pop()
         grads = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor) and t.requires_grad
-                 and not (id(t) in untouched and untouched[id(t)] is t.grad_fn)]
+                 and t.grad_fn is not None and not (id(t) in untouched and untouched[id(t)] is t.grad_fn)]
         if grads:
             self._grad_hooks.append(register_multi_grad_hook(grads, lambda _: self._enter(entry)))
 

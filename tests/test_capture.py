@@ -549,3 +549,17 @@ def test_a_models_own_loss_is_the_only_loss():
         step = capture(model, inputs, mode="train", optimizer=None)
         names = [n.op.overloadpacket.__name__ for n in step.nodes]
         assert names.count("nll_loss_forward") == 1 and names.count("nll_loss_backward") == 1, inputs.keys()
+
+
+def test_a_parameter_passed_into_a_submodule_trains():
+    """YOLOS hands its detection-token parameter straight to a submodule: the module tracker
+    must not put a grad hook on that leaf (autograd.grad rejects it); the step captures, with
+    the backward attributed to the encoder and embeddings."""
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.YolosConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                   image_size=[64, 64], patch_size=16, num_detection_tokens=4)
+    with torch.device("meta"):
+        model = transformers.YolosModel(cfg)
+    step = capture(model, {"pixel_values": torch.zeros(1, 3, 64, 64)}, mode="train", optimizer=None)
+    owners = {n.module_path.split(".")[0] for n in step.nodes if n.phase == "backward" and n.module_path}
+    assert {"encoder", "embeddings"} <= owners
