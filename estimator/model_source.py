@@ -2,7 +2,8 @@
 
 Accepted forms:
   resnet50              a zoo model (roofline_zoo), sized by --batch / --seq / --image
-  path/to/file.py:FUNC  FUNC() returns (model, example_inputs)
+  path/to/file.py:FUNC  FUNC() returns (model, example_inputs): a tuple of positional
+                        arguments or a dict of keyword arguments
   package.module:FUNC   likewise, imported from the Python path
   torchvision:NAME      a torchvision / timm model, when that package imports
   timm:NAME

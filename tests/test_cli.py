@@ -310,3 +310,22 @@ def test_hf_config_is_loaded_the_way_transformers_loads_it(capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     code, _, err = run(capsys, "estimate", "--hf-config", str(tmp_path / "empty"))
     assert code == 2 and "has no config.json" in " ".join(err.split())
+
+
+def test_a_model_file_may_return_keyword_inputs(capsys, tmp_path):
+    path = tmp_path / "kw.py"
+    path.write_text(
+        "import torch\n"
+        "from torch import nn\n\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.embed, self.proj = nn.Embedding(100, 16), nn.Linear(16, 4)\n\n"
+        "    def forward(self, input_ids, scale=None):\n"
+        "        return self.proj(self.embed(input_ids) * scale)\n\n"
+        "def make(batch=2):\n"
+        "    return Net(), {'input_ids': torch.zeros(batch, 8, dtype=torch.long), 'scale': torch.ones(1)}\n")
+    code, out, err = run(capsys, "estimate", f"{path}:make", "--batch", "3", "--json", "-")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["batch"] == 3 and data["totals"]["parameters"] == 100 * 16 + 16 * 4 + 4
