@@ -173,7 +173,7 @@ def shape_factor(node: OpNode, cost: Cost, precision: Precision, kind: str, larg
     x = _activation(node)
     if x is None:
         return 1.0
-    half = precision.float_bytes(cost.op_class, cost.kernel.split(".")[0]) == 2
+    half = precision.float_bytes(cost.op_class, node.op.overloadpacket.__name__) == 2
     backward = node.phase == "backward"
     if kind == "batch_norm" and len(x.shape) == 4 and not x.channels_last:
         rate = shapes.batch_norm_channel_gbps[f"{'half' if half else 'fp32'}_{'backward' if backward else 'forward'}"]

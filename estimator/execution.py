@@ -161,7 +161,7 @@ def _groups(step, costs, precision, execution) -> list[tuple[tuple[int, ...], Co
 
 def _accelerator_kernels(step, costs, hardware, precision, execution, family, host) -> list[Kernel]:
     in_graph = execution == "cuda-graphs"
-    pending = _eager_host_costs(step, costs, host, precision) if execution == "eager" else [0.0] * len(costs)
+    pending = eager_host_costs(step, costs, host, precision) if execution == "eager" else [0.0] * len(costs)
     grad_scaler = precision.name == "amp-fp16" and step.mode == "train" and not in_graph  # a graph cannot sync
     casts = amp_weight_casts(step) if precision.amp else {}
     cast_host_s = (0.0 if in_graph else host.op_s if execution != "eager" else
@@ -243,9 +243,9 @@ def autocast_activation_casts(node, cost: Cost, precision: Precision) -> list[tu
     an op it runs in fp32 (precision.float_bytes gives 4 under amp: layer and group norms,
     softmax, losses; not batch norm): its half input to fp32, its fp32 output (when more than a
     scalar) back to half for the next matrix op. [] outside amp and for other ops."""
-    if not precision.amp or cost.op_class in MATRIX_CLASSES or cost.op_class == "optimizer":
+    if not precision.amp or cost.op_class not in ("norm", "softmax", "loss"):
         return []
-    if cost.op_class not in ("norm", "softmax", "loss") or precision.float_bytes(cost.op_class, cost.kernel.split(".")[0]) != 4:
+    if precision.float_bytes(cost.op_class, node.op.overloadpacket.__name__) != 4:
         return []
     half = precision.other_bytes
     floats_in = [t for t in node.inputs if t.is_float]
@@ -296,7 +296,7 @@ def _through_views(node):
     return node
 
 
-def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: Precision) -> list[float]:
+def eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: Precision) -> list[float]:
     """Host seconds per node in eager mode: dispatch (+ autograd record, + autocast) per op, a view
     dispatch per free op, the module calls entered at the node, the optimizer's bookkeeping; forward
     and backward costs times the host's in-situ multipliers (ops inside a real model)."""

@@ -370,12 +370,13 @@ def in_situ_models(device: torch.device) -> dict[str, tuple[nn.Module, torch.Ten
                 "transformer": (nn.Sequential(*[_Layer(16) for _ in range(4)]), torch.randn(1, 8, 16))}
 
 
-def _in_situ_probe(device: torch.device, timer: _HostTimer, plan: HostPlan) -> tuple[dict[str, Sampler], Result]:
+def _in_situ_samplers(models: dict[str, tuple[nn.Module, torch.Tensor]], timer: _HostTimer,
+                      plan: HostPlan) -> dict[str, Sampler]:
     """Samplers of whole steps of the in-situ models: forwards under no_grad, and forward + backward
     (gradients set to None first, as zero_grad does); the multipliers come after the rounds, from
     the other keys (in_situ_multipliers)."""
     samplers = {}
-    for name, (model, x) in in_situ_models(device).items():
+    for name, (model, x) in models.items():
         params = list(model.parameters())
 
         def train(model=model, x=x, params=params):
@@ -384,10 +385,11 @@ def _in_situ_probe(device: torch.device, timer: _HostTimer, plan: HostPlan) -> t
             model(x).sum().backward()
         samplers[f"situ_{name}_forward"] = timer.loop(lambda model=model, x=x: model(x), plan, torch.no_grad)
         samplers[f"situ_{name}_train"] = timer.loop(train, plan, torch.enable_grad)
-    return samplers, lambda s: ({}, [])
+    return samplers
 
 
 def in_situ_multipliers(values: dict[str, float], quantiles_us: dict[str, float],
+                        models: dict[str, tuple[nn.Module, torch.Tensor]],
                         device: torch.device) -> tuple[dict[str, float], list[str]]:
     """in_situ_forward and in_situ_backward: the in-situ models' measured step times over what the
     other host keys (`values`, microseconds) predict for the same steps (estimator.execution's
@@ -396,7 +398,7 @@ def in_situ_multipliers(values: dict[str, float], quantiles_us: dict[str, float]
     (the host runs them), so there they are upper bounds, and unused (a CPU step is costed
     serially, not from host costs)."""
     from .capture import capture  # lazy: heavy, and capture does not need this module
-    from .execution import _eager_host_costs
+    from .execution import eager_host_costs
     from .host import parse_host
     from .precision import PRECISIONS
     from .roofline import step_costs
@@ -405,12 +407,12 @@ def in_situ_multipliers(values: dict[str, float], quantiles_us: dict[str, float]
     fp32 = PRECISIONS["fp32"]
     measured = {"forward": 0.0, "train": 0.0}
     predicted = {"forward": 0.0, "train_forward": 0.0, "train_backward": 0.0}
-    for name, (model, x) in in_situ_models(device).items():
+    for name, (model, x) in models.items():
         measured["forward"] += quantiles_us[f"situ_{name}_forward"]
         measured["train"] += quantiles_us[f"situ_{name}_train"]
         for mode in ("inference", "train"):
             step = capture(model, (x,), mode=mode, optimizer=None)
-            seconds = _eager_host_costs(step, step_costs(step, fp32), host, fp32)
+            seconds = eager_host_costs(step, step_costs(step, fp32), host, fp32)
             for node, s in zip(step.nodes, seconds):
                 key = "forward" if mode == "inference" else (
                     "train_backward" if node.phase == "backward" else "train_forward")
@@ -452,10 +454,12 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
         with torch.inference_mode(False):
             samplers: dict[str, Sampler] = {}
             results: list[Result] = []
-            for probe in (*PROBES, _in_situ_probe):
+            for probe in PROBES:
                 probe_samplers, result = probe(dev, timer, plan)
                 samplers |= probe_samplers
                 results.append(result)
+            models = in_situ_models(dev)
+            samplers |= _in_situ_samplers(models, timer, plan)
             quantiles_us = {k: v * 1e6 for k, v in take_rounds(samplers, plan.rounds, on_round).items()}
     finally:
         torch.set_num_threads(threads)
@@ -467,7 +471,7 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
         v, n = result(quantiles_us)
         values |= v
         notes += n
-    situ, situ_notes = in_situ_multipliers(values, quantiles_us, dev)
+    situ, situ_notes = in_situ_multipliers(values, quantiles_us, models, dev)
     notes += situ_notes
     if set(values) != set(HOST_KEYS):
         raise RuntimeError(f"host probes measured {sorted(values)}, but the host schema (estimator.host.HOST_KEYS) "

@@ -14,7 +14,7 @@ import torch
 from estimator import host_probes as hp
 from estimator.capture import capture
 from estimator.errors import HardwareSpecError
-from estimator.execution import _eager_host_costs
+from estimator.execution import eager_host_costs
 from estimator.host import IN_SITU_KEYS, load_host, parse_host
 from estimator.precision import PRECISIONS
 from estimator.roofline import step_costs
@@ -93,8 +93,8 @@ def test_in_situ_multipliers_scale_forward_and_backward_host_costs():
     costs = step_costs(step, PRECISIONS["fp32"])
     base = {k: v for k, v in load_host("generic-server").to_dict().items()}
     mapping = {k: base[k.removesuffix("_us") + "_s"] * 1e6 for k in hp.HOST_KEYS}
-    plain = _eager_host_costs(step, costs, parse_host(mapping, "test"), PRECISIONS["fp32"])
-    scaled = _eager_host_costs(step, costs, parse_host(mapping | {"in_situ_forward": 2.0, "in_situ_backward": 3.0},
+    plain = eager_host_costs(step, costs, parse_host(mapping, "test"), PRECISIONS["fp32"])
+    scaled = eager_host_costs(step, costs, parse_host(mapping | {"in_situ_forward": 2.0, "in_situ_backward": 3.0},
                                                        "test"), PRECISIONS["fp32"])
     for node, a, b in zip(step.nodes, plain, scaled):
         factor = {"backward": 3.0, "optimizer": 1.0}.get(node.phase, 2.0)
