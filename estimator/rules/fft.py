@@ -23,10 +23,7 @@ def _dims(node) -> list[int]:
 @cost_rule("_fft_c2c", "_fft_r2c", "_fft_c2r", op_class="elementwise")
 def fft(node, nbytes):
     name = node.op.overloadpacket.__name__
-    complex_side = node.outputs[0] if name == "_fft_r2c" else node.inputs[0]
-    shape = node.inputs[0].shape if name != "_fft_c2r" else node.outputs[0].shape  # the full-length side
-    per_element = 5.0 if name == "_fft_c2c" else 2.5
-    elements = complex_side.numel if name == "_fft_c2c" else (node.inputs[0].numel if name == "_fft_r2c"
-                                                               else node.outputs[0].numel)
-    flops = sum(per_element * elements * math.log2(max(2, shape[d])) for d in _dims(node))
+    full = node.outputs[0] if name == "_fft_c2r" else node.inputs[0]  # the full-length side
+    per_element = 5.0 if name == "_fft_c2c" else 2.5  # complex points, or real ones
+    flops = sum(per_element * full.numel * math.log2(max(2, full.shape[d])) for d in _dims(node))
     return Cost(int(flops), *read_write(node, nbytes), "elementwise")
