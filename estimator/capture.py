@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import logging
 import operator
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -32,11 +33,13 @@ from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map_only
 
+from .data_dependent import run_fake
 from .device_dispatch import DISPATCHES, cuda_dispatch
 from .errors import CaptureError
 from .recompute import recomputing
 from .optimizer import CLASS_NAMES, DEFAULT_OPTIMIZER, check_optimizer, prepare_fused_step
 from .module_tracking import ModuleOwnerTracker
+from .moe_routing import routed_experts
 from .tensor_meta import TensorMeta
 
 MODES = ("inference", "train")
@@ -152,10 +155,10 @@ class _GraphRecorder(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        path, mtype = self.owner or self._tracker.owner()
+        out = run_fake(func, args, kwargs, path)
         if func.namespace == "prim" or not self.recording:  # metadata queries (prim.device), not work
             return out
-        path, mtype = self.owner or self._tracker.owner()
         inputs = tuple(TensorMeta.of(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))
         leaves = tree_leaves(out)
         outs = [t for t in leaves if isinstance(t, torch.Tensor)]
@@ -177,6 +180,19 @@ class _GraphRecorder(TorchDispatchMode):
         return out
 
 
+@contextlib.contextmanager
+def _quiet_fake_tensor_log():
+    """FakeTensorMode logs a traceback at ERROR when a shape check fails; the failure reaches
+    the user once, as capture's one-line CaptureError."""
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _fake_like(t: torch.Tensor, requires_grad: bool = False) -> torch.Tensor:
     """A CPU tensor of t's shape, stride and dtype, created under the active FakeTensorMode."""
     fake = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
@@ -191,11 +207,13 @@ def _describe(inputs) -> str:
 def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
             loss_fn: Callable[[Any], torch.Tensor] | None = None, model_name: str | None = None,
             optimizer: str | None = DEFAULT_OPTIMIZER, accumulate: int = 1, recompute: bool = False,
-            dispatch: str = "cpu") -> CapturedStep:
+            dispatch: str = "cpu", moe_skew: float = 1.0) -> CapturedStep:
     """Record one inference or training step of `model` on `example_inputs` (see module doc).
 
     `dispatch`: "cpu" records the CPU's own kernel choices; "cuda" records what a CUDA device
     would run where the two differ (estimator.device_dispatch: fused attention with dropout).
+    `moe_skew`: the routing assumption for transformers' eager experts loops (estimator.moe_routing;
+    1 = balanced). Data-dependent ops follow estimator.data_dependent.
 
     `example_inputs` is a tuple of positional arguments or a dict of keyword arguments; only
     their shapes and dtypes are used. The model's own tensors are never touched: parameters
@@ -232,7 +250,8 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
                 recorder.placeholder(f"input_{i}", t)
             blocks = recomputing(model) if recompute and mode == "train" else contextlib.nullcontext()
             kernels = cuda_dispatch() if dispatch == "cuda" else contextlib.nullcontext()
-            with tracker, recorder, blocks, kernels:
+            experts = routed_experts(model, moe_skew)
+            with tracker, recorder, blocks, kernels, experts, _quiet_fake_tensor_log():
                 _run_step(model, params, buffers, fake_args, fake_kwargs, loss_module, mode, recorder,
                           tracker, names[id(loss_module)], optimizer)
     except CaptureError:

@@ -108,7 +108,8 @@ def _add_step_inputs(parser: argparse.ArgumentParser, batch_help: str) -> None:
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS), metavar="P",
                         help=f"one of {', '.join(PRECISIONS)} (default fp32)")
     parser.add_argument("--batch", type=int, help=batch_help)
-    parser.add_argument("--seq", type=int, help="sequence length (token models)")
+    parser.add_argument("--seq", type=int, help="sequence length (token models; audio: waveform samples or "
+                        "feature frames)")
     parser.add_argument("--image", type=int, help="image side in pixels (image models)")
 
 
@@ -119,10 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     est = sub.add_parser("estimate", help="per-layer FLOPs, bytes, bounds and step time of a model on a chip")
     est.add_argument("model", nargs="?", help="zoo name (`roofline models` lists them), FILE.py:FUNC or "
                      "module:FUNC returning (model, example_inputs), torchvision:NAME or timm:NAME")
-    est.add_argument("--hf-config", metavar="JSON", help="build a Hugging Face model from a local config.json "
-                     "(on the meta device, no download; needs transformers) instead of MODEL")
+    est.add_argument("--hf-config", metavar="CONFIG", help="build a Hugging Face model from a local config.json, a "
+                     "directory holding one, or a model id already in the local Hugging Face cache (on the meta "
+                     "device, no download; needs transformers) instead of MODEL")
     est.add_argument("--hf-class", help="transformers class for --hf-config (default: the config's "
                      "architectures[0], else AutoModel)")
+    est.add_argument("--inputs", metavar="FILE.json", help="input shapes for --hf-config by forward() argument "
+                     "name, adding to or replacing those read from the signature and config, e.g. "
+                     "{\"input_ids\": [1, 128], \"pixel_values\": {\"shape\": [1, 3, 384, 384]}}")
     est.add_argument("--hardware", default="a100-80gb-sxm", help="chip id (see hardware/) or a YAML path; several "
                      "separated by commas print the chips side by side")
     est.add_argument("--max-batch", action="store_true", help="also search the largest batch whose step fits in "
@@ -421,6 +426,9 @@ def _estimate(args) -> int:
         raise RooflineError("--accumulate and --recompute apply to training steps; add --train")
     if (args.model is None) == (args.hf_config is None):
         raise RooflineError("give a MODEL (a zoo name, FILE.py:FUNC, ...) or --hf-config config.json, not both")
+    if args.inputs and not args.hf_config:
+        raise RooflineError("--inputs sets the input shapes of an --hf-config model; a zoo model takes --batch, "
+                            "--seq and --image, and FILE.py:FUNC returns its own inputs")
     mode = "train" if args.train else "inference"
     captured = {}
 
@@ -429,7 +437,8 @@ def _estimate(args) -> int:
         several chips share their probes)."""
         if batch not in captured:
             if args.hf_config:
-                model, inputs, name = load_hf_config(args.hf_config, args.hf_class, batch, args.seq, args.image)
+                model, inputs, name = load_hf_config(args.hf_config, args.hf_class, batch, args.seq, args.image,
+                                                     args.inputs)
             else:
                 model, inputs, name = load_model(args.model, batch=batch, seq=args.seq, image=args.image)
             step = capture(model, inputs, mode=mode, model_name=name, optimizer=args.optimizer,

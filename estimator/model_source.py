@@ -27,6 +27,7 @@ from torch import nn
 import roofline_zoo
 
 from .errors import CaptureError, UnknownModelError, did_you_mean
+from .hf_inputs import infer_inputs, load_input_spec
 
 
 def load_model(spec: str, batch: int | None = None, seq: int | None = None, image: int | None = None):
@@ -136,43 +137,51 @@ def _hf_config(transformers, path_text: str):
 
 
 def load_hf_config(path_text: str, hf_class: str | None = None, batch: int | None = None, seq: int | None = None,
-                   image: int | None = None):
+                   image: int | None = None, inputs_file: str | None = None):
     """A Hugging Face model built on the meta device from a local config (no downloads): a
     config.json, a directory holding one, or a model id in the local Hugging Face cache, loaded
-    by transformers' own AutoConfig.from_pretrained.
-
-    The class is `hf_class`, else the config's `architectures[0]`, else AutoModel. Inputs:
-    `pixel_values` for configs with an image size, else `input_ids` of length `seq` (default
-    min(512, max_position_embeddings)).
+    by transformers' own AutoConfig.from_pretrained. Inputs: estimator.hf_inputs (from the
+    forward signature and the config; `inputs_file` adds or replaces them by name).
     """
+    transformers = _transformers()
+    given = load_input_spec(inputs_file) if inputs_file else None
+    config = _hf_config(transformers, path_text)
+    where = Path(path_text)
+    label = (where.parent.name if where.is_file() else where.name) or "hf"
+    return hf_model(config, hf_class, batch, seq, image, given, label)
+
+
+def hf_model(config, hf_class: str | None = None, batch: int | None = None, seq: int | None = None,
+             image: int | None = None, given: dict | None = None, label: str = "hf"):
+    """(model, keyword inputs, name) from a transformers config object. The class is `hf_class`,
+    else the config's `architectures[0]`, else AutoModel.
+
+    Example:
+        >>> model, inputs, name = hf_model(transformers.BertConfig(num_hidden_layers=2), seq=128)
+    """
+    transformers = _transformers()
+    name = hf_class or (getattr(config, "architectures", None) or ["AutoModel"])[0]
+    cls = getattr(transformers, name, None)
+    if cls is None:
+        raise UnknownModelError(f"transformers has no class {name!r}; pass --hf-class (e.g. AutoModel, "
+                                "AutoModelForCausalLM, BertModel)")
+    try:
+        with torch.device("meta"):
+            model = cls.from_config(config) if name.startswith("Auto") else cls(config)
+    except Exception as e:  # e.g. a config the class does not accept, or an optional package it needs
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CaptureError(f"building {name} from the config failed: {type(e).__name__}: {first[:300]}") from None
+    inputs = infer_inputs(model, config, batch or 1, seq, image, given)
+    return model, inputs, f"{label}:{name}"
+
+
+def _transformers():
     try:
         import transformers
     except ImportError:
         raise UnknownModelError("--hf-config needs the transformers package: pip install 'torch-roofline[hf]' "
                                 "(or pip install transformers)") from None
-    config = _hf_config(transformers, path_text)
-    name = hf_class or (config.architectures or ["AutoModel"])[0]
-    cls = getattr(transformers, name, None)
-    if cls is None:
-        raise UnknownModelError(f"transformers has no class {name!r}; pass --hf-class (e.g. AutoModel, "
-                                "AutoModelForCausalLM, BertModel)")
-    with torch.device("meta"):
-        model = cls.from_config(config) if name.startswith("Auto") else cls(config)
-    batch = batch or 1
-    if getattr(config, "image_size", None):
-        size = image or config.image_size
-        inputs = {"pixel_values": torch.randn(batch, getattr(config, "num_channels", 3), size, size, device="meta")}
-    else:
-        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-        limit = limit if isinstance(limit, int) and limit > 0 else None  # XLNet writes -1: no limit
-        length = seq or min(512, limit or 512)
-        if limit and length > limit:
-            raise CaptureError(f"sequence length {length} exceeds the model's {limit} positions "
-                               "(max_position_embeddings in the config)")
-        inputs = {"input_ids": torch.randint(0, config.vocab_size, (batch, length), device="meta")}
-    where = Path(path_text)
-    label = (where.parent.name if where.is_file() else where.name) or "hf"
-    return model, inputs, f"{label}:{name}"
+    return transformers
 
 
 def zoo_summary(name: str) -> dict:

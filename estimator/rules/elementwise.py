@@ -60,8 +60,16 @@ cost_rule(*ACTIVATIONS_5, op_class="elementwise")(_elementwise(5))
 cost_rule(*ACTIVATIONS_8, op_class="elementwise")(_elementwise(8))
 
 
-@cost_rule("upsample_bilinear2d", "upsample_bilinear2d_backward", "upsample_linear1d", "upsample_bicubic2d",
+@cost_rule("upsample_bilinear2d", "upsample_bilinear2d_backward", "upsample_linear1d",
            "_upsample_bilinear2d_aa", op_class="elementwise")
 def interpolate(node, nbytes):
     # bilinear: 4 neighbours weighted and summed, about 7 FLOPs per output element
     return Cost(7 * node.outputs[0].numel, *read_write(node, nbytes), "elementwise")
+
+
+@cost_rule("upsample_bicubic2d", "upsample_bicubic2d_backward", op_class="elementwise")
+def interpolate_bicubic(node, nbytes):
+    # bicubic: 16 neighbours (4 x 4), each weighted and summed, about 32 FLOPs per output
+    # element; the backward spreads each output gradient over the same 16 inputs
+    grid = node.inputs[0] if "backward" in node.name else node.outputs[0]
+    return Cost(32 * grid.numel, *read_write(node, nbytes), "elementwise")

@@ -48,3 +48,16 @@ def scaled_mm(node, nbytes):
     # fp8 GEMM with scales: (m, k) @ (k, n), plus one scale multiply per output
     (m, k), (_, n) = node.inputs[0].shape, node.inputs[1].shape
     return Cost(2 * m * k * n + m * n, *read_write(node, nbytes), "matmul")
+
+
+@cost_rule("_grouped_mm", op_class="matmul")
+def grouped_mm(node, nbytes):
+    # Mixture-of-experts GEMMs: G products over groups of rows given by `offs`. Every output
+    # element contracts a's last dimension, except 2-D x 2-D (the weight gradient) where `offs`
+    # splits the contraction itself, so each of the G outputs sums over its group only.
+    # The FLOPs do not depend on how `offs` splits the rows (the routing):
+    #   (M,K) x (G,K,N) -> (M,N): 2MKN;  (G,M,K) x (G,K,N) -> (G,M,N): 2GMKN;
+    #   (M,K_total) x (K_total,N) -> (G,M,N): 2*M*K_total*N.
+    a, b, out = node.inputs[0], node.inputs[1], node.outputs[0]
+    groups = out.shape[0] if len(a.shape) == 2 and len(b.shape) == 2 else 1
+    return Cost(2 * out.numel * a.shape[-1] // groups, *read_write(node, nbytes), "matmul")

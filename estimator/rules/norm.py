@@ -73,3 +73,15 @@ def rms_norm_backward(node, nbytes):
     mask = node.args[5]
     per_element = 7 * bool(mask[0]) + 2 * bool(mask[1])
     return Cost(per_element * node.args[1].numel, *read_write(node, nbytes), "norm")
+
+
+@cost_rule("_weight_norm_interface", op_class="norm")
+def weight_norm(node, nbytes):
+    # w = v * g / ||v|| over all but `dim`: square and add (2), then scale (2) per element of v
+    return _norm(node, nbytes, 4)
+
+
+@cost_rule("_weight_norm_interface_backward", op_class="norm")
+def weight_norm_backward(node, nbytes):
+    # grad_g = sum(grad_w * v) / ||v|| (2 per element); grad_v = g/||v|| (grad_w - v * grad_g/||v||) (4)
+    return Cost(6 * node.args[1].numel, *read_write(node, nbytes), "norm")

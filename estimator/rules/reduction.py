@@ -13,7 +13,13 @@ def _reduction(flops_per_element: int):
 
 
 cost_rule("sum", "mean", "amax", "amin", "max", "min", "argmax", "argmin", "prod", "any", "all",
-          "cumsum", "cumsum_", "cumprod", "logsumexp", "aminmax", "nansum", "count_nonzero", "topk", "sort",
+          "_is_all_true", "_is_any_true", "cumsum", "cumsum_", "cumprod", "logsumexp", "aminmax", "nansum", "count_nonzero", "topk", "sort",
           op_class="reduction")(_reduction(1))
 cost_rule("var", "std", "var_mean", "std_mean", "linalg_vector_norm", "norm", "_euclidean_dist", "cdist",
           op_class="reduction")(_reduction(3))
+
+
+@cost_rule("histc", "bincount", op_class="reduction")
+def histogram(node, nbytes):
+    # each element: its bin (one multiply-add from min and bin width) and one increment
+    return Cost(2 * node.inputs[0].numel, *read_write(node, nbytes), "reduction")

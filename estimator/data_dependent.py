@@ -1,0 +1,92 @@
+"""Ops whose result depends on tensor values, run on fake tensors (which hold none).
+
+Capture records a step from shapes alone. Four kinds of op need values or help:
+  * a scalar read back to Python (``.item()``, ``bool(t)``, ``if t.any():``): a boolean reads
+    as ordinary data would make it, the documented assumption: the result of ``all()`` reads
+    True (every check passes: finite values, valid distribution parameters) and any other
+    boolean False (``any()`` finds no special token, no NaN, nothing to skip); a number read
+    back has no safe default, so capture stops with a message naming the op, the module and
+    the fix;
+  * an output whose size depends on values: a boolean-mask selection (``x[mask]``,
+    ``masked_select``, e.g. the backward of SpecAugment's masking in Wav2Vec2) is assumed to
+    select every element, the upper bound; ``nonzero``, ``unique`` and the like (e.g. an eager
+    mixture-of-experts loop) stop with a message naming the op and the module
+    (estimator.moe_routing costs transformers' own experts loops under a routing assumption);
+  * ``_grouped_mm`` (mixture-of-experts GEMMs): its fake kernel accepts bf16 only, while the
+    CPU and CUDA kernels take fp32 too; the output shape is the same for every dtype, so it is
+    taken from bf16 copies and given the inputs' dtype. Its FLOPs do not depend on routing;
+  * kernels whose CPU fake kernel goes through a value-dependent step although their output
+    shapes follow from the inputs' (SHAPES_BY_FORMULA: weight norm's backward).
+
+Example:
+    >>> out = run_fake(func, args, kwargs, where="model.layers.0.mlp")
+"""
+from __future__ import annotations
+
+import torch
+from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
+from torch.utils._pytree import tree_map_only
+
+from .errors import CaptureError
+
+aten = torch.ops.aten
+
+
+def run_fake(func, args: tuple, kwargs: dict, where: str):
+    """func(*args, **kwargs) on fake tensors, with the assumptions of the module doc."""
+    if func is aten._grouped_mm.default and _needs_bf16_shape(args):
+        return _grouped_mm_any_dtype(func, args, kwargs)
+    if func in SHAPES_BY_FORMULA:
+        return SHAPES_BY_FORMULA[func](*args)
+    try:
+        out = func(*args, **kwargs)
+    except DataDependentOutputException:
+        if func is aten._local_scalar_dense.default and args[0].dtype == torch.bool:
+            return getattr(args[0], "_roofline_from", None) is aten.all
+        raise CaptureError(f"{where or 'the model'} reads a tensor's value back to Python ({func.overloadpacket}, "
+                           "e.g. `.item()` or `int(t)`), which a shape-only capture cannot know; make the value a "
+                           "Python number in the model (or a config field), or estimate a FILE.py:FUNC that "
+                           "fixes it") from None
+    except DynamicOutputShapeException:
+        selected = _every_element_selected(func, args)
+        if selected is not None:
+            return selected
+        raise CaptureError(f"{where or 'the model'} calls {func.overloadpacket}, whose output size depends on tensor "
+                           "values (e.g. a mixture-of-experts loop over `nonzero`), which a shape-only capture "
+                           "cannot know; write that part with fixed shapes (for transformers MoE models: their "
+                           "grouped_mm or batched_mm experts) in a FILE.py:FUNC") from None
+    if func.overloadpacket in (aten.all, aten._is_all_true) and isinstance(out, torch.Tensor):
+        out._roofline_from = aten.all  # read back as True (module doc)
+    return out
+
+
+# ops whose fake kernel cannot give the output shape, though it follows from the inputs'
+SHAPES_BY_FORMULA = {
+    # (grad_w, saved_v, saved_g, saved_norms, dim) -> (grad_v, grad_g); the CPU fake kernel
+    # decomposes it through a boolean index
+    aten._weight_norm_interface_backward.default: lambda grad_w, v, g, norms, dim: (torch.empty_like(v),
+                                                                                    torch.empty_like(g)),
+}
+
+
+def _every_element_selected(func, args) -> torch.Tensor | None:
+    """The output of a boolean-mask selection that selects every element, or None."""
+    if func is aten.masked_select.default:
+        x, mask = args[0], args[1]
+        return x.new_empty(torch.broadcast_shapes(x.shape, mask.shape).numel())
+    if func is aten.index.Tensor and len(args[1]) == 1 and isinstance(args[1][0], torch.Tensor) \
+            and args[1][0].dtype == torch.bool:
+        x, mask = args[0], args[1][0]
+        return x.new_empty((mask.numel(), *x.shape[mask.dim():]))
+    return None
+
+
+def _needs_bf16_shape(args) -> bool:
+    return any(isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.bfloat16 for t in args[:2])
+
+
+def _grouped_mm_any_dtype(func, args, kwargs):
+    dtype = args[0].dtype
+    as_bf16 = lambda t: t.to(torch.bfloat16) if t.is_floating_point() else t  # noqa: E731
+    out = func(*tree_map_only(torch.Tensor, as_bf16, args), **kwargs)
+    return out.to(kwargs.get("out_dtype") or dtype)
