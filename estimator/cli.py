@@ -130,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
                      "{\"input_ids\": [1, 128], \"pixel_values\": {\"shape\": [1, 3, 384, 384]}}")
     est.add_argument("--hardware", default="a100-80gb-sxm", help="chip id (see hardware/) or a YAML path; several "
                      "separated by commas print the chips side by side")
+    est.add_argument("--moe-skew", type=float, default=1.0, metavar="S", help="routing assumption for "
+                     "transformers' eager mixture-of-experts loops: the busiest expert gets S times the mean load "
+                     "(default 1: balanced; grouped_mm and batched_mm experts do the same work for any routing)")
     est.add_argument("--max-batch", action="store_true", help="also search the largest batch whose step fits in "
                      "the chip's memory (several captures)")
     _add_step_inputs(est, batch_help="batch size (zoo models; default 1)")
@@ -443,7 +446,7 @@ def _estimate(args) -> int:
                 model, inputs, name = load_model(args.model, batch=batch, seq=args.seq, image=args.image)
             step = capture(model, inputs, mode=mode, model_name=name, optimizer=args.optimizer,
                            accumulate=args.accumulate, recompute=args.recompute,
-                           dispatch=dispatch_for(chip.kind for chip in chips))
+                           dispatch=dispatch_for(chip.kind for chip in chips), moe_skew=args.moe_skew)
             if batch is not None and step.batch != batch:
                 raise RooflineError(f"{name} ignores the batch size (asked {batch}, built {step.batch}), so the "
                                     "largest batch that fits cannot be searched: give a zoo model, --hf-config, or "

@@ -102,19 +102,25 @@ def _import_module(name: str):
 
 
 def _from_vision_library(library: str, name: str, batch: int, image: int | None):
+    """A torchvision or timm model on the meta device; its input is an image at `image`, else
+    the size the model was made for (timm's pretrained_cfg input_size), else 224."""
     try:
         module = importlib.import_module(library)
     except Exception as e:  # ImportError, or a broken install (no CPU build of torchvision here)
         raise UnknownModelError(f"{library}:{name} needs the {library} package, which does not import here "
                                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); install it "
                                 "(pip install " + library + ") or use a zoo model (`roofline models`)") from None
-    size = image or 224
     with torch.device("meta"):
         try:
             model = module.models.get_model(name) if library == "torchvision" else module.create_model(name)
         except Exception as e:
-            raise UnknownModelError(f"{library} has no model {name!r}: {e}") from None
-    return model, (torch.randn(batch, 3, size, size, device="meta"),), f"{library}:{name}"
+            found = module.models.list_models() if library == "torchvision" else module.list_models()
+            raise UnknownModelError(f"{library} has no model {name!r}{did_you_mean(name, list(found))} "
+                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    made_for = (getattr(model, "pretrained_cfg", None) or {}).get("input_size") or (3, 224, 224)
+    channels, height, width = made_for[-3:]
+    height, width = (image, image) if image else (height, width)
+    return model, (torch.randn(batch, channels, height, width, device="meta"),), f"{library}:{name}"
 
 
 def _hf_config(transformers, path_text: str):

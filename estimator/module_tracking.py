@@ -1,8 +1,8 @@
 """Which nn.Module owns the op running now, in the forward and in the backward.
 
 Forward: global pre/post hooks keep a stack of the modules being called. Backward: as
-torch.utils.module_tracker does, a module is entered when the gradients of its outputs are
-ready and left when the gradients of its inputs are; a module whose inputs need no gradient
+torch.utils.module_tracker does, a module is entered when the gradient of one of its outputs
+is ready (the first) and left when the gradients of its inputs are; a module whose inputs need no gradient
 (the first conv, an embedding) is never left, so the owner is the most recently entered
 module still active, not the deepest one.
 
@@ -68,8 +68,9 @@ class ModuleOwnerTracker:
         untouched = self._input_grad_fns[id(mod)].pop()
         grads = [t for t in tree_leaves(output) if isinstance(t, torch.Tensor) and t.requires_grad
                  and t.grad_fn is not None and not (id(t) in untouched and untouched[id(t)] is t.grad_fn)]
-        if grads:
-            self._grad_hooks.append(register_multi_grad_hook(grads, lambda _: self._enter(entry)))
+        if grads:  # entered at the first output gradient: an output that the module itself also
+            # uses (T5's position bias, added to its own scores) gets its gradient only at the end
+            self._grad_hooks.append(register_multi_grad_hook(grads, lambda _: self._enter(entry), mode="any"))
 
     def backward_started(self, first: tuple[str, str]):
         """Forget forward-time state before autograd runs; `first` (the loss) runs first."""

@@ -30,7 +30,7 @@ from torch.utils.flop_counter import conv_flop_count, flop_registry, sdpa_backwa
 import estimator  # noqa: F401  (registers the cost rules)
 from estimator.capture import DefaultLoss, capture
 from estimator.data_dependent import run_fake
-from estimator.model_source import hf_model
+from estimator.model_source import hf_model, load_model
 from estimator.precision import PRECISIONS
 from estimator.roofline import step_costs
 
@@ -72,7 +72,11 @@ CORPUS = {
             "GptOssForCausalLM", "OlmoeForCausalLM", "PhimoeForCausalLM", "JambaForCausalLM"],
     "state-space": ["MambaForCausalLM", "Mamba2ForCausalLM", "FalconMambaForCausalLM", "RwkvForCausalLM"],
 }
-FAMILY = {name: family for family, names in CORPUS.items() for name in names}
+# timm models by name (`timm:NAME`), checked the same way where timm imports
+TIMM = ["timm:resnet50", "timm:vit_base_patch16_224", "timm:convnext_tiny", "timm:efficientnet_b0",
+        "timm:deit_small_patch16_224", "timm:swin_tiny_patch4_window7_224", "timm:mobilenetv3_large_100",
+        "timm:regnety_040"]
+FAMILY = {name: family for family, names in {**CORPUS, "timm": TIMM}.items() for name in names}
 
 DEPTH_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "n_layers", "encoder_layers", "decoder_layers",
               "num_decoder_layers", "num_encoder_layers")
@@ -154,14 +158,16 @@ def check(name: str, batch: int = 2, seq: int | None = None) -> Result:
     """Build `name` small, capture train and inference steps, compare FLOPs (see module doc).
     `seq` None: the inputs' defaults (512 tokens), 64 for state-space models, whose CPU path
     (without the CUDA scan kernels) runs one step per token."""
-    import transformers
-
     result = Result(name, FAMILY.get(name, "?"))
     start = time.perf_counter()
     try:
-        cls = getattr(transformers, name)
-        seq = seq or SEQ.get(name) or (64 if result.family == "state-space" else None)
-        model, inputs, _ = hf_model(small_config(cls), name, batch=batch, seq=seq)
+        if name.startswith("timm:"):
+            model, inputs, _ = load_model(name, batch=batch)
+        else:
+            import transformers
+
+            seq = seq or SEQ.get(name) or (64 if result.family == "state-space" else None)
+            model, inputs, _ = hf_model(small_config(getattr(transformers, name)), name, batch=batch, seq=seq)
         for mode in ("train", "inference"):
             result.stage = mode
             step = capture(model, inputs, mode=mode, model_name=name, optimizer=None)
@@ -181,7 +187,7 @@ def check(name: str, batch: int = 2, seq: int | None = None) -> Result:
     return result
 
 
-def reference_flops(model, inputs: dict) -> float:
+def reference_flops(model, inputs: dict | tuple) -> float:
     """FlopCounterMode's formulas (torch.utils.flop_counter.flop_registry) over the forward and
     backward of the training step, plus one FLOP per output element for fused biases (our
     convention; the formulas count products only), on fake CPU tensors. The formulas are applied
@@ -194,9 +200,10 @@ def reference_flops(model, inputs: dict) -> float:
     with FakeTensorMode(allow_non_fake_inputs=True), _batched_experts(model):
         params = {n: fake(p, p.requires_grad) for n, p in model.named_parameters()}
         buffers = {n: fake(b) for n, b in model.named_buffers()}
-        kwargs = tree_map_only(torch.Tensor, fake, inputs)
+        fake_inputs = tree_map_only(torch.Tensor, fake, inputs)
+        args, kwargs = ((), fake_inputs) if isinstance(fake_inputs, dict) else (tuple(fake_inputs), {})
         with _FlopFormulas() as counter:
-            output = functional_call(model, {**params, **buffers}, (), kwargs)
+            output = functional_call(model, {**params, **buffers}, args, kwargs)
             loss = DefaultLoss()(output)
             torch.autograd.grad(loss, [p for p in params.values() if p.requires_grad], allow_unused=True)
     return float(counter.total)

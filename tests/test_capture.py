@@ -563,3 +563,22 @@ def test_a_parameter_passed_into_a_submodule_trains():
     step = capture(model, {"pixel_values": torch.zeros(1, 3, 64, 64)}, mode="train", optimizer=None)
     owners = {n.module_path.split(".")[0] for n in step.nodes if n.phase == "backward" and n.module_path}
     assert {"encoder", "embeddings"} <= owners
+
+
+def test_backward_of_a_module_that_returns_a_tensor_it_also_uses_stays_with_it():
+    """T5's first attention layer returns its position bias, which it also adds to its own scores;
+    that output's gradient is ready only at the end of the layer's backward. The layer's backward
+    ops still belong to it (the layer is entered at its first output gradient), not to the stack."""
+    import transformers as T
+
+    from estimator.model_source import hf_model
+
+    config = T.T5Config(num_layers=2, num_decoder_layers=2, d_model=64, d_kv=16, d_ff=128, num_heads=4,
+                        vocab_size=100)
+    model, inputs, _ = hf_model(config, "T5ForConditionalGeneration", batch=2, seq=32)
+    step = capture(model, inputs, mode="train", optimizer=None)
+    bmm = {phase: [n for n in step.nodes if n.phase == phase and n.op.overloadpacket is torch.ops.aten.bmm]
+           for phase in ("forward", "backward")}
+    assert {n.module_type for n in bmm["forward"]} == {"T5Attention"}
+    assert {n.module_type for n in bmm["backward"]} == {"T5Attention"}  # each forward bmm: two in backward
+    assert len(bmm["backward"]) == 2 * len(bmm["forward"])

@@ -237,7 +237,7 @@ def test_an_incomplete_count_is_said_first_and_in_the_json():
             self.proj = nn.Linear(8, 8)
 
         def forward(self, x):
-            return torch.histc(self.proj(x), bins=4)  # histc: no rule
+            return torch.kthvalue(self.proj(x), 2).values  # kthvalue: no rule
 
     for model, complete in ((Odd(), False), (nn.Linear(8, 8), True)):
         report = evaluate(capture(model, (torch.randn(4, 8),), mode="inference"), load_hardware("a100-80gb-sxm"), "fp32")
