@@ -218,6 +218,39 @@ def test_lstm_layers_are_costed_by_the_formula(bidirectional):
     assert forward == expected and backward == 2 * expected
 
 
+@pytest.mark.parametrize("cell, gates", [("LSTM", 4), ("GRU", 3), ("RNN", 1)])
+def test_recurrent_stacks_on_a_gpu_are_one_cudnn_call(cell, gates):
+    """Captured for a GPU, a recurrent stack is one roofline::rnn call forward and one
+    roofline::rnn_backward (cuDNN's), whatever the CPU runs; FLOPs by the same formula with
+    G = gates x H; on real tensors the stand-in computes what torch computes."""
+    from torch import nn
+
+    from estimator.capture import capture
+    from estimator.device_dispatch import cuda_dispatch
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    batch, steps, inputs, hidden = 3, 7, 10, 12
+    model = getattr(nn, cell)(inputs, hidden, num_layers=2, batch_first=True, bidirectional=True)
+    step = capture(model, (torch.randn(batch, steps, inputs),), mode="train", optimizer=None, dispatch="cuda")
+    costs = step_costs(step, PRECISIONS["fp32"])
+    fused = {n.name: c.flops for n, c in zip(step.nodes, costs) if n.op.namespace == "roofline"}
+    g = gates * hidden
+
+    def layer(i):
+        return batch * steps * (2 * g * (i + hidden) + 3 * g + 3 * hidden)
+    expected = 2 * (layer(inputs) + layer(2 * hidden))
+    assert fused == {"roofline.rnn.default": expected, "roofline.rnn_backward.default": 2 * expected}
+    assert not any(c.op_class == "unsupported" for c in costs)
+    x = torch.randn(5, steps, inputs)
+    reference = model(x)
+    with cuda_dispatch():
+        standing_in = model(x)
+    assert torch.allclose(reference[0], standing_in[0], atol=1e-6)
+    for h_ref, h_got in zip(*(r[1] if cell == "LSTM" else (r[1],) for r in (reference, standing_in))):
+        assert torch.allclose(h_ref, h_got, atol=1e-6)
+
+
 def test_special_functions_and_activations_have_rules():
     """Math a real model meets (erfinv in initialisers and flows, lgamma/digamma in
     distributions, GLU, SELU, log-sigmoid, PReLU, random fills): costed, never unsupported."""
