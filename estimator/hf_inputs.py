@@ -5,8 +5,10 @@ Only shapes and dtypes matter (the step runs on fake tensors). The inputs filled
   * when all have defaults, the model's main input, by what the signature and config offer, in
     this order: mel features (``input_features``), a waveform or spectrogram (``input_values``),
     a text+image pair (``input_ids`` and ``pixel_values`` for configs with a text and a vision
-    part, e.g. CLIP), token ids (``input_ids``, or Perceiver's ``inputs``), pixels
-    (``pixel_values``: 4-D images, 5-D video when the config has ``num_frames``);
+    part, e.g. CLIP; audio LLMs likewise take ``input_ids`` with their audio), token ids
+    (``input_ids``, or Perceiver's generic ``inputs``, which are pixels for an ``...Image...``
+    class, as 4-D images), pixels (``pixel_values``: 4-D images, 5-D video when the config has
+    ``num_frames``);
   * ``decoder_input_ids`` for encoder-decoders (``config.is_encoder_decoder``).
 
 Sizes: tokens ``seq`` long (default min(512, the position limit)); images at ``image``
@@ -77,10 +79,10 @@ def _image_side(config, image: int | None) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) and size > 0 else (DEFAULT_IMAGE, DEFAULT_IMAGE)
 
 
-def _pixels(config, batch: int, image: int | None) -> torch.Tensor:
+def _pixels(config, batch: int, image: int | None, video: bool = True) -> torch.Tensor:
     h, w = _image_side(config, image)
     channels = _get(config, "num_channels", "in_channels", "in_chans", default=3)
-    frames = _get(config, "num_frames")
+    frames = _get(config, "num_frames") if video else None
     shape = (batch, frames, channels, h, w) if isinstance(frames, int) and frames > 0 else (batch, channels, h, w)
     return torch.randn(*shape, device="meta")
 
@@ -112,24 +114,26 @@ BUILDERS = {
     "input_ids": lambda c, b, s, i: _tokens(c, b, s),
     "inputs": lambda c, b, s, i: _tokens(c, b, s),
     "pixel_values": lambda c, b, s, i: _pixels(c, b, i),
+    "pixel_values_as_inputs": lambda c, b, s, i: _pixels(c, b, i, video=False),
     "input_values": lambda c, b, s, i: _waveform(c, b, s),
     "input_features": lambda c, b, s, i: _mel_features(c, b, s),
     "decoder_input_ids": lambda c, b, s, i: _decoder_tokens(c, b, s),
 }
 
 
-def _main_inputs(names: list[str], config) -> list[str]:
+def _main_inputs(names: list[str], config, task: str) -> list[str]:
     """The model's main input(s) when forward requires none (see module doc for the order)."""
     has = set(names)
-    paired = _get(config, "vision_config") is not None and getattr(config, "text_config", None) is not None
-    if "input_features" in has:
-        return ["input_features"]
-    if "input_values" in has:
-        return ["input_values"]
-    if {"input_ids", "pixel_values"} <= has and paired:
+    text = getattr(config, "text_config", None) is not None
+    for audio in ("input_features", "input_values"):
+        if audio in has:  # an audio LLM (a text part too) takes the audio with its prompt
+            return ["input_ids", audio] if text and "input_ids" in has else [audio]
+    if {"input_ids", "pixel_values"} <= has and text and _get(config, "vision_config") is not None:
         return ["input_ids", "pixel_values"]
     if "input_ids" in has and _get(config, "vocab_size") is not None:
         return ["input_ids"]
+    if "inputs" in has and "Image" in task:  # Perceiver's one generic input, by the class's task
+        return ["pixel_values_as_inputs"]
     if "inputs" in has and _get(config, "vocab_size") is not None:
         return ["inputs"]
     if "pixel_values" in has:
@@ -144,7 +148,7 @@ def infer_inputs(model: torch.nn.Module, config, batch: int = 1, seq: int | None
     params = inspect.signature(model.forward).parameters
     names = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     required = [n for n in names if params[n].default is inspect.Parameter.empty]
-    wanted = required or _main_inputs(names, config)
+    wanted = required or _main_inputs(names, config, type(model).__name__)
     if getattr(config, "is_encoder_decoder", False) and "decoder_input_ids" in names and wanted:
         wanted = [*wanted, "decoder_input_ids"]
     unknown = [n for n in wanted if n not in BUILDERS and n not in given]
@@ -153,7 +157,7 @@ def infer_inputs(model: torch.nn.Module, config, batch: int = 1, seq: int | None
                 else f"any input from forward({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
         raise CaptureError(f"cannot tell the shape of {type(model).__name__}'s {what}; give it in --inputs FILE.json, "
                            "e.g. {\"" + (unknown[0] if unknown else (names[0] if names else "x")) + "\": [1, 128]}")
-    inputs = {n: BUILDERS[n](config, batch, seq, image) for n in wanted if n not in given}
+    inputs = {n.split("_as_")[-1]: BUILDERS[n](config, batch, seq, image) for n in wanted if n not in given}
     inputs.update(given)
     return inputs
 

@@ -277,3 +277,63 @@ def test_special_functions_and_activations_have_rules():
     missing = sorted({n.op.overloadpacket.__name__ for n, c in zip(step.nodes, costs) if c.op_class == "unsupported"})
     assert missing == []
     assert all(c.flops > 0 for n, c in zip(step.nodes, costs) if c.op_class == "elementwise")
+
+
+def test_interpolation_sampling_and_padding_ops_have_rules():
+    """Ops the HF corpus and a sweep over transformers' auto classes met: linear, trilinear and
+    nearest-exact resizing, grid sampling and replication padding, forward and backward, by
+    taps per output element (memory ops move bytes only)."""
+    from torch.nn import functional as F
+
+    from estimator.capture import capture
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    class Resampler(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1, self.c3 = torch.nn.Conv1d(4, 4, 1), torch.nn.Conv3d(2, 2, 1)
+
+        def forward(self, x, grid, volume):
+            y = self.c1(x)
+            z = self.c3(volume)
+            return (F.interpolate(y, scale_factor=2, mode="linear").sum()
+                    + F.grid_sample(y.reshape(1, 4, 4, 8), grid, align_corners=False).sum()
+                    + F.interpolate(z, scale_factor=2, mode="trilinear").sum()
+                    + F.interpolate(z, scale_factor=2, mode="nearest-exact").sum()
+                    + F.pad(y, (2, 2), mode="replicate").sum())
+
+    step = capture(Resampler(), (torch.randn(1, 4, 32), torch.randn(1, 5, 5, 2), torch.randn(1, 2, 4, 4, 4)),
+                   mode="train", optimizer=None)
+    flops = {}
+    for node, cost in zip(step.nodes, step_costs(step, PRECISIONS["fp32"])):
+        assert cost.op_class != "unsupported", node.name
+        flops[node.op.overloadpacket.__name__] = cost.flops
+    assert flops["upsample_linear1d"] == flops["upsample_linear1d_backward"] == 3 * 4 * 64
+    assert flops["grid_sampler_2d"] == 13 * 4 * 5 * 5 and flops["grid_sampler_2d_backward"] == 2 * 13 * 4 * 5 * 5
+    assert flops["upsample_trilinear3d"] == flops["upsample_trilinear3d_backward"] == 15 * 2 * 8 ** 3
+    assert flops["_upsample_nearest_exact3d"] == flops["replication_pad1d"] == 0
+
+
+def test_triangular_solve_and_polar_have_rules():
+    """linalg_solve_triangular (LaRA-style attention) costs n^2 k per solve; polar (Llama-4's
+    rotary embedding) 4 FLOPs per element; both seen in the sweep over transformers' classes."""
+    from estimator.capture import capture
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    class Solver(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(6, 6)
+
+        def forward(self, a, b):
+            upper = torch.triu(self.proj(a)) + 3 * torch.eye(6)
+            angles = self.proj(a)
+            return torch.linalg.solve_triangular(upper, b, upper=True).sum() + torch.polar(angles.abs(), angles).abs().sum()
+
+    step = capture(Solver(), (torch.randn(6, 6), torch.randn(6, 4)), mode="train", optimizer=None)
+    costs = {n.op.overloadpacket.__name__: c for n, c in zip(step.nodes, step_costs(step, PRECISIONS["fp32"]))}
+    assert not [name for name, c in costs.items() if c.op_class == "unsupported"]
+    assert costs["linalg_solve_triangular"].flops == 6 * 6 * 4
+    assert costs["polar"].flops == 4 * 36

@@ -49,7 +49,7 @@ TERNARY_2 = _with_inplace("addcmul", "addcdiv", "lerp", "hardsigmoid", "hardsigm
                           "rrelu_with_noise") + ("native_dropout_backward",)
 ACTIVATIONS_4 = _with_inplace("sigmoid", "tanh", "softplus", "hardswish", "elu_backward", "logit",
                               "hardswish_backward", "softplus_backward", "log_sigmoid_forward",
-                              "log_sigmoid_backward") + ("native_dropout",)
+                              "log_sigmoid_backward") + ("native_dropout", "polar")  # polar: r cos t, r sin t
 ACTIVATIONS_5 = _with_inplace("gelu", "silu", "mish") + ("glu",)  # glu: a * sigmoid(b)
 ACTIVATIONS_8 = ("gelu_backward", "silu_backward", "mish_backward", "glu_backward")
 
@@ -60,14 +60,41 @@ cost_rule(*ACTIVATIONS_5, op_class="elementwise")(_elementwise(5))
 cost_rule(*ACTIVATIONS_8, op_class="elementwise")(_elementwise(8))
 
 
-@cost_rule("upsample_bilinear2d", "upsample_bilinear2d_backward", "upsample_linear1d",
-           "_upsample_bilinear2d_aa", op_class="elementwise")
+@cost_rule("upsample_bilinear2d", "upsample_bilinear2d_backward", "_upsample_bilinear2d_aa",
+           "_upsample_bilinear2d_aa_backward", op_class="elementwise")
 def interpolate(node, nbytes):
     # bilinear: 4 neighbours weighted and summed, about 7 FLOPs per output element
     return Cost(7 * node.outputs[0].numel, *read_write(node, nbytes), "elementwise")
 
 
-@cost_rule("upsample_bicubic2d", "upsample_bicubic2d_backward", op_class="elementwise")
+@cost_rule("upsample_linear1d", "upsample_linear1d_backward", op_class="elementwise")
+def interpolate_linear(node, nbytes):
+    # linear: 2 neighbours weighted and summed, about 3 FLOPs per output element (the
+    # backward spreads each output gradient over the same 2 inputs)
+    grid = node.inputs[0] if "backward" in node.name else node.outputs[0]
+    return Cost(3 * grid.numel, *read_write(node, nbytes), "elementwise")
+
+
+@cost_rule("upsample_trilinear3d", "upsample_trilinear3d_backward", op_class="elementwise")
+def interpolate_trilinear(node, nbytes):
+    # trilinear: 8 neighbours (2 x 2 x 2) weighted and summed, about 15 FLOPs per output element
+    grid = node.inputs[0] if "backward" in node.name else node.outputs[0]
+    return Cost(15 * grid.numel, *read_write(node, nbytes), "elementwise")
+
+
+@cost_rule("grid_sampler_2d", "grid_sampler_3d", "grid_sampler_2d_backward", "grid_sampler_3d_backward",
+           op_class="elementwise")
+def grid_sample(node, nbytes):
+    # bilinear (trilinear) sampling at a computed point: the point's coordinates from the grid
+    # (about 6 FLOPs) plus 4 taps (8 in 3-D) weighted and summed, per output element and
+    # channel; the backward also returns the grid's gradient: twice the forward
+    grad_or_out = node.inputs[0] if "backward" in node.name else node.outputs[0]
+    taps = 15 if "3d" in node.name else 7
+    return Cost((2 if "backward" in node.name else 1) * (taps + 6) * grad_or_out.numel, *read_write(node, nbytes),
+                "elementwise")
+
+
+@cost_rule("upsample_bicubic2d", "upsample_bicubic2d_backward", "_upsample_bicubic2d_aa", op_class="elementwise")
 def interpolate_bicubic(node, nbytes):
     # bicubic: 16 neighbours (4 x 4), each weighted and summed, about 32 FLOPs per output
     # element; the backward spreads each output gradient over the same 16 inputs

@@ -2,7 +2,11 @@
 (addmm, baddbmm, addmv) adds one FLOP per output element."""
 from __future__ import annotations
 
+import torch
+
 from ..costs import Cost, cost_rule, read_write
+
+_aten = torch.ops.aten
 
 
 @cost_rule("mm", "_int_mm", op_class="matmul")
@@ -61,3 +65,15 @@ def grouped_mm(node, nbytes):
     a, b, out = node.inputs[0], node.inputs[1], node.outputs[0]
     groups = out.shape[0] if len(a.shape) == 2 and len(b.shape) == 2 else 1
     return Cost(2 * out.numel * a.shape[-1] // groups, *read_write(node, nbytes), "matmul")
+
+
+@cost_rule("linalg_solve_triangular", "triangular_solve", op_class="matmul")
+def triangular_solve(node, nbytes):
+    # A (n, n) triangular, B (n, k): substitution does n(n+1)/2 multiply-adds per right-hand
+    # column, about n^2 k FLOPs, per batch element. linalg_solve_triangular(A, B); the older
+    # triangular_solve(B, A) takes them the other way round
+    a, b = (node.inputs[0], node.inputs[1]) if node.op.overloadpacket is _aten.linalg_solve_triangular \
+        else (node.inputs[1], node.inputs[0])
+    n, k = a.shape[-1], b.shape[-1]
+    batch = b.numel // (b.shape[-2] * k)
+    return Cost(batch * n * n * k, *read_write(node, nbytes), "matmul")

@@ -17,7 +17,14 @@ from ..costs import Cost, cost_rule, read_write
            "upsample_nearest2d", "upsample_nearest3d", "upsample_nearest2d_backward", "_unsafe_index_put",
            "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "im2col", "col2im", "_pdist_forward",
            "nonzero", "unique_dim", "_unique2", "bucketize", "searchsorted", "one_hot", "_reshape_copy",
-           "narrow_copy", "unfold_copy", "_pad_circular", "trace", op_class="memory")
+           "narrow_copy", "unfold_copy", "_pad_circular", "trace", "masked_scatter_backward",
+           "upsample_nearest1d_backward", "upsample_nearest3d_backward", "_upsample_nearest_exact1d",
+           "_upsample_nearest_exact2d", "_upsample_nearest_exact3d", "_upsample_nearest_exact1d_backward",
+           "_upsample_nearest_exact2d_backward", "_upsample_nearest_exact3d_backward", "reflection_pad3d",
+           "reflection_pad1d_backward", "reflection_pad2d_backward", "reflection_pad3d_backward",
+           "replication_pad1d", "replication_pad3d", "replication_pad1d_backward", "replication_pad2d_backward",
+           "replication_pad3d_backward", "_unsafe_masked_index", "_unsafe_masked_index_put_accumulate",
+           "pad_sequence", op_class="memory")
 def data_movement(node, nbytes):
     return Cost(0, *read_write(node, nbytes), "memory")
 
