@@ -55,6 +55,7 @@ import platform
 import re
 import socket
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +64,16 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from .deadline import Deadline, never, predict_s
+from .errors import RooflineError
 from .host_probes import HOST_PLANS, host_summary, measure_host
 from .kernel_probes import PROBES, kernel_points
 
 SANE_DTYPE_FRACTION = 0.25  # a low-precision GEMM slower than this x fp32 is emulated: skip it
+DTYPE_ROUNDS = 5  # rounds of the emulation check, low precision and fp32 taking turns
+CALLS_PER_BUDGET = 50  # no single timed call may take more than budget / this (nor the plan's max_call_s)
+# each phase's share of the time left when it starts (the host costs take the rest)
+SHARES = {"dtype check": 0.1, "interleaved": 0.6, "GEMM extension": 0.3, "kernel points": 0.7}
 MIB = 1 << 20
 
 
@@ -138,6 +145,8 @@ class Plan:
     probe_scales: tuple[int, ...]  # batch scales of the kernel probes (estimator.kernel_probes)
     probe_reps: int  # timed repeats of each probe
     host_plan: str  # the estimator.host_probes plan of the host costs
+    budget_s: float  # default time budget of the whole run (`--budget`)
+    max_call_s: float  # skip a size whose single call is predicted to take longer
 
     def bench_kw(self, rounds: int | None = None, **override) -> dict[str, Any]:
         return dict(rounds=rounds or self.rounds, repeats=self.repeats, warmup=self.warmup,
@@ -151,19 +160,19 @@ PLANS = {
                  extend_gemm=True, probe_n=(256, 1024), llc_factor=8, min_array_bytes=256 * MIB,
                  curve_bytes=tuple(4096 * 4 ** i for i in range(9)),  # 4 KB .. 256 MB
                  conv_shapes=((1, 14), (1, 28), (8, 14), (1, 56), (8, 28), (8, 56)), probe_scales=(1, 4, 16),
-                 probe_reps=5, host_plan="full"),
+                 probe_reps=5, host_plan="full", budget_s=300, max_call_s=2.0),
     "quick": Plan("quick", rounds=3, gemm_rounds=16, stream_rounds=60, repeats=3, warmup=1,
                   min_sample_s=0.05, cuda_min_sample_s=0.01,
                   cpu_gemm_sizes=(128, 512, 1024, 2048), cuda_gemm_sizes=(512, 2048, 4096, 8192),
                   extend_gemm=False, probe_n=(256, 1024), llc_factor=4, min_array_bytes=128 * MIB,
                   curve_bytes=(4096, 65536, 1 * MIB, 16 * MIB), conv_shapes=((1, 14), (1, 56), (8, 56)),
-                  probe_scales=(1, 8), probe_reps=2, host_plan="quick"),
+                  probe_scales=(1, 8), probe_reps=2, host_plan="quick", budget_s=60, max_call_s=1.0),
     "tiny": Plan("tiny", rounds=2, gemm_rounds=2, stream_rounds=2, repeats=3, warmup=1,
                  min_sample_s=0.002, cuda_min_sample_s=0.002,
                  cpu_gemm_sizes=(32, 64, 128), cuda_gemm_sizes=(64, 128, 256),
                  extend_gemm=False, probe_n=(64, 128), llc_factor=0, min_array_bytes=4 * MIB,
                  curve_bytes=(4096, 65536), conv_shapes=((1, 7), (1, 14)), probe_scales=(), probe_reps=1,
-                 host_plan="tiny"),
+                 host_plan="tiny", budget_s=60, max_call_s=1.0),
 }
 
 
@@ -199,40 +208,73 @@ class Bench:
     """A group of fns timed together: warm-up, an inner loop per fn sized so one sample takes about
     min_sample_s, then `rounds` rounds of `repeats` samples per fn, the fns taking turns within a
     round. Rounds are taken one at a time (take_round) so that run_interleaved can spread the
-    rounds of several groups over the whole calibration."""
+    rounds of several groups over the whole calibration.
+
+    Budget: with `work` (key -> FLOPs or bytes; fns in ascending work), a fn whose single call,
+    predicted from the last fn prepared, would exceed max_call_s or the time left to `deadline`
+    is skipped (the first always runs); a round stops taking repeats once the deadline passes."""
 
     def __init__(self, name: str, fns: dict[Any, Callable[[], Any]], timer: Timer, *, rounds: int, repeats: int,
                  warmup: int, min_sample_s: float, max_inner: int = 1_000_000,
-                 context: Callable[[], Any] = contextlib.nullcontext, on_round: Callable[[], None] = lambda: None):
-        self.name, self.fns, self.timer = name, fns, timer
+                 context: Callable[[], Any] = contextlib.nullcontext, on_round: Callable[[], None] = lambda: None,
+                 deadline: Deadline | None = None, work: Callable[[Any], float] | None = None,
+                 max_call_s: float = math.inf, label: Callable[[Any], str] = str):
+        self.name, self.fns, self.timer = name, dict(fns), timer
         self.rounds, self.repeats, self.warmup, self.min_sample_s = rounds, repeats, warmup, min_sample_s
         self.max_inner, self.context, self.on_round = max_inner, context, on_round
+        self.deadline = deadline or never()
+        self.work, self.max_call_s, self.label = work, max_call_s, label
         self.inners: dict[Any, int] = {}
         self.samples: dict[Any, list[tuple[float, ...]]] = {k: [] for k in fns}
         self.done = 0
 
     def prepare(self) -> None:
+        last: tuple[Any, float] | None = None  # (key, seconds per call) of the last fn prepared
+        skipped = []
         with self.context():
-            for key, fn in self.fns.items():
-                for _ in range(self.warmup):
-                    fn()
-                self.timer.sync()
-                inner = 1
-                t = self.timer.run(fn, inner)
-                for _ in range(2):  # refine: the first single call is the noisiest
-                    if t >= self.min_sample_s or inner >= self.max_inner:
-                        break
-                    inner = min(self.max_inner, max(inner + 1, math.ceil(self.min_sample_s / max(t / inner, 1e-9))))
-                    t = self.timer.run(fn, inner)
-                self.inners[key] = inner
+            for key in list(self.fns):
+                if last and self.work:
+                    call_s = predict_s(last[1], self.work(last[0]), self.work(key))
+                    if call_s > self.max_call_s or not self.deadline.allows(call_s * (self.warmup + 1)):
+                        skipped.append(f"{self.label(key)} (~{call_s:.2g} s a call)")
+                        del self.fns[key], self.samples[key]
+                        continue
+                self.inners[key], call_s = self._size(self.fns[key])
+                last = (key, call_s)
+        if skipped:
+            self.deadline.cut(f"{self.name}: skipped {', '.join(skipped)}, over the {self.max_call_s:.2g} s "
+                              f"a call may take or the time left")
+
+    def _size(self, fn: Callable[[], Any]) -> tuple[int, float]:
+        """Warm fn up; (calls per sample so that a sample takes about min_sample_s, the best seconds
+        per call seen, warm-up calls included: a thread woken late slows some calls, not all)."""
+        best = min((self.timer.run(fn, 1) for _ in range(self.warmup)), default=math.inf)
+        self.timer.sync()
+        inner = 1
+        t = self.timer.run(fn, inner)
+        for _ in range(2):  # refine: the first single call is the noisiest
+            best = min(best, t / inner)
+            if t >= self.min_sample_s or inner >= self.max_inner:
+                break
+            inner = min(self.max_inner, max(inner + 1, math.ceil(self.min_sample_s / max(t / inner, 1e-9))))
+            t = self.timer.run(fn, inner)
+        return inner, min(best, t / inner)
 
     def take_round(self) -> None:
+        """One sample per repeat of every fn; past the deadline, one sample each."""
         with self.context():
             for key, fn in self.fns.items():
-                inner = self.inners[key]
-                self.samples[key].append(tuple(self.timer.run(fn, inner) / inner for _ in range(self.repeats)))
+                self.samples[key].append(self._repeats(fn, self.inners[key]))
         self.done += 1
         self.on_round()
+
+    def _repeats(self, fn: Callable[[], Any], inner: int) -> tuple[float, ...]:
+        times = []
+        for _ in range(self.repeats):
+            times.append(self.timer.run(fn, inner) / inner)
+            if self.deadline.expired:
+                break
+        return tuple(times)
 
     def stats(self) -> dict[Any, Stats]:
         return {k: Stats(tuple(self.samples[k]), self.inners[k]) for k in self.fns}
@@ -242,25 +284,30 @@ class Bench:
         self.fns = {}
 
 
-def run_interleaved(benches: list[Bench]) -> None:
+def run_interleaved(benches: list[Bench], deadline: Deadline | None = None) -> None:
     """Prepare every group, then take their rounds spread evenly in time: next is always the group
     whose (rounds done + 1/2) / rounds is smallest, so a group of 40 rounds and one of 4 both span
     the whole run. A neighbour that slows the machine for a stretch of seconds then touches a few
-    rounds of every measurement instead of all of one."""
+    rounds of every measurement instead of all of one. Past `deadline`, only groups without a
+    round yet take one; the rounds left out are recorded as cut."""
+    deadline = deadline or never()
     for b in benches:
         b.prepare()
     while True:
-        pending = [b for b in benches if b.done < b.rounds]
+        pending = [b for b in benches if b.done < b.rounds and (b.done == 0 or not deadline.expired)]
         if not pending:
-            return
+            break
         min(pending, key=lambda b: (b.done + 0.5) / b.rounds).take_round()
+    short = [f"{b.name} {b.done} of {b.rounds} rounds" for b in benches if b.done < b.rounds]
+    if short:
+        deadline.cut("rounds: " + ", ".join(short))
 
 
 def bench_many(fns: dict[Any, Callable[[], Any]], timer: Timer, *, rounds: int = 1, repeats: int, warmup: int,
                min_sample_s: float, **kw) -> dict[Any, Stats]:
     """Time a group of fns on their own (see Bench)."""
     b = Bench("", fns, timer, rounds=rounds, repeats=repeats, warmup=warmup, min_sample_s=min_sample_s, **kw)
-    run_interleaved([b])
+    run_interleaved([b], b.deadline)
     return b.stats()
 
 
@@ -323,26 +370,34 @@ def _gemm_fn(n: int, dtype: torch.dtype, device: str) -> Callable[[], Any]:
 
 
 def gemm_bench(spec: GemmSpec, device: str, sizes: tuple[int, ...], plan: Plan, timer: Timer,
-               on_round: Callable[[], None] = lambda: None) -> Bench:
-    """torch.mm(a, b, out=c) at each N of `sizes` (FLOPs 2 N^3), the sizes taking turns."""
+               on_round: Callable[[], None] = lambda: None, deadline: Deadline | None = None) -> Bench:
+    """torch.mm(a, b, out=c) at each N of `sizes` (FLOPs 2 N^3), the sizes taking turns; a size whose
+    call is predicted (from the size below) to exceed plan.max_call_s or the time left is skipped."""
     return Bench(f"GEMM {spec.key}", {n: _gemm_fn(n, spec.dtype, device) for n in sizes}, timer,
                  **plan.bench_kw(plan.gemm_rounds), context=lambda: _matmul_precision(spec.matmul_precision),
-                 on_round=on_round)
+                 on_round=on_round, deadline=deadline, work=lambda n: 2 * n ** 3, max_call_s=plan.max_call_s,
+                 label=lambda n: f"N={n}")
 
 
 def extend_gemm(results: dict[int, Stats], spec: GemmSpec, device: str, plan: Plan, timer: Timer,
-                max_call_s: float = 0.3, max_n: int = 16384) -> dict[int, Stats]:
+                max_call_s: float = 0.3, max_n: int = 16384, deadline: Deadline | None = None) -> dict[int, Stats]:
     """Keep doubling N past the largest size while the rate still grows by 3% and one call stays
-    under max_call_s: a big CPU or GPU is not saturated by the listed sizes."""
+    under max_call_s: a big CPU or GPU is not saturated by the listed sizes. Stops, too, when the
+    time left to `deadline` would not hold the next size's rounds."""
+    deadline = deadline or never()
     results = dict(results)
+    kw = plan.bench_kw(max(plan.rounds, plan.gemm_rounds // 2))
     while len(results) >= 2 and 2 * max(results) <= max_n:
         prev, last = sorted(results)[-2:]
         growing = gemm_tflops(last, results[last]) > 1.03 * gemm_tflops(prev, results[prev])
-        if not growing or results[last].median_s * 8 > max_call_s:
+        call_s = results[last].median_s * 8
+        if not growing or call_s > max_call_s:
+            break
+        if not deadline.allows(call_s * kw["rounds"] * kw["repeats"]):
+            deadline.cut(f"GEMM {spec.key}: N={2 * last} not tried (the rate still grew; no time left)")
             break
         with _matmul_precision(spec.matmul_precision):
-            results[2 * last] = bench(_gemm_fn(2 * last, spec.dtype, device), timer,
-                                      **plan.bench_kw(max(plan.rounds, plan.gemm_rounds // 2)))
+            results[2 * last] = bench(_gemm_fn(2 * last, spec.dtype, device), timer, deadline=deadline, **kw)
     return results
 
 
@@ -361,24 +416,39 @@ def gemm_tflops(n: int, stats: Stats) -> float:
     return 2 * n ** 3 / stats.median_s / 1e12
 
 
-def probe_dtype(spec: GemmSpec, device: str, n: int, timer: Timer) -> tuple[float, float]:
-    """(TFLOP/s of `spec`, TFLOP/s of fp32) at size n: a short check that a dtype is not emulated."""
-    rates = []
+def probe_dtype(spec: GemmSpec, device: str, n: int, timer: Timer,
+                deadline: Deadline | None = None) -> tuple[list[float], list[float]]:
+    """Per-call seconds of torch.mm at size n in `spec`'s dtype and in fp32, the two taking turns
+    in the same DTYPE_ROUNDS rounds (fewer past `deadline`): a short check that a dtype is not emulated."""
+    fns = {"low": _gemm_fn(n, spec.dtype, device), "fp32": _gemm_fn(n, torch.float32, device)}
     with torch.inference_mode():
-        for s in (spec, GemmSpec("fp32", torch.float32, "highest")):
-            with _matmul_precision(s.matmul_precision):
-                stats = bench(_gemm_fn(n, s.dtype, device), timer, repeats=3, warmup=1, min_sample_s=0.01)
-            rates.append(gemm_tflops(n, stats))
-    return rates[0], rates[1]
+        stats = bench_many(fns, timer, rounds=DTYPE_ROUNDS, repeats=1, warmup=1, min_sample_s=0.01,
+                           context=lambda: _matmul_precision("highest"), deadline=deadline)
+    return stats["low"].samples, stats["fp32"].samples
 
 
-def overhead_bench(device: str, plan: Plan, timer: Timer, on_round: Callable[[], None] = lambda: None) -> Bench:
+def native_fraction(low_s: list[float], fp32_s: list[float]) -> float:
+    """A low-precision GEMM's rate as a fraction of fp32's at the same N, from per-call seconds of
+    both taken in the same rounds: the ratio of their best samples. A busy machine only slows a
+    sample down, so the best of each is the least disturbed, and the ratio holds unless every
+    sample of one was slowed while some sample of the other was not."""
+    return min(fp32_s) / min(low_s)
+
+
+def emulated(low_s: list[float], fp32_s: list[float]) -> bool:
+    """Whether a low-precision GEMM is emulated: under SANE_DTYPE_FRACTION of fp32's rate
+    (an emulated bf16 or fp16 matmul runs at 1-2% of fp32, a native one at 50% or more)."""
+    return native_fraction(low_s, fp32_s) < SANE_DTYPE_FRACTION
+
+
+def overhead_bench(device: str, plan: Plan, timer: Timer, on_round: Callable[[], None] = lambda: None,
+                   deadline: Deadline | None = None) -> Bench:
     """torch.add on 1-element tensors with out= preallocated: the per-op cost with no work."""
     a = torch.ones(1, device=device)
     b = torch.ones(1, device=device)
     out = torch.empty(1, device=device)
     return Bench("overhead", {"add": lambda: torch.add(a, b, out=out)}, timer,
-                 **plan.bench_kw(plan.gemm_rounds, warmup=100), on_round=on_round)
+                 **plan.bench_kw(plan.gemm_rounds, warmup=100), on_round=on_round, deadline=deadline)
 
 
 def conv_flops(batch: int, pixels: int, channels: int = 64, kernel: int = 3) -> int:
@@ -387,17 +457,22 @@ def conv_flops(batch: int, pixels: int, channels: int = 64, kernel: int = 3) -> 
 
 
 def conv_bench(device: str, shapes: tuple[tuple[int, int], ...], plan: Plan, timer: Timer,
-               on_round: Callable[[], None] = lambda: None) -> Bench:
-    """3x3 64->64 Conv2d (stride 1, padding 1), fp32 (TF32 off on CUDA), at each (batch, pixels)."""
+               on_round: Callable[[], None] = lambda: None, deadline: Deadline | None = None) -> Bench:
+    """3x3 64->64 Conv2d (stride 1, padding 1), fp32 (TF32 off on CUDA), at each (batch, pixels),
+    in ascending FLOPs; a shape predicted too slow for plan.max_call_s or the time left is skipped."""
     w = torch.randn(64, 64, 3, 3, device=device)
-    xs = {(batch, pixels): torch.randn(batch, 64, pixels, pixels, device=device) for batch, pixels in shapes}
+    xs = {(batch, pixels): torch.randn(batch, 64, pixels, pixels, device=device)
+          for batch, pixels in sorted(shapes, key=lambda shape: conv_flops(*shape))}
     fns = {shape: (lambda x=x: torch.nn.functional.conv2d(x, w, padding=1)) for shape, x in xs.items()}
     cuda = timer.cuda
-    return Bench("conv", fns, timer, **plan.bench_kw(), context=lambda: _fp32_conv(cuda), on_round=on_round)
+    return Bench("conv", fns, timer, **plan.bench_kw(), context=lambda: _fp32_conv(cuda), on_round=on_round,
+                 deadline=deadline, work=lambda shape: conv_flops(*shape), max_call_s=plan.max_call_s,
+                 label=lambda shape: f"batch {shape[0]} at {shape[1]}x{shape[1]}")
 
 
 def memory_benches(device: str, array_bytes: int, curve_bytes: tuple[int, ...], plan: Plan, timer: Timer,
-                   on_round: Callable[[], None] = lambda: None) -> tuple[Bench, Bench]:
+                   on_round: Callable[[], None] = lambda: None,
+                   deadline: Deadline | None = None) -> tuple[Bench, Bench]:
     """(stream, curve) on three fp32 arrays of array_bytes each. Stream: copy (b.copy_(a)) and triad
     (torch.add(b, c, alpha=3, out=a)) in single calls on CPU (10 ms or more each), so a sample is
     one pass. Curve: torch.add(x, y, out=z) on leading slices of the arrays at each size of
@@ -407,11 +482,11 @@ def memory_benches(device: str, array_bytes: int, curve_bytes: tuple[int, ...], 
     for t, v in ((a, 0.0), (b, 1.0), (c, 2.0)):
         t.fill_(v)  # touch every page before timing
     stream = Bench("stream", {"copy": lambda: b.copy_(a), "triad": lambda: torch.add(b, c, alpha=3.0, out=a)},
-                   timer, **plan.bench_kw(plan.stream_rounds, min_sample_s=0.01), on_round=on_round)
+                   timer, **plan.bench_kw(plan.stream_rounds, min_sample_s=0.01), on_round=on_round, deadline=deadline)
     sizes = sorted({n for n in curve_bytes if n < array_bytes} | {array_bytes})
     views = {n: (a[:n // 4], b[:n // 4], c[:n // 4]) for n in sizes}
     curve = Bench("elementwise", {n: (lambda v=v: torch.add(v[0], v[1], out=v[2])) for n, v in views.items()},
-                  timer, **plan.bench_kw(), on_round=on_round)
+                  timer, **plan.bench_kw(), on_round=on_round, deadline=deadline)
     return stream, curve
 
 
@@ -556,10 +631,15 @@ def stream_array_bytes(plan: Plan, llc: int | None, free: int | None) -> tuple[i
 
 class _Progress:
     """One task per measurement group on a rich Progress, or calls progress(description, advance)
-    with advance the fraction of the group just done; nothing when progress is None."""
+    with advance the fraction of the group just done; nothing when progress is None. line(message)
+    passes '[  12.3 s] message' (seconds since `run` began) to say, when given."""
 
-    def __init__(self, progress):
-        self.progress = progress
+    def __init__(self, progress, say: Callable[[str], None] | None = None, run: Deadline | None = None):
+        self.progress, self.say, self.run = progress, say, run or never()
+
+    def line(self, message: str) -> None:
+        if self.say:
+            self.say(f"[{self.run.elapsed_s:6.1f} s] {message}")
 
     def group(self, description: str, total: int) -> Callable[[], None]:
         p = self.progress
@@ -595,18 +675,8 @@ def _net(seconds: float, overhead_s: float) -> float:
     return max(seconds - overhead_s, 0.1 * seconds)
 
 
-def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: str | Plan | None = None,
-              net_of_overhead: bool = True) -> dict:
-    """Measure `device` and return the hardware YAML document (a plain dict) for `--hardware local`.
-
-    `progress`: None, a rich.progress.Progress (one task per measurement group), or a callable
-    progress(description, advance) with advance the fraction of that group just finished.
-    `plan`: "full", "quick" or "tiny" (tests: seconds, sizes far too small to trust), or a Plan;
-    default "quick" if quick else "full". `net_of_overhead`: curve points net of the per-op overhead.
-    """
-    started = time.perf_counter()
-    if isinstance(plan, str) or plan is None:
-        plan = PLANS[plan or ("quick" if quick else "full")]
+def _device(device: str) -> tuple[str, bool]:
+    """(the device as torch names it, with a CUDA index; whether it is CUDA), or a clear error."""
     dev = torch.device(device)
     if dev.type == "cuda":
         if not torch.cuda.is_available():
@@ -616,55 +686,115 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
         torch.cuda.set_device(dev)
     elif dev.type != "cpu":
         raise ValueError(f"calibrate: device {device!r} is not supported; expected 'cpu' or 'cuda'")
-    device = str(dev)
-    cuda = dev.type == "cuda"
+    return str(dev), dev.type == "cuda"
+
+
+def _native_specs(device: str, n: int, timer: Timer, deadline: Deadline,
+                  steps: _Progress) -> tuple[list[GemmSpec], dict[str, str]]:
+    """The GEMM specs to measure, and a note for each low-precision dtype found emulated (see emulated)."""
+    specs, skipped = [], {}
+    for spec in gemm_specs(device):
+        if spec.key in ("fp32", "tf32"):
+            specs.append(spec)
+            continue
+        low_s, fp32_s = probe_dtype(spec, device, n, timer, deadline)
+        fraction = native_fraction(low_s, fp32_s)
+        if emulated(low_s, fp32_s):
+            low, fp32 = 2 * n ** 3 / min(low_s) / 1e12, 2 * n ** 3 / min(fp32_s) / 1e12
+            skipped[spec.key] = (f"GEMM {spec.key}: skipped: at N={n} its best of {len(low_s)} calls ran at "
+                                 f"{_sig(low, 3)} TFLOP/s, {100 * fraction:.1f}% of fp32's best in the same rounds "
+                                 f"({_sig(fp32, 3)}); below {100 * SANE_DTYPE_FRACTION:.0f}% it is emulated, not "
+                                 f"a native {spec.key} matmul")
+        else:
+            specs.append(spec)
+        steps.line(f"GEMM {spec.key}: {'emulated' if emulated(low_s, fp32_s) else 'native'} "
+                   f"({100 * fraction:.1f}% of fp32 at N={n})")
+    return specs, skipped
+
+
+def _interleaved(device: str, specs: list[GemmSpec], sizes: tuple[int, ...], array_bytes: int, plan: Plan,
+                 timer: Timer, deadline: Deadline, steps: _Progress
+                 ) -> tuple[Stats, dict[str, dict[int, Stats]], dict[tuple[int, int], Stats], MemoryResult]:
+    """(overhead, GEMM timings by dtype and N, conv timings, memory): their rounds taking turns."""
+    ov = overhead_bench(device, plan, timer, steps.group("per-op overhead", plan.gemm_rounds), deadline)
+    gemm_groups = {spec.key: gemm_bench(spec, device, sizes, plan, timer,
+                                        steps.group(f"GEMM {spec.key}", plan.gemm_rounds), deadline)
+                   for spec in specs}
+    conv_group = conv_bench(device, plan.conv_shapes, plan, timer, steps.group("conv curve", plan.rounds), deadline)
+    mem_step = steps.group("memory bandwidth", plan.stream_rounds + plan.rounds)
+    stream, curve = memory_benches(device, array_bytes, plan.curve_bytes, plan, timer, mem_step, deadline)
+    groups = [ov, *gemm_groups.values(), conv_group, stream, curve]
+    steps.line(f"overhead, GEMM {', '.join(gemm_groups)}, conv and memory in interleaved rounds "
+               f"(up to {deadline.left_s:.0f} s)")
+    run_interleaved(groups, deadline)
+    steps.line(f"interleaved rounds done: {sum(g.done for g in groups)} rounds of {len(groups)} groups")
+    s = stream.stats()
+    result = (ov.stats()["add"], {key: g.stats() for key, g in gemm_groups.items()}, conv_group.stats(),
+              MemoryResult(array_bytes, s["copy"], s["triad"], curve.stats()))
+    for g in groups:
+        g.release()
+    return result
+
+
+def _kernel_points(device: str, plan: Plan, peak_flops_per_s: float, bandwidth_bytes_per_s: float,
+                   overhead_s: float, deadline: Deadline, steps: _Progress) -> tuple[dict[str, list[list[float]]], list[str]]:
+    """estimator.kernel_probes' points and notes within `deadline`; none when the plan has no scales."""
+    if not plan.probe_scales:
+        return {}, []
+    step = steps.group("kernel points", len(PROBES) * len(plan.probe_scales))
+    steps.line(f"kernel points: {len(PROBES)} probes at scales {plan.probe_scales} (up to {deadline.left_s:.0f} s)")
+    return kernel_points(device, plan.probe_scales, plan.probe_reps, peak_flops_per_s, bandwidth_bytes_per_s,
+                         overhead_s, on_probe=step, deadline=deadline, max_call_s=plan.max_call_s, say=steps.line)
+
+
+def _host_costs(device: str, plan: Plan, deadline: Deadline, steps: _Progress) -> dict[str, Any]:
+    """estimator.host_probes' `host:` mapping, outside inference mode (autograd is part of what it measures)."""
+    host_plan = HOST_PLANS[plan.host_plan]
+    step = steps.group("host costs", host_plan.rounds)
+    steps.line(f"host costs: {host_plan.rounds} rounds (up to {deadline.left_s:.0f} s)")
+    host = measure_host(device, plan=host_plan, on_round=step, deadline=deadline)
+    steps.line("host costs done")
+    return host
+
+
+def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: str | Plan | None = None,
+              net_of_overhead: bool = True, budget_s: float | None = None,
+              say: Callable[[str], None] | None = None) -> dict:
+    """Measure `device` and return the hardware YAML document (a plain dict) for `--hardware local`.
+
+    `progress`: None, a rich.progress.Progress (one task per measurement group), or a callable
+    progress(description, advance) with advance the fraction of that group just finished.
+    `plan`: "full", "quick" or "tiny" (tests: seconds, sizes far too small to trust), or a Plan;
+    default "quick" if quick else "full". `net_of_overhead`: curve points net of the per-op overhead.
+    `budget_s`: seconds the run may take (default the plan's); each phase takes a share of what is
+    left (SHARES), and what was cut short to keep it is listed in the notes ("cut short: ...").
+    `say(line)`: one line per phase and probe, with the seconds elapsed.
+    """
+    if isinstance(plan, str) or plan is None:
+        plan = PLANS[plan or ("quick" if quick else "full")]
+    budget_s = budget_s or plan.budget_s
+    run = Deadline(budget_s)
+    plan = dataclasses.replace(plan, max_call_s=min(plan.max_call_s, budget_s / CALLS_PER_BUDGET))
+    device, cuda = _device(device)
     if cuda:
         plan = dataclasses.replace(plan, min_sample_s=plan.cuda_min_sample_s)
     timer = Timer(device)
     info = machine(device)
     llc = llc_bytes(device)
     threads = torch.get_num_threads()
-    steps = _Progress(progress)
+    steps = _Progress(progress, say, run)
     sizes = plan.cuda_gemm_sizes if cuda else plan.cpu_gemm_sizes
-    probe_n = plan.probe_n[1 if cuda else 0]
     array_bytes, why = stream_array_bytes(plan, llc, info["free"])
 
     with torch.inference_mode():
-        # low-precision probes decide which GEMM groups exist
-        specs, skipped = [], {}
-        for spec in gemm_specs(device):
-            if spec.key in ("fp32", "tf32"):
-                specs.append(spec)
-                continue
-            rate, fp32_rate = probe_dtype(spec, device, probe_n, timer)
-            if rate >= SANE_DTYPE_FRACTION * fp32_rate:
-                specs.append(spec)
-            else:
-                skipped[spec.key] = (f"GEMM {spec.key}: skipped: a probe at N={probe_n} ran at {_sig(rate, 3)} "
-                                     f"TFLOP/s, {100 * rate / fp32_rate:.1f}% of fp32 ({_sig(fp32_rate, 3)}); below "
-                                     f"{100 * SANE_DTYPE_FRACTION:.0f}% it is emulated, not a native {spec.key} matmul")
-        # every group's rounds spread over the whole run
-        ov = overhead_bench(device, plan, timer, steps.group("per-op overhead", plan.gemm_rounds))
-        gemm_groups = {spec.key: gemm_bench(spec, device, sizes, plan, timer,
-                                            steps.group(f"GEMM {spec.key}", plan.gemm_rounds)) for spec in specs}
-        conv_group = conv_bench(device, plan.conv_shapes, plan, timer, steps.group("conv curve", plan.rounds))
-        mem_step = steps.group("memory bandwidth", plan.stream_rounds + plan.rounds)
-        kernel_step = steps.group("kernel points", len(PROBES) * len(plan.probe_scales)) if plan.probe_scales else None
-        host_plan = HOST_PLANS[plan.host_plan]
-        host_step = steps.group("host costs", host_plan.rounds)
-        stream, curve = memory_benches(device, array_bytes, plan.curve_bytes, plan, timer, mem_step)
-        groups = [ov, *gemm_groups.values(), conv_group, stream, curve]
-        run_interleaved(groups)
-        overhead = ov.stats()["add"]
-        conv = conv_group.stats()
-        s = stream.stats()
-        mem = MemoryResult(array_bytes, s["copy"], s["triad"], curve.stats())
-        gemm = {key: g.stats() for key, g in gemm_groups.items()}
-        for g in groups:
-            g.release()
-        del groups, stream, curve, gemm_groups
+        specs, skipped = _native_specs(device, plan.probe_n[1 if cuda else 0], timer, run.share(SHARES["dtype check"]),
+                                       steps)
+        overhead, gemm, conv, mem = _interleaved(device, specs, sizes, array_bytes, plan, timer,
+                                                 run.share(SHARES["interleaved"]), steps)
         if plan.extend_gemm:
-            gemm = {spec.key: extend_gemm(gemm[spec.key], spec, device, plan, timer) for spec in specs}
+            extend = run.share(SHARES["GEMM extension"])
+            steps.line("GEMM: trying larger N while the rate grows")
+            gemm = {spec.key: extend_gemm(gemm[spec.key], spec, device, plan, timer, deadline=extend) for spec in specs}
     overhead_s = overhead.median_s if net_of_overhead else 0.0
 
     notes: list[str] = []
@@ -696,13 +826,10 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
                  f"triad {_sig(mem.triad_gbps)} GB/s {mem.triad.describe()}; "
                  f"copy is b.copy_(a) counting 2 x bytes, triad is torch.add(b, c, alpha=s, out=a) "
                  f"counting 3 x bytes, on fp32 arrays of {why}")
-    kernels: dict[str, list[list[float]]] = {}
-    if kernel_step:
-        kernels, kernel_notes = kernel_points(device, plan.probe_scales, plan.probe_reps, peaks["fp32"][0] * 1e12,
-                                              gbps * 1e9, overhead.median_s, on_probe=kernel_step)
-        notes += kernel_notes
-    # outside inference mode: autograd is part of what it measures
-    host = measure_host(device, plan=host_plan, on_round=host_step)
+    kernels, kernel_notes = _kernel_points(device, plan, fp32_peak, gbps * 1e9, overhead.median_s,
+                                           run.share(SHARES["kernel points"]), steps)
+    notes += kernel_notes
+    host = _host_costs(device, plan, run.share(1.0), steps)
     notes.append(f"kernel overhead: {_sig(overhead.median_s * 1e6, 3)} us median per tiny op (torch.add on "
                  f"1-element tensors, out= preallocated), {overhead.describe()}")
     notes.append("elementwise curve: torch.add(x, y, out=z) on fp32 arrays from 4 KB up to the stream arrays, "
@@ -721,7 +848,8 @@ def calibrate(device: str = "cpu", quick: bool = False, progress=None, *, plan: 
 
     now = datetime.datetime.now().astimezone()
     label = f"torch {torch.__version__}, {threads} threads"
-    notes.append(f"calibration took {time.perf_counter() - started:.0f} s ({plan.name} plan)")
+    notes += [f"cut short: {cut} (budget {budget_s:g} s)" for cut in run.cuts]
+    notes.append(f"calibration took {run.elapsed_s:.0f} s ({plan.name} plan, budget {budget_s:g} s)")
     doc: dict[str, Any] = {
         "id": "local",
         "name": f"{info['name']} (measured)",
@@ -761,8 +889,11 @@ def _represent_list(dumper: yaml.SafeDumper, data: list):
 _Dumper.add_representer(list, _represent_list)
 
 
-def write_hardware_yaml(doc: dict, path: Path) -> None:
-    """Write `doc` as YAML at `path` (parent folders created), under a comment saying how it was made."""
+def write_hardware_yaml(doc: dict, path: Path, validate: Callable[[Path], Any] = lambda path: None) -> None:
+    """Write `doc` as YAML at `path` (parent folders created), under a comment saying how it was made.
+    Atomic: written to a temporary file in the same folder, checked with validate(temporary path),
+    then moved over `path`; on any error or interrupt the temporary file is removed and `path`
+    is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     header = (f"# {doc.get('name', 'this machine')}: roofs measured by `roofline calibrate`\n"
@@ -770,7 +901,61 @@ def write_hardware_yaml(doc: dict, path: Path) -> None:
               "# Peaks are the best median GEMM rate over sizes; bandwidth the better of copy and triad;\n"
               "# curves are [work, fraction of the peak] from the same runs. Re-run `roofline calibrate`\n"
               "# to refresh; edits are kept only until then.\n")
-    path.write_text(header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True))
+    text = header + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".roofline-", suffix=".yaml.tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        validate(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def check_output_path(path: Path, make_parents: bool = False) -> Path:
+    """`path` made absolute, or a RooflineError naming it and the fix, before any measuring: a
+    directory, something not a regular file, a path under a file, a missing parent folder (unless
+    make_parents: then the nearest existing folder is checked), an over-long name, or a folder
+    this process cannot write in."""
+    path = Path(os.path.abspath(os.path.expanduser(path)))
+    where = f"cannot write the calibration to {path}"
+    if os.path.isdir(path):
+        raise RooflineError(f"{where}: it is a directory; give a file path such as {path / 'local.yaml'}")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise RooflineError(f"{where}: it exists and is not a regular file; give the path of a YAML file")
+    folder = path.parent
+    while not os.path.lexists(folder):
+        folder = folder.parent
+    if not os.path.isdir(folder):
+        raise RooflineError(f"{where}: {folder} is a file, not a directory; pick a path in a directory")
+    if folder != path.parent and not make_parents:
+        raise RooflineError(f"{where}: directory {path.parent} does not exist; create it "
+                            f"(mkdir -p {path.parent}) or pick a path in an existing directory")
+    _check_length(path, folder, where)
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".roofline-", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise RooflineError(f"{where}: cannot create files in {folder} ({e.strerror}); pick a path in a "
+                            "directory you can write to") from None
+    return path
+
+
+def _check_length(path: Path, folder: Path, where: str) -> None:
+    """A RooflineError when a name to create under `folder`, or the whole path, is longer than the
+    file system allows."""
+    name_max = os.pathconf(folder, "PC_NAME_MAX")
+    path_max = os.pathconf(folder, "PC_PATH_MAX")
+    for part in path.relative_to(folder).parts:
+        if len(os.fsencode(part)) > name_max:
+            raise RooflineError(f"{where}: the name {part[:40]}... is {len(os.fsencode(part))} bytes long, over "
+                                f"the {name_max} this file system allows; pick a shorter name")
+    if len(os.fsencode(str(path))) >= path_max:
+        raise RooflineError(f"{where}: the path is {len(os.fsencode(str(path)))} bytes long, over the "
+                            f"{path_max} this system allows; pick a shorter path")
 
 
 _GEMM_NOTE = re.compile(r"^GEMM (\w+) \((\w+)\): peak [\d.eE+-]+ TFLOP/s.*? at N=(\d+), spread ([\d.]+)%")
@@ -792,6 +977,7 @@ def summary_lines(doc: dict) -> list[str]:
         if m:
             spreads.append(f"GEMM {key} {m.group(4)}%")
     lines += [n for n in notes if n.startswith("GEMM ") and ": skipped:" in n]
+    lines += ["Cut short: " + n.removeprefix("cut short: ") for n in notes if n.startswith("cut short: ")]
     bw_note = next((n for n in notes if n.startswith("memory bandwidth:")), "")
     source = re.search(r"from (copy|triad)", bw_note)
     found = _BANDWIDTH.findall(bw_note)

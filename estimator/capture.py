@@ -156,7 +156,7 @@ class _GraphRecorder(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         path, mtype = self.owner or self._tracker.owner()
-        out = run_fake(func, args, kwargs, path)
+        out = run_fake(func, args, kwargs, path or mtype)
         if func.namespace == "prim" or not self.recording:  # metadata queries (prim.device), not work
             return out
         inputs = tuple(TensorMeta.of(t) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))
@@ -257,7 +257,7 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
     except CaptureError:
         raise
     except Exception as e:  # the model's own error on these inputs, reported as one line
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
         raise CaptureError(f"running {model_name or type(model).__name__} on inputs ({_describe(example_inputs)}) "
                            f"failed: {type(e).__name__}: {first}") from e
     finally:

@@ -5,17 +5,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import os
 import sys
+from pathlib import Path
 
 from rich.console import Console
 
-from .cli_args import int_list
+from .cli_args import int_list, names
 from .cli_plot import add_parsers as add_plot_parsers
-from .errors import RooflineError, UnsupportedOpError
+from .errors import RooflineError, UnsupportedOpError, did_you_mean
 from .execution import EXECUTIONS
 from .optimizer import DEFAULT_OPTIMIZER, OPTIMIZERS
+from .output_paths import check_output_file, json_text, write_json
 from .precision import PRECISIONS
 
 
@@ -56,7 +58,7 @@ def _required(args) -> int:
         result = from_step(step, args.throughput, chips, precision)
     data = result.to_dict()
     if args.json == "-":
-        print(json.dumps(data, indent=2))
+        print(json_text(data))
         return 0
     factor = "x 3 (train) " if result.train else "x 1 (inference) "
     table = Table()
@@ -82,25 +84,56 @@ def _required(args) -> int:
                   f"{result.traced_flops_per_s / 1e12:.4g} TFLOPS required", highlight=False)
     out.print(table)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=2)
+        write_json(Path(args.json), data)
         Console(stderr=True).print(f"wrote {args.json}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_streams()
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     err = Console(stderr=True)
     try:
+        _check_options(args)
         return args.run(args)
     except RooflineError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False)
+        err.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)  # one line, however long
         return 2
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except BrokenPipeError:  # `... | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:  # the output stream failed (a full disk, a closed terminal)
+        err.print(f"[bold red]error:[/] writing the output failed: {e.strerror or e}", highlight=False)
+        return 1
+
+
+def _tolerant_streams() -> None:
+    """Titles use a middle dot and arrows: where the terminal's encoding lacks them
+    (PYTHONIOENCODING=ascii), print a replacement character instead of failing."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
+
+
+def _check_options(args) -> None:
+    """What argparse cannot see, before any work: output files, options that would be ignored."""
+    if getattr(args, "json", None) not in (None, True, False, "-"):
+        check_output_file("--json", args.json)
+    if getattr(args, "hf_class", None) and not getattr(args, "hf_config", None):
+        raise RooflineError("--hf-class picks the class of an --hf-config model; add --hf-config CONFIG or leave "
+                            "--hf-class out")
+    if getattr(args, "inputs", None) and not getattr(args, "hf_config", None):
+        raise RooflineError("--inputs sets the input shapes of an --hf-config model; a zoo model takes --batch, "
+                            "--seq and --image, and FILE.py:FUNC returns its own inputs")
+    if getattr(args, "optimizer", None) is not None and not getattr(args, "train", True):
+        raise RooflineError(f"--optimizer {args.optimizer} applies to a training step; add --train or leave it out")
+    if getattr(args, "top", None) is not None and args.top < 0:
+        raise RooflineError(f"--top must be 0 (every row) or a positive number of rows, got {args.top}")
 
 
 def _add_step_inputs(parser: argparse.ArgumentParser, batch_help: str) -> None:
@@ -113,8 +146,15 @@ def _add_step_inputs(parser: argparse.ArgumentParser, batch_help: str) -> None:
     parser.add_argument("--image", type=int, help="image side in pixels (image models)")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command's --help, not the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message[:300]} (see `{self.prog} --help`)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="roofline", description="Static roofline performance estimates "
+    parser = _OneLineParser(prog="roofline", description="Static roofline performance estimates "
                                      "for PyTorch models, forward and backward, on any chip.")
     sub = parser.add_subparsers(dest="command", required=True)
     est = sub.add_parser("estimate", help="per-layer FLOPs, bytes, bounds and step time of a model on a chip")
@@ -138,7 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_step_inputs(est, batch_help="batch size (zoo models; default 1)")
     est.add_argument("--train", action="store_true", help="a training step: forward, loss, backward and the "
                      "optimizer's update")
-    est.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, choices=OPTIMIZERS, metavar="NAME",
+    est.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
                      help=f"optimizer of a training step: {', '.join(OPTIMIZERS)} (default {DEFAULT_OPTIMIZER})")
     est.add_argument("--execution", default="eager", choices=EXECUTIONS, metavar="MODE",
                      help="how the step runs: eager (PyTorch's default: Python issues every op), cuda-graphs "
@@ -167,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device to measure (default cpu)")
     cal.add_argument("--out", help="where to write the YAML (default: the user config location that "
                                    "`--hardware local` reads)")
+    cal.add_argument("--budget", type=float, metavar="SECONDS",
+                     help="time the run may take (default 60 with --quick, else 300); probes that would "
+                          "overrun it are cut short and listed")
     cal.set_defaults(run=_calibrate)
     meas = sub.add_parser("measure", help="time zoo models on this device and compare delivered TFLOPS with the "
                                           "peak and with our prediction")
@@ -224,7 +267,7 @@ def _hardware_list(args) -> int:
 
     chips = catalog_and_local()
     if args.json:
-        print(json.dumps([hw.to_dict() for hw in chips], indent=2))
+        print(json_text([hw.to_dict() for hw in chips]))
         return 0
     Console(width=None if sys.stdout.isatty() else 160).print(catalog_table(chips))
     return 0
@@ -236,31 +279,43 @@ def _hardware_show(args) -> int:
 
     hw = load_hardware(args.chip)
     if args.json:
-        print(json.dumps(hw.to_dict(), indent=2))
+        print(json_text(hw.to_dict()))
         return 0
     Console(width=None if sys.stdout.isatty() else 160).print(chip_sheet(hw))
     return 0
 
 
 def _calibrate(args) -> int:
+    """Validate --out and --budget, measure (progress lines on stderr, or a live display on a
+    terminal), write the YAML atomically; Ctrl-C leaves the old file as it was and exits 130."""
     from pathlib import Path
 
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from .calibrate import calibrate, summary_lines, write_hardware_yaml
+    from .calibrate import PLANS, calibrate, check_output_path, summary_lines, write_hardware_yaml
     from .hardware import local_hardware_path, parse_hardware
 
+    out_path = check_output_path(Path(args.out)) if args.out else check_output_path(local_hardware_path(), True)
+    if args.budget is not None and not args.budget > 0:
+        raise RooflineError(f"--budget takes seconds greater than 0, got {args.budget:g}; e.g. --budget 60")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise RooflineError("--device cuda: no CUDA device is visible to torch here; use --device cpu")
-    out_path = Path(args.out) if args.out else local_hardware_path()
+    budget = args.budget or PLANS["quick" if args.quick else "full"].budget_s
     err = Console(stderr=True)
-    err.print(f"measuring {args.device} with {torch.get_num_threads()} threads ({'quick' if args.quick else 'full'} run)")
+    err.print(f"measuring {args.device} with {torch.get_num_threads()} threads ({'quick' if args.quick else 'full'} "
+              f"run, budget {budget:g} s)", highlight=False)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn())
-    with Progress(*columns, console=err) as progress:
-        doc = calibrate(device=args.device, quick=args.quick, progress=progress)
-    write_hardware_yaml(doc, out_path)
-    parse_hardware(out_path)  # what we wrote must load under the strict schema
+    try:
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+            status = progress.add_task("starting", total=None)
+            say = ((lambda line: progress.update(status, description=line)) if err.is_terminal
+                   else (lambda line: print(line, file=sys.stderr, flush=True)))
+            doc = calibrate(device=args.device, quick=args.quick, progress=progress, budget_s=budget, say=say)
+        write_hardware_yaml(doc, out_path, validate=parse_hardware)  # it must load under the strict schema
+    except KeyboardInterrupt:
+        err.print(f"interrupted; nothing written ({out_path} is as it was)", highlight=False)
+        return 130
     for line in summary_lines(doc):
         print(line)
     hint = "--hardware local" if out_path == local_hardware_path() else f"--hardware {out_path}"
@@ -270,6 +325,8 @@ def _calibrate(args) -> int:
 
 def _measure(args) -> int:
     import torch
+
+    import roofline_zoo
     from rich.table import Table
 
     from .hardware import load_hardware
@@ -288,7 +345,12 @@ def _measure(args) -> int:
     err.print(f"device {args.device}, precision {args.precision}, {torch.get_num_threads()} threads, "
               f"warmup {args.warmup}, runs {args.runs}, {'training steps' if args.train else 'inference'}")
     measurements = []
-    for name in [m for m in args.model.split(",") if m.strip()]:
+    models = names(args.model, "--model")
+    unknown = [m for m in models if m not in roofline_zoo.ZOO]
+    if unknown:  # before the first measurement, not after it
+        raise RooflineError(f"--model {unknown[0][:80]!r} is not a zoo model{did_you_mean(unknown[0], list(roofline_zoo.ZOO))}"
+                            "; `roofline models` lists them")
+    for name in models:
         for batch in batches:
             with err.status(f"measuring {name} batch {batch}…"):
                 m = measure(name, batch, device=args.device, precision=args.precision, train=args.train,
@@ -314,8 +376,7 @@ def _measure(args) -> int:
     out.print("GFLOPs are real FLOPs (1 multiply-accumulate = 2 FLOPs) of exactly what was timed, counted by "
               "torch-roofline; tools that report GMACs as 'GFLOPs' show half.")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json(Path(args.json), rows)
         err.print(f"wrote {args.json}")
     return 0
 
@@ -364,8 +425,7 @@ def _compare(args) -> int:
     out.print(f"time-weighted mean absolute error over layers {100 * result.weighted_mae:.1f}%; "
               f"Spearman rank correlation of predicted vs measured {result.spearman:.3f}")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result.to_dict(), f, indent=2)
+        write_json(Path(args.json), result.to_dict())
         err.print(f"wrote {args.json}")
     return 0
 
@@ -386,7 +446,7 @@ def _models(args) -> int:
             rows.append(zoo_summary(name))
             progress.advance(task)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json_text(rows))
         return 0
     table = Table(title=f"model zoo ({len(rows)} models); forward GFLOPs at batch 1, default input",
                   title_justify="left")
@@ -429,9 +489,6 @@ def _estimate(args) -> int:
         raise RooflineError("--accumulate and --recompute apply to training steps; add --train")
     if (args.model is None) == (args.hf_config is None):
         raise RooflineError("give a MODEL (a zoo name, FILE.py:FUNC, ...) or --hf-config config.json, not both")
-    if args.inputs and not args.hf_config:
-        raise RooflineError("--inputs sets the input shapes of an --hf-config model; a zoo model takes --batch, "
-                            "--seq and --image, and FILE.py:FUNC returns its own inputs")
     mode = "train" if args.train else "inference"
     captured = {}
 
@@ -444,7 +501,7 @@ def _estimate(args) -> int:
                                                      args.inputs)
             else:
                 model, inputs, name = load_model(args.model, batch=batch, seq=args.seq, image=args.image)
-            step = capture(model, inputs, mode=mode, model_name=name, optimizer=args.optimizer,
+            step = capture(model, inputs, mode=mode, model_name=name, optimizer=args.optimizer or DEFAULT_OPTIMIZER,
                            accumulate=args.accumulate, recompute=args.recompute,
                            dispatch=dispatch_for(chip.kind for chip in chips), moe_skew=args.moe_skew)
             if batch is not None and step.batch != batch:
@@ -488,10 +545,9 @@ def _estimate(args) -> int:
             out.print(full_report(report, args.by, args.depth, args.top))
             out.print(memory_line(memory, hardware, biggest))
     if args.json == "-":
-        print(json.dumps(data, indent=2))
+        print(json_text(data))
     elif args.json:
-        with open(args.json, "w") as f:
-            json.dump(data, f, indent=2)
+        write_json(Path(args.json), data)
         err.print(f"wrote {args.json}")
     if peak_bytes > max(c.memory_capacity_bytes for c in chips):  # fits nowhere: say so, after the numbers
         largest = max(c.memory_capacity_bytes for c in chips)

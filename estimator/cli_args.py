@@ -12,17 +12,19 @@ from .errors import RooflineError
 def int_list(text: str, option: str) -> list[int]:
     """Comma-separated positive integers, or a RooflineError naming `option` and the text."""
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",")]
     except ValueError:
         values = []
-    if not values or any(v < 1 for v in values):
-        raise RooflineError(f"{option} takes comma-separated integers, each at least 1, got {text!r}")
+    if not values or any(not 1 <= v <= 2 ** 31 - 1 for v in values):
+        raise RooflineError(f"{option} takes comma-separated integers, each from 1 to 2^31 - 1, got {text[:80]!r}")
     return values
 
 
 def names(text: str, option: str) -> list[str]:
-    """Comma-separated names, blanks dropped; a RooflineError when none is left."""
-    found = [n.strip() for n in text.split(",") if n.strip()]
-    if not found:
-        raise RooflineError(f"{option} {text!r} names nothing; give comma-separated names")
+    """Comma-separated names; a RooflineError for none or an empty one ("a,,b", "a,")."""
+    found = [n.strip() for n in text.split(",")]
+    if not any(found):
+        raise RooflineError(f"{option} {text[:80]!r} names nothing; give comma-separated names")
+    if not all(found):
+        raise RooflineError(f"{option} {text[:80]!r} has an empty name between commas; remove the extra comma")
     return found

@@ -10,13 +10,13 @@ import argparse
 import sys
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .cli_args import int_list, names
 from .errors import RooflineError
+from .output_paths import check_output_folder, mark_written
 from .precision import PRECISIONS, get_precision
 
 PLOT_KINDS = ("roofline", "chips", "breakdown", "models", "models-roofline", "scatter", "correlation")
@@ -66,6 +66,8 @@ def add_parsers(sub) -> None:
     _add_measure_options(rep)
     rep.add_argument("--no-svg", action="store_true", help="write PNG figures only")
     rep.add_argument("--out", required=True, help="output folder (created if missing)")
+    rep.add_argument("--force", action="store_true", help="overwrite report files in --out that this tool did not "
+                     "write there (by default such a file stops the run)")
     rep.set_defaults(run=run_report)
 
 
@@ -113,8 +115,11 @@ def _chips(text: str | None, default: str):
     from .precision import get_precision
 
     chips, precisions = [], {}
-    for name in names(text or default, "--hardware"):
-        chip_id, _, precision = name.partition("@")
+    for name in names(text if text is not None else default, "--hardware"):
+        chip_id, at, precision = name.partition("@")
+        if at and not (chip_id and precision):
+            raise RooflineError(f"--hardware {name[:80]!r}: write ID@PRECISION with both parts, e.g. "
+                                "a100-80gb-sxm@amp-bf16, or the ID alone")
         chips.append(load_hardware(chip_id))
         if precision:
             precisions[chips[-1].id] = get_precision(precision).name
@@ -135,14 +140,16 @@ def run_report(args) -> int:
                               train_batch=args.train_batch, seq=args.seq, image=args.image, measure=args.measure,
                               warmup=args.warmup, runs=args.runs, max_measure_s=args.max_measure_s,
                               svg=not args.no_svg)
-    out_dir = Path(args.out)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RooflineError(f"--out {args.out!r} is a file; give a folder")
+    out_dir = check_output_folder("--out", args.out, REPORT_NAMES, force=args.force)  # before any work
     with _progress(work_units(settings), "report") as advance:
         build_report(settings, out_dir, advance)
+    mark_written(out_dir, REPORT_NAMES)
     print(f"wrote {out_dir / 'report.html'} (self-contained), {out_dir / 'report.md'}, {out_dir / 'report.json'}, "
           f"figures/ and tables/")
     return 0
+
+
+REPORT_NAMES = ["report.html", "report.md", "report.json", "figures", "tables"]  # what a report writes in --out
 
 
 def run_plot(args) -> int:

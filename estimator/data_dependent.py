@@ -16,7 +16,8 @@ Capture records a step from shapes alone. Four kinds of op need values or help:
     CPU and CUDA kernels take fp32 too; the output shape is the same for every dtype, so it is
     taken from bf16 copies and given the inputs' dtype. Its FLOPs do not depend on routing;
   * kernels whose CPU fake kernel goes through a value-dependent step although their output
-    shapes follow from the inputs' (SHAPES_BY_FORMULA: weight norm's backward).
+    shapes follow from the inputs' (SHAPES_BY_FORMULA: weight norm's backward); and products
+    whose fake kernels accept operands of mixed dtypes that the real kernels refuse.
 
 Example:
     >>> out = run_fake(func, args, kwargs, where="model.layers.0.mlp")
@@ -38,6 +39,8 @@ def run_fake(func, args: tuple, kwargs: dict, where: str):
         return _grouped_mm_any_dtype(func, args, kwargs)
     if func in SHAPES_BY_FORMULA:
         return SHAPES_BY_FORMULA[func](*args)
+    if func.overloadpacket in SAME_DTYPE_OPS:
+        _check_same_dtype(func, args, where)
     try:
         out = func(*args, **kwargs)
     except DataDependentOutputException:
@@ -67,6 +70,20 @@ SHAPES_BY_FORMULA = {
     aten._weight_norm_interface_backward.default: lambda grad_w, v, g, norms, dim: (torch.empty_like(v),
                                                                                     torch.empty_like(g)),
 }
+
+
+# products whose real kernels refuse operands of different dtypes, where the fake kernels let
+# them through (an int64 input fed to a float Linear would be estimated, though it cannot run)
+SAME_DTYPE_OPS = (aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.convolution, aten.matmul)
+
+
+def _check_same_dtype(func, args, where: str) -> None:
+    dtypes = [a.dtype for a in args if isinstance(a, torch.Tensor)]
+    if len(set(dtypes)) > 1:
+        names = " and ".join(sorted({str(d).replace("torch.", "") for d in dtypes}))
+        raise CaptureError(f"{where or 'the model'} multiplies {names} tensors ({func.overloadpacket}), which PyTorch "
+                           "refuses: check the inputs' dtypes (token ids go to an embedding, pixels and features "
+                           "are floating point)")
 
 
 def _every_element_selected(func, args) -> torch.Tensor | None:

@@ -6,6 +6,12 @@ Every message names the bad value, what was expected, and a hint. Example:
 from __future__ import annotations
 
 import difflib
+import reprlib
+
+QUOTE_CHARS = 80
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = QUOTE_CHARS
+_REPR.maxlevel = 3
 
 
 class RooflineError(Exception):
@@ -36,13 +42,39 @@ class UnsupportedOpError(RooflineError):
     """Raised in strict mode when the graph holds ops without a cost rule."""
 
 
+def quoted(value, limit: int = QUOTE_CHARS) -> str:
+    """repr(value) for a message, at most about `limit` characters however big or deep the value.
+
+    >>> quoted("abcdefghijklmnop", limit=10)
+    "'abcdef... (16 characters)"
+    """
+    text = _REPR.repr(value)  # bounded work even for a huge or self-similar structure
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    size = len(value) if isinstance(value, (str, bytes)) else None
+    return f"{text} ({size:,} characters)" if size and size > limit else text
+
+
 def did_you_mean(value: str, choices: list[str]) -> str:
-    """A ' did you mean ...?' clause for the closest choices, or '' when none is close.
+    """A ' did you mean ...?' clause for up to 3 choices, or '' when none is close: choices that
+    start with `value`, then those containing it (ignoring case, shortest first), else the
+    closest by edit distance.
 
     >>> did_you_mean("resnet5", ["resnet50", "vit_b_16"])
     "; did you mean 'resnet50'?"
+    >>> did_you_mean("a100", ["h100-sxm", "a100-80gb-sxm", "a100-40gb-sxm"])
+    "; did you mean 'a100-40gb-sxm' or 'a100-80gb-sxm'?"
     """
-    close = difflib.get_close_matches(value, choices, n=3, cutoff=0.5)
+    close = _containing(value, choices) or difflib.get_close_matches(value, choices, n=3, cutoff=0.5)
     if not close:
         return ""
-    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "; did you mean " + " or ".join(quoted(c) for c in close) + "?"
+
+
+def _containing(value: str, choices: list[str]) -> list[str]:
+    """Up to 3 choices starting with `value`, then containing it, shortest first (ignoring case)."""
+    if not value:
+        return []
+    key = value.lower()
+    hits = sorted((not c.lower().startswith(key), len(c), c) for c in choices if key in c.lower())
+    return [c for _, _, c in hits[:3]]

@@ -3,6 +3,9 @@
 Units in the YAML: peaks in TFLOP/s (1e12, dense, 1 FMA = 2 FLOPs), bandwidth in GB/s (1e9
 B/s), capacity in GB (1e9 B), cache in MB, overhead in microseconds. Hardware holds SI units.
 Unknown keys are rejected; errors name the file, the key, the value and what was expected.
+Every number must stay within SI_RANGE after unit conversion (so no ratio or product of two of
+them overflows), every fraction at least FRACTION_MIN. A file is UTF-8 text of at most
+MAX_FILE_BYTES, without YAML aliases (*name: a few lines of them expand into billions of values).
 
 Execution (estimator.device_model, estimator.host): `family` names the accelerator family
 whose kernel constants apply (hardware/kernels/families.yaml), `sm_count` its SMs (compute units),
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,7 +41,7 @@ from typing import Any
 import yaml
 
 from .kernels import is_known_key
-from .errors import HardwareSpecError, PrecisionError, UnknownHardwareError, did_you_mean
+from .errors import HardwareSpecError, PrecisionError, UnknownHardwareError, did_you_mean, quoted
 from .host import HostProfile, load_host, parse_host
 from .precision import Precision
 
@@ -51,6 +55,12 @@ KERNEL_NEIGHBOURS = 3
 REQUIRED = ("id", "name", "vendor", "kind", "peak_tflops", "memory", "kernel_overhead_us", "source")
 OPTIONAL = ("cache_mb", "tdp_w", "interconnect_gbps", "achievable", "sparse_tflops", "price_usd", "notes", "family",
             "sm_count", "host")
+MAX_FILE_BYTES = 1_000_000  # a chip file is a few KB
+MAX_SPEC_CHARS = 1024  # a --hardware id or path
+ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+SI_RANGE = (1e-30, 1e30)  # FLOP/s, bytes/s, bytes, seconds, watts, USD after conversion
+FRACTION_MIN = 1e-9  # of an achievable fraction: a time divided by one stays finite
+PATH_CHARS = 120  # a path in a message keeps its last PATH_CHARS characters
 
 
 @dataclass(frozen=True)
@@ -210,26 +220,113 @@ def load_hardware(spec: str) -> Hardware:
             raise UnknownHardwareError(f"no calibrated 'local' hardware at {path}; run `roofline calibrate` "
                                        "first (about a minute with --quick)")
         return parse_hardware(path)
-    path = Path(spec)
-    if spec.endswith((".yaml", ".yml")) or path.is_file():
-        if not path.is_file():
-            raise UnknownHardwareError(f"hardware file {spec!r} does not exist")
-        return parse_hardware(path)
-    candidate = catalog_dir() / f"{spec}.yaml"
+    if len(spec) > MAX_SPEC_CHARS:
+        raise UnknownHardwareError(f"hardware {quoted(spec)} is too long: an id or a path has at most "
+                                   f"{MAX_SPEC_CHARS:,} characters")
+    if spec.endswith((".yaml", ".yml")) or "/" in spec or os.sep in spec or _probe(Path(spec), Path.is_file):
+        return parse_hardware(Path(spec))
+    return parse_hardware(_catalog_path(spec))
+
+
+def split_chip_precision(name: str) -> tuple[str, str | None]:
+    """ID@PRECISION (--hardware of `roofline plot` and `report`) as (id, precision); (name, None) without '@'."""
+    chip_id, at, precision = name.partition("@")
+    if at and not chip_id:
+        raise UnknownHardwareError(f"--hardware {quoted(name)} names no chip before '@'; write ID@PRECISION, "
+                                   "e.g. a100-80gb-sxm@bf16")
+    if at and not precision:
+        raise PrecisionError(f"--hardware {quoted(name)} names no precision after '@'; write ID@PRECISION, "
+                             "e.g. a100-80gb-sxm@bf16, or leave '@' out")
+    return chip_id, precision or None
+
+
+def _catalog_path(chip_id: str) -> Path:
+    """The catalog file of `chip_id`, or an error naming it with the closest catalog ids."""
+    hint = did_you_mean(max(re.split(r"[^A-Za-z0-9._-]+", chip_id), key=len)[:64], catalog_ids())
+    hint += " (`roofline hardware list` shows every chip; a path to a YAML file also works)"
+    if not ID_PATTERN.fullmatch(chip_id):
+        at = "; ID@PRECISION is for `roofline plot` and `report`" if "@" in chip_id else ""
+        raise UnknownHardwareError(f"unknown hardware {quoted(chip_id)}: an id is 1 to 64 letters, digits, '.', "
+                                   f"'_' or '-'{at}{hint}")
+    if _probe(Path(chip_id), Path.is_dir):
+        raise UnknownHardwareError(f"hardware {quoted(chip_id)} is a directory here, not a catalog id; give a YAML "
+                                   "file in it")
+    candidate = catalog_dir() / f"{chip_id}.yaml"
     if not candidate.is_file():
-        raise UnknownHardwareError(f"unknown hardware {spec!r}{did_you_mean(spec, catalog_ids())} "
-                                   "(`roofline hardware list` shows every chip; a path to a YAML file also works)")
-    return parse_hardware(candidate)
+        raise UnknownHardwareError(f"unknown hardware {quoted(chip_id)}{hint}")
+    return candidate
+
+
+def _probe(path: Path, test) -> bool:
+    """`test(path)` (Path.is_file, Path.is_dir), an OS error (a name too long...) a clear one."""
+    try:
+        return test(path)
+    except OSError as e:
+        raise UnknownHardwareError(f"hardware path {_shown(path)} ({len(str(path)):,} characters): "
+                                   f"{e.strerror}") from None
+
+
+def _shown(path: Path) -> str:
+    """`path` for a message: its last PATH_CHARS characters, where the file name is."""
+    text = str(path)
+    return text if len(text) <= PATH_CHARS else "..." + text[3 - PATH_CHARS:]
+
+
+def _read_text(path: Path) -> str:
+    """The text of the hardware YAML at `path`: a UTF-8 file of at most MAX_FILE_BYTES."""
+    if _probe(path, Path.is_dir):
+        raise UnknownHardwareError(f"hardware path {_shown(path)} is a directory; expected a YAML file such as "
+                                   "hardware/h100-sxm.yaml")
+    if not _probe(path, Path.is_file):
+        raise UnknownHardwareError(f"hardware file {_shown(path)} does not exist")
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        size = path.stat().st_size
+    except OSError as e:
+        raise UnknownHardwareError(f"hardware file {_shown(path)}: cannot read it ({e.strerror})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise HardwareSpecError(f"{_shown(path)}: {size:,} bytes is too big for a hardware YAML (at most "
+                                f"{MAX_FILE_BYTES:,}; a chip file is a few KB)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise HardwareSpecError(f"{_shown(path)}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start:,}); "
+                                "save the hardware YAML as UTF-8") from None
+
+
+class _ChipLoader(yaml.SafeLoader):
+    """SafeLoader refusing aliases (*name): a chip file needs none, and nested ones expand
+    exponentially (the "billion laughs")."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed in a hardware "
+                                              "file; write the value out", self.peek_event().start_mark)
+        return super().compose_node(parent, index)
+
+
+def _load_yaml(path: Path):
+    """The YAML document at `path`; any problem one HardwareSpecError with its line and column."""
+    text = _read_text(path)
+    try:
+        return yaml.load(text, Loader=_ChipLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = str(e.problem or e.context)[:PATH_CHARS]
+        raise HardwareSpecError(f"{_shown(path)}: not valid YAML{where}: {problem}") from None
+    except yaml.YAMLError as e:  # a reader error: a control character
+        raise HardwareSpecError(f"{_shown(path)}: not valid YAML: {str(e).splitlines()[0][:PATH_CHARS]}") from None
+    except RecursionError:
+        raise HardwareSpecError(f"{_shown(path)}: not valid YAML: nested too deeply") from None
 
 
 def parse_hardware(path: Path) -> Hardware:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise HardwareSpecError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    data = _load_yaml(path)
     check = _Checker(path)
     if not isinstance(data, dict):
-        raise HardwareSpecError(f"{path}: expected a mapping of keys (id, name, peak_tflops, ...), "
+        raise HardwareSpecError(f"{check.where}: expected a mapping of keys (id, name, peak_tflops, ...), "
                                 f"got {type(data).__name__}")
     check.keys("", data, REQUIRED, OPTIONAL)
     peaks = check.mapping("peak_tflops", data["peak_tflops"])
@@ -237,28 +334,29 @@ def parse_hardware(path: Path) -> Hardware:
     matrix = check.peaks("peak_tflops.matrix", peaks.get("matrix", {}), MATRIX_KEYS)
     vector = check.peaks("peak_tflops.vector", peaks["vector"], VECTOR_KEYS)
     if "fp32" not in vector:
-        raise HardwareSpecError(f"{path}: key 'peak_tflops.vector.fp32' is missing; every chip needs its fp32 vector peak")
+        raise HardwareSpecError(f"{check.where}: key 'peak_tflops.vector.fp32' is missing; every chip needs its fp32 "
+                                "vector peak")
     memory = check.mapping("memory", data["memory"])
     check.keys("memory", memory, ("bandwidth_gbps", "capacity_gb"), ())
     sparse = check.peaks("sparse_tflops", data.get("sparse_tflops") or {}, MATRIX_KEYS)
     for key, dense in matrix.items():
         if key in sparse and dense >= sparse[key] * 0.999:
-            raise HardwareSpecError(f"{path}: key 'peak_tflops.matrix.{key}' is {dense / 1e12:g} TFLOP/s, the 2:4-sparse "
-                                    f"figure (sparse_tflops.{key}); peaks must be dense, usually half of it")
+            raise HardwareSpecError(f"{check.where}: key 'peak_tflops.matrix.{key}' is {dense / 1e12:g} TFLOP/s, the "
+                                    f"2:4-sparse figure (sparse_tflops.{key}); peaks must be dense, usually half of it")
     achievable = check.achievable(data.get("achievable") or {})
     if data["kind"] not in KINDS:
-        raise HardwareSpecError(f"{path}: key 'kind' is {data['kind']!r}; expected one of {', '.join(KINDS)}")
-    opt = {k: check.positive(k, data[k]) for k in ("cache_mb", "tdp_w", "interconnect_gbps", "price_usd") if k in data}
+        check.fail("kind", data["kind"], f"one of {', '.join(KINDS)}")
+    scales = {"cache_mb": 1e6, "tdp_w": 1.0, "interconnect_gbps": 1e9, "price_usd": 1.0}
+    opt = {k: check.positive(k, data[k], scale) for k, scale in scales.items() if k in data}
     return Hardware(
-        id=check.text("id", data["id"]), name=check.text("name", data["name"]),
+        id=check.chip_id(data["id"]), name=check.text("name", data["name"]),
         vendor=check.text("vendor", data["vendor"]), kind=data["kind"],
         matrix_flops_per_s=matrix, vector_flops_per_s=vector,
-        memory_bytes_per_s=check.positive("memory.bandwidth_gbps", memory["bandwidth_gbps"]) * 1e9,
-        memory_capacity_bytes=check.positive("memory.capacity_gb", memory["capacity_gb"]) * 1e9,
-        kernel_overhead_s=check.non_negative("kernel_overhead_us", data["kernel_overhead_us"]) * 1e-6,
+        memory_bytes_per_s=check.positive("memory.bandwidth_gbps", memory["bandwidth_gbps"], 1e9),
+        memory_capacity_bytes=check.positive("memory.capacity_gb", memory["capacity_gb"], 1e9),
+        kernel_overhead_s=check.non_negative("kernel_overhead_us", data["kernel_overhead_us"], 1e-6),
         source=check.texts("source", data["source"]), notes=check.texts("notes", data.get("notes", [])),
-        cache_bytes=opt["cache_mb"] * 1e6 if "cache_mb" in opt else None, tdp_w=opt.get("tdp_w"),
-        interconnect_bytes_per_s=opt["interconnect_gbps"] * 1e9 if "interconnect_gbps" in opt else None,
+        cache_bytes=opt.get("cache_mb"), tdp_w=opt.get("tdp_w"), interconnect_bytes_per_s=opt.get("interconnect_gbps"),
         achievable=achievable, sparse_flops_per_s=sparse, price_usd=opt.get("price_usd"), path=str(path),
         family=check.text("family", data["family"]) if "family" in data else None,
         sm_count=int(check.positive("sm_count", data["sm_count"])) if "sm_count" in data else None,
@@ -270,20 +368,21 @@ class _Checker:
 
     def __init__(self, path: Path):
         self.path = path
+        self.where = _shown(path)
 
     def fail(self, key: str, value: Any, expected: str):
-        raise HardwareSpecError(f"{self.path}: key '{key}' is {value!r}; expected {expected}")
+        raise HardwareSpecError(f"{self.where}: key '{key}' is {quoted(value)}; expected {expected}")
 
     def keys(self, where: str, data: dict, required, optional):
         prefix = f"{where}." if where else ""
         for k in data:
             if k not in required and k not in optional:
                 allowed = ", ".join((*required, *optional))
-                raise HardwareSpecError(f"{self.path}: unknown key '{prefix}{k}'"
+                raise HardwareSpecError(f"{self.where}: unknown key {quoted(f'{prefix}{k}')}"
                                         f"{did_you_mean(str(k), [*required, *optional])}; allowed here: {allowed}")
         for k in required:
             if k not in data:
-                raise HardwareSpecError(f"{self.path}: required key '{prefix}{k}' is missing")
+                raise HardwareSpecError(f"{self.where}: required key '{prefix}{k}' is missing")
 
     def mapping(self, key, value) -> dict:
         if not isinstance(value, dict):
@@ -293,32 +392,44 @@ class _Checker:
     @staticmethod
     def _number(value) -> float | None:
         """A YAML number; also '1e9', which YAML 1.1 (PyYAML) reads as a string."""
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             return None
-        if isinstance(value, (int, float)):
-            return float(value)
         try:
-            return float(value) if isinstance(value, str) else None
-        except ValueError:
+            return float(value)
+        except (ValueError, OverflowError):  # OverflowError: an int beyond any float
             return None
 
-    def positive(self, key, value) -> float:
+    def positive(self, key, value, scale: float = 1.0) -> float:
+        """value x scale (its unit conversion): finite, > 0 and within SI_RANGE."""
         number = self._number(value)
         if number is None or not number > 0 or math.isinf(number):
             self.fail(key, value, "a positive number")
-        return number
+        return self._in_range(key, value, number * scale)
 
-    def non_negative(self, key, value) -> float:
+    def non_negative(self, key, value, scale: float = 1.0) -> float:
+        """value x scale: 0, or finite and within SI_RANGE."""
         number = self._number(value)
         if number is None or not number >= 0 or math.isinf(number):
             self.fail(key, value, "a number >= 0")
-        return number
+        return self._in_range(key, value, number * scale) if number else 0.0
+
+    def _in_range(self, key, value, si: float) -> float:
+        low, high = SI_RANGE
+        if not low <= si <= high:
+            raise HardwareSpecError(f"{self.where}: key '{key}' is {quoted(value)}, {si:g} in SI units after "
+                                    f"conversion; expected {low:g} to {high:g}")
+        return si
 
     def fraction(self, key, value) -> float:
         number = self._number(value)
-        if number is None or not 0 < number <= 1:
-            self.fail(key, value, "a fraction in (0, 1]")
+        if number is None or not FRACTION_MIN <= number <= 1:
+            self.fail(key, value, f"a fraction in (0, 1], at least {FRACTION_MIN:g}")
         return number
+
+    def chip_id(self, value) -> str:
+        if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+            self.fail("id", value, "1 to 64 letters, digits, '.', '_' or '-'")
+        return value
 
     def text(self, key, value) -> str:
         if not isinstance(value, str) or not value.strip():
@@ -343,9 +454,9 @@ class _Checker:
         kernels_data = self.mapping("achievable.kernels", data.get("kernels") or {})
         for k in kernels_data:
             if not is_known_key(str(k)):
-                raise HardwareSpecError(f"{self.path}: unknown kernel 'achievable.kernels.{k}'; expected an aten op "
-                                        f"name (e.g. gelu), convolution or convolution_backward optionally with "
-                                        f".depthwise or .pointwise, or native_batch_norm optionally with .eval")
+                raise HardwareSpecError(f"{self.where}: unknown kernel {quoted(f'achievable.kernels.{k}')}; expected "
+                                        "an aten op name (e.g. gelu), convolution or convolution_backward optionally "
+                                        "with .depthwise or .pointwise, or native_batch_norm optionally with .eval")
         kernels = {k: self.kernel_points(f"achievable.kernels.{k}", v) for k, v in kernels_data.items()}
         return Achievable(**fractions, **halves, curves=curves, kernels=kernels,
                           source=self.texts("achievable.source", data.get("source", [])))
@@ -370,9 +481,11 @@ class _Checker:
         """`host: ID` (a file in hardware/hosts/) or an inline mapping (estimator.host)."""
         if isinstance(value, str):
             return load_host(value)
-        return parse_host(value, str(self.path))
+        if not isinstance(value, dict):
+            self.fail("host", value, "a catalog host id (hardware/hosts/) or a mapping of host keys")
+        return parse_host(value, self.where)
 
     def peaks(self, where: str, data, allowed) -> dict[str, float]:
         data = self.mapping(where, data)
         self.keys(where, data, (), allowed)
-        return {k: self.positive(f"{where}.{k}", v) * 1e12 for k, v in data.items()}
+        return {k: self.positive(f"{where}.{k}", v, 1e12) for k, v in data.items()}

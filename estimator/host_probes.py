@@ -67,10 +67,12 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from .deadline import Deadline, never
 from .host import HOST_KEYS  # the schema's keys, in order
 
 QUANTILE = 0.2  # the figure of a set of samples: a low quantile, robust to a neighbour's slow-downs
 FLOOR_US = 0.01  # what a difference at or below zero is written as (positive, below any real cost)
+MIN_ROUNDS = 3  # rounds taken even past the deadline (a quantile needs a few samples)
 OPTIMIZER_PARAMS = (10, 200)  # AdamW step timed at these parameter counts; the slope is per parameter
 
 
@@ -132,13 +134,18 @@ def _quantile(values: list[float], q: float = QUANTILE) -> float:
     return ordered[int(q * (len(ordered) - 1))]
 
 
-def take_rounds(samplers: dict[str, Sampler], rounds: int, on_round: Callable[[], None] = lambda: None
-                ) -> dict[str, float]:
+def take_rounds(samplers: dict[str, Sampler], rounds: int, on_round: Callable[[], None] = lambda: None,
+                deadline: Deadline | None = None) -> dict[str, float]:
     """`rounds` rounds, each one sample of every sampler in turn; per key the QUANTILE of its
     samples. All probes share the rounds, so a stretch in which a neighbour slows the machine
-    touches every figure alike (a 2-core VM flips between states a factor 2 apart for seconds)."""
+    touches every figure alike (a 2-core VM flips between states a factor 2 apart for seconds).
+    Past `deadline`, no rounds beyond MIN_ROUNDS; the rounds left out are recorded as cut."""
+    deadline = deadline or never()
     samples: dict[str, list[float]] = {k: [] for k in samplers}
-    for _ in range(rounds):
+    for done in range(rounds):
+        if done >= MIN_ROUNDS and deadline.expired:
+            deadline.cut(f"host costs: {done} of {rounds} rounds")
+            break
         for key, sample in samplers.items():
             samples[key].append(sample())
         on_round()
@@ -431,12 +438,12 @@ def in_situ_multipliers(values: dict[str, float], quantiles_us: dict[str, float]
 # ---------------------------------------------------------------- the mapping
 
 def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[], None] = lambda: None,
-                 *, plan: str | HostPlan | None = None) -> dict[str, Any]:
+                 *, plan: str | HostPlan | None = None, deadline: Deadline | None = None) -> dict[str, Any]:
     """Measure the host costs of `device` ("cpu" or "cuda[:i]") and return the `host:` mapping:
     `name`, the HOST_KEYS (microseconds, 3 significant digits) and `source` (method, machine,
     date and the figures each value comes from). `plan`: "full", "quick", "tiny" (tests) or a
     HostPlan; default "quick" if quick else "full". `on_round()` is called after each of the
-    plan's rounds (progress)."""
+    plan's rounds (progress). Past `deadline`, the rounds stop early (take_rounds)."""
     if isinstance(plan, str) or plan is None:
         plan = HOST_PLANS[plan or ("quick" if quick else "full")]
     dev = torch.device(device)
@@ -460,7 +467,12 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
                 results.append(result)
             models = in_situ_models(dev)
             samplers |= _in_situ_samplers(models, timer, plan)
-            quantiles_us = {k: v * 1e6 for k, v in take_rounds(samplers, plan.rounds, on_round).items()}
+            rounds: list[None] = []  # one per round taken
+
+            def count_round() -> None:
+                rounds.append(None)
+                on_round()
+            quantiles_us = {k: v * 1e6 for k, v in take_rounds(samplers, plan.rounds, count_round, deadline).items()}
     finally:
         torch.set_num_threads(threads)
         if gc_was_enabled:
@@ -486,7 +498,7 @@ def measure_host(device: str = "cpu", quick: bool = False, on_round: Callable[[]
               f"{now.isoformat(timespec='seconds')}, torch {torch.__version__}, {plan.name} host probes in "
               f"{time.perf_counter() - started:.1f} s",
               f"method: 1-element tensors, so kernels do no work; each figure the {100 * QUANTILE:.0f}th "
-              f"percentile of {plan.rounds} samples (loops of calls of about {1e3 * plan.sample_s:g} ms), "
+              f"percentile of {len(rounds)} samples (loops of calls of about {1e3 * plan.sample_s:g} ms), "
               f"the samples of all probes taking turns round by round; garbage collector off"
               + ("; one intra-op thread (issue costs; a parallel region's wake-up is the kernel's)"
                  if dev.type == "cpu" else ""),

@@ -35,9 +35,11 @@ Example:
 """
 from __future__ import annotations
 
+import math
 import statistics
+import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -45,6 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .capture import capture
+from .deadline import Deadline, never, predict_s
 from .op_timer import OpTimer, align, cuda_sync
 from .precision import PRECISIONS
 from .roofline import step_costs
@@ -162,9 +165,11 @@ class _Harness(nn.Module):
 
 
 def _probe_points(probe: Probe, scale: int, mode: str, device: torch.device, reps: int,
-                  peak_flops_per_s: float, bandwidth_bytes_per_s: float,
-                  overhead_s: float) -> list[tuple[str, int, int, float]]:
-    """(kernel key, FLOPs, bytes, fraction) for each op of one probe at one scale and mode."""
+                  peak_flops_per_s: float, bandwidth_bytes_per_s: float, overhead_s: float,
+                  deadline: Deadline | None = None) -> tuple[list[tuple[str, int, int, float]], float]:
+    """((kernel key, FLOPs, bytes, fraction) for each op of one probe at one scale and mode, seconds
+    of one repeat); after the deadline, no repeats past the first timed one."""
+    deadline = deadline or never()
     torch.manual_seed(0)
     harness = _Harness(probe.layer(), torch.randn(probe.input_shape(scale))).to(device)
     harness.train(mode == "train")
@@ -180,17 +185,22 @@ def _probe_points(probe: Probe, scale: int, mode: str, device: torch.device, rep
     sync = cuda_sync(device)
     timed: list[list[float]] = []
     names: list[str] = []
+    rep_s = math.inf
     for i in range(reps + 1):  # the first is warm-up
+        started = time.perf_counter()
         with OpTimer(sync) as timer, torch.set_grad_enabled(mode == "train"):
             out = harness(dummy)
             if mode == "train":
                 torch.autograd.grad(loss_fn(out), [harness.x, *harness.layer.parameters()])
+        rep_s = min(rep_s, time.perf_counter() - started)
         if i == 0:
             names = [name for name, _ in timer.ops]
         elif [name for name, _ in timer.ops] == names:
             timed.append([t for _, t in timer.ops])
+        if i > 0 and deadline.expired:
+            break
     if not timed:
-        return []
+        return [], rep_s
     medians = [statistics.median(col) for col in zip(*timed)]
     points = []
     for i, j in align([n.name for n in step.nodes], names):
@@ -202,7 +212,7 @@ def _probe_points(probe: Probe, scale: int, mode: str, device: torch.device, rep
             continue
         fraction = roof_s / max(medians[j] - overhead_s, 1e-9)
         points.append((cost.kernel, cost.flops, cost.bytes, min(1.0, max(MIN_FRACTION, fraction))))
-    return points
+    return points, rep_s
 
 
 def merge_points(points: list[tuple[int, int, float]]) -> list[list[float]]:
@@ -215,25 +225,64 @@ def merge_points(points: list[tuple[int, int, float]]) -> list[list[float]]:
             for (flops, nbytes), fs in sorted(by_size.items())]
 
 
+@dataclass
+class _Sweep:
+    """What kernel_points may spend (the deadline, the longest repeat a probe may take), what it
+    left out to keep them, and the probe runs that failed."""
+
+    deadline: Deadline
+    max_call_s: float
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def allows(self, predicted_s: float, reps: int) -> bool:
+        """Whether a probe whose repeat is predicted to take `predicted_s` fits (reps + warm-up)."""
+        return predicted_s <= self.max_call_s and self.deadline.allows(predicted_s * (reps + 1))
+
+
+def _probe_scales(probe: Probe, scales: tuple[int, ...], mode: str, dev: torch.device, reps: int,
+                  roofs: tuple[float, float, float], sweep: _Sweep) -> list[tuple[str, int, int, float]]:
+    """The points of one probe and mode at each scale (ascending); a scale whose repeat, predicted
+    from the scale below, would not fit the sweep's budget is skipped with the ones above it."""
+    points: list[tuple[str, int, int, float]] = []
+    last: tuple[int, float] | None = None  # (scale, seconds of a repeat)
+    for i, scale in enumerate(scales):
+        if sweep.deadline.expired or (last and not sweep.allows(predict_s(last[1], last[0], scale), reps)):
+            sweep.skipped.append(f"{probe.name} ({mode}) at scale {', '.join(map(str, scales[i:]))}")
+            break
+        try:
+            found, rep_s = _probe_points(probe, scale, mode, dev, reps, *roofs, sweep.deadline)
+        except (RuntimeError, NotImplementedError) as e:  # a kernel this device lacks
+            sweep.failed.append(f"{probe.name} ({mode}, scale {scale}): {str(e).splitlines()[0][:120]}")
+            continue
+        points += found
+        last = (scale, rep_s)
+    return points
+
+
 def kernel_points(device: str, scales: tuple[int, ...], reps: int, peak_flops_per_s: float,
                   bandwidth_bytes_per_s: float, overhead_s: float,
-                  on_probe: Callable[[], None] = lambda: None, probes: tuple[Probe, ...] = PROBES
-                  ) -> tuple[dict[str, list[list[float]]], list[str]]:
-    """Run every probe at every scale and mode; return ({kernel key: [[FLOPs, bytes, fraction]]}, notes)."""
+                  on_probe: Callable[[], None] = lambda: None, probes: tuple[Probe, ...] = PROBES, *,
+                  deadline: Deadline | None = None, max_call_s: float = math.inf,
+                  say: Callable[[str], None] = lambda line: None) -> tuple[dict[str, list[list[float]]], list[str]]:
+    """Run every probe at every scale and mode; return ({kernel key: [[FLOPs, bytes, fraction]]}, notes).
+    Within `deadline`: a scale whose repeat is predicted over max_call_s or the time left is skipped,
+    and what was left out is recorded as cut (deadline.cut). say(line) after each probe."""
     dev = torch.device(device)
+    sweep = _Sweep(deadline or never(), max_call_s)
+    roofs = (peak_flops_per_s, bandwidth_bytes_per_s, overhead_s)
     by_key: dict[str, list[tuple[int, int, float]]] = defaultdict(list)
-    failed = []
     for probe in probes:
-        for scale in scales:
-            for mode in probe.modes:
-                try:
-                    for key, flops, nbytes, fraction in _probe_points(probe, scale, mode, dev, reps,
-                                                                      peak_flops_per_s, bandwidth_bytes_per_s,
-                                                                      overhead_s):
-                        by_key[key].append((flops, nbytes, fraction))
-                except (RuntimeError, NotImplementedError) as e:  # a kernel this device lacks
-                    failed.append(f"{probe.name} ({mode}, scale {scale}): {str(e).splitlines()[0][:120]}")
+        for mode in probe.modes:
+            for key, flops, nbytes, fraction in _probe_scales(probe, scales, mode, dev, reps, roofs, sweep):
+                by_key[key].append((flops, nbytes, fraction))
+        for _ in scales:
             on_probe()
+        say(f"kernel probe {probe.name}")
+    if sweep.skipped:
+        more = f"; and {len(sweep.skipped) - 5} more" if len(sweep.skipped) > 5 else ""
+        sweep.deadline.cut(f"kernel points: skipped {len(sweep.skipped)} probe runs: "
+                           + "; ".join(sweep.skipped[:5]) + more)
     curves = {key: merge_points(points) for key, points in sorted(by_key.items())}
     notes = [f"kernel points: {len(curves)} kernels from {len(probes)} probes (layers at batch scales "
              f"{', '.join(map(str, scales))}, forward and backward, {reps} timed repeats, median per op); fraction "
@@ -241,5 +290,5 @@ def kernel_points(device: str, scales: tuple[int, ...], reps: int, peak_flops_pe
              f"[FLOPs, bytes, fraction] points; lowest: "
              + ", ".join(f"{k} {min(p[2] for p in c):.3g}"
                          for k, c in sorted(curves.items(), key=lambda kv: min(p[2] for p in kv[1]))[:5])]
-    notes += [f"kernel probe failed: {f}" for f in failed]
+    notes += [f"kernel probe failed: {f}" for f in sweep.failed]
     return curves, notes

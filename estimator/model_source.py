@@ -32,9 +32,7 @@ from .hf_inputs import infer_inputs, load_input_spec
 
 def load_model(spec: str, batch: int | None = None, seq: int | None = None, image: int | None = None):
     """(model, example_inputs, display name) for a zoo name or a FILE.py:FUNC / module:FUNC."""
-    for name, value in (("batch", batch), ("seq", seq), ("image", image)):
-        if value is not None and value < 1:
-            raise CaptureError(f"--{name} must be a positive integer, got {value}")
+    check_sizes(batch=batch, seq=seq, image=image)
     prefix = spec.split(":", 1)[0]
     if prefix in ("torchvision", "timm"):
         return _from_vision_library(prefix, spec.split(":", 1)[1], batch or 1, image)
@@ -51,6 +49,16 @@ def load_model(spec: str, batch: int | None = None, seq: int | None = None, imag
         raise CaptureError(f"{spec} takes token sequences, not images: use --seq instead of --image")
     model, inputs = entry.build(batch=batch or 1, image=image, seq=seq)
     return model, inputs, spec
+
+
+SIZE_LIMIT = 2 ** 31 - 1  # torch's sizes are 64-bit, but no real batch, length or side comes near this
+
+
+def check_sizes(**sizes: int | None) -> None:
+    """Each of --batch, --seq, --image that is given is a positive integer below SIZE_LIMIT."""
+    for name, value in sizes.items():
+        if value is not None and not 1 <= value <= SIZE_LIMIT:
+            raise CaptureError(f"--{name} must be a positive integer up to {SIZE_LIMIT:,}, got {value}")
 
 
 def _from_factory(spec: str, **sizes):
@@ -70,13 +78,22 @@ def _from_factory(spec: str, **sizes):
                            f"add a `{ignored[0]}` parameter to {func_name}() or leave the option out")
     try:
         result = func(**kwargs)
+    except SystemExit as e:
+        raise CaptureError(f"{spec} called sys.exit({e.code!r}) instead of returning (model, example_inputs)") from None
     except Exception as e:
-        raise CaptureError(f"{spec} raised {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+        raise CaptureError(f"{spec} raised {type(e).__name__}: {_first_line(e)}") from None
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module)):
         raise CaptureError(f"{spec} must return (model, example_inputs) with model an nn.Module; "
                            f"got {type(result).__name__}")
     model, inputs = result
     return model, inputs, f"{Path(target).stem if target.endswith('.py') else target}:{func_name}"
+
+
+def _first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message, at most `limit` characters (a library's message can
+    run to hundreds of lines, e.g. transformers listing every model type)."""
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else ""
 
 
 def _import_file(path_text: str):
@@ -87,10 +104,16 @@ def _import_file(path_text: str):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    argv, sys.argv = sys.argv, [str(path)]  # a file that parses sys.argv at import sees only its own name
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:
+        raise CaptureError(f"importing {path_text} called sys.exit({e.code!r}); a model file should define FUNC "
+                           "and leave running to `if __name__ == '__main__':`") from None
     except Exception as e:
-        raise CaptureError(f"importing {path_text} failed: {type(e).__name__}: {e}") from e
+        raise CaptureError(f"importing {path_text} failed: {type(e).__name__}: {_first_line(e)}") from None
+    finally:
+        sys.argv = argv
     return module
 
 
@@ -98,7 +121,11 @@ def _import_module(name: str):
     try:
         return importlib.import_module(name)
     except ImportError as e:
-        raise UnknownModelError(f"cannot import module {name!r}: {e}") from e
+        raise UnknownModelError(f"cannot import module {name!r}: {e}") from None
+    except SystemExit as e:
+        raise CaptureError(f"importing module {name!r} called sys.exit({e.code!r})") from None
+    except Exception as e:  # the module's own error at import
+        raise CaptureError(f"importing module {name!r} failed: {type(e).__name__}: {_first_line(e)}") from None
 
 
 def _from_vision_library(library: str, name: str, batch: int, image: int | None):
@@ -108,7 +135,7 @@ def _from_vision_library(library: str, name: str, batch: int, image: int | None)
         module = importlib.import_module(library)
     except Exception as e:  # ImportError, or a broken install (no CPU build of torchvision here)
         raise UnknownModelError(f"{library}:{name} needs the {library} package, which does not import here "
-                                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); install it "
+                                f"({type(e).__name__}: {_first_line(e, 200)}); install it "
                                 "(pip install " + library + ") or use a zoo model (`roofline models`)") from None
     with torch.device("meta"):
         try:
@@ -116,7 +143,7 @@ def _from_vision_library(library: str, name: str, batch: int, image: int | None)
         except Exception as e:
             found = module.models.list_models() if library == "torchvision" else module.list_models()
             raise UnknownModelError(f"{library} has no model {name!r}{did_you_mean(name, list(found))} "
-                                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                                    f"({type(e).__name__}: {_first_line(e, 200)})") from None
     made_for = (getattr(model, "pretrained_cfg", None) or {}).get("input_size") or (3, 224, 224)
     channels, height, width = made_for[-3:]
     height, width = (image, image) if image else (height, width)
@@ -134,12 +161,11 @@ def _hf_config(transformers, path_text: str):
         raise UnknownModelError(f"Hugging Face config directory {path_text!r} has no config.json")
     try:
         return transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except Exception as e:  # OSError, ValueError, KeyError, TypeError, AttributeError (a JSON array or string)
         what = ("is not a Hugging Face config (needs JSON with a model_type)" if path.exists() else
                 "does not exist as a file or directory, nor as a model id in the local Hugging Face cache "
                 "(nothing is downloaded)")
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UnknownModelError(f"{path_text!r} {what}: {first[:200]}") from None
+        raise UnknownModelError(f"{path_text[:200]!r} {what}: {_first_line(e, 200) or type(e).__name__}") from None
 
 
 def load_hf_config(path_text: str, hf_class: str | None = None, batch: int | None = None, seq: int | None = None,
@@ -166,7 +192,14 @@ def hf_model(config, hf_class: str | None = None, batch: int | None = None, seq:
         >>> model, inputs, name = hf_model(transformers.BertConfig(num_hidden_layers=2), seq=128)
     """
     transformers = _transformers()
-    name = hf_class or (getattr(config, "architectures", None) or ["AutoModel"])[0]
+    check_sizes(batch=batch, seq=seq, image=image)
+    architectures = getattr(config, "architectures", None)
+    if isinstance(architectures, str):  # "architectures": "BertModel" (a list in transformers' own files)
+        architectures = [architectures]
+    name = hf_class or (architectures or ["AutoModel"])[0]
+    if not isinstance(name, str):
+        raise UnknownModelError(f"the config's architectures {str(architectures)[:80]!r} should be a list of class "
+                                "names, e.g. [\"BertModel\"]; fix it or pass --hf-class")
     cls = getattr(transformers, name, None)
     if cls is None:
         raise UnknownModelError(f"transformers has no class {name!r}; pass --hf-class (e.g. AutoModel, "
@@ -175,8 +208,7 @@ def hf_model(config, hf_class: str | None = None, batch: int | None = None, seq:
         with torch.device("meta"):
             model = cls.from_config(config) if name.startswith("Auto") else cls(config)
     except Exception as e:  # e.g. a config the class does not accept, or an optional package it needs
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CaptureError(f"building {name} from the config failed: {type(e).__name__}: {first[:300]}") from None
+        raise CaptureError(f"building {name} from the config failed: {type(e).__name__}: {_first_line(e)}") from None
     inputs = infer_inputs(model, config, batch or 1, seq, image, given)
     return model, inputs, f"{label}:{name}"
 

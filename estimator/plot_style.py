@@ -23,7 +23,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
-from .errors import RooflineError  # noqa: E402
+from .output_paths import check_output_file  # noqa: E402
 
 DPI = 150
 FORMATS = (".png", ".svg")
@@ -55,13 +55,9 @@ def new_figure(width_in: float, height_in: float) -> Figure:
 
 
 def check_output_path(path: str | Path) -> Path:
-    """The path, if it ends in .png or .svg and its folder exists; else a RooflineError."""
-    path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise RooflineError(f"--out {str(path)!r}: the file must end in .png or .svg")
-    if not path.parent.exists():
-        raise RooflineError(f"--out {str(path)!r}: folder {str(path.parent)!r} does not exist; create it first")
-    return path
+    """The path, if it ends in .png or .svg and can be written (estimator.output_paths); else a
+    RooflineError."""
+    return check_output_file("--out", str(path), FORMATS)
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
