@@ -258,8 +258,9 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
         raise
     except Exception as e:  # the model's own error on these inputs, reported as one line
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        hint = next((h for pattern, h in FAILURE_HINTS if pattern in first), "")
         raise CaptureError(f"running {model_name or type(model).__name__} on inputs ({_describe(example_inputs)}) "
-                           f"failed: {type(e).__name__}: {first}") from e
+                           f"failed: {type(e).__name__}: {first}{hint}") from e
     finally:
         for m, flag in was_training.items():
             m.training = flag
@@ -275,6 +276,16 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
                         model_name=model_name or type(model).__name__,
                         optimizer=optimizer if mode == "train" else None,
                         accumulate=accumulate if mode == "train" else 1, recompute=recompute and mode == "train")
+
+
+# what a model's own shape errors mean for the options the user gave
+FAILURE_HINTS = (
+    ("Kernel size can't be greater than actual input size", "; the input is smaller than a kernel: give a larger "
+                                                            "--image (or --seq)"),
+    ("Output size is too small", "; the input is too small for the model's downsampling: give a larger --image"),
+    ("Expected more than 1 value per channel when training", "; batch norm in training needs more than one value per "
+                                                             "channel: use --batch 2 or more"),
+)
 
 
 class _LossFn(nn.Module):

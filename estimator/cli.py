@@ -314,7 +314,7 @@ def _calibrate(args) -> int:
             doc = calibrate(device=args.device, quick=args.quick, progress=progress, budget_s=budget, say=say)
         write_hardware_yaml(doc, out_path, validate=parse_hardware)  # it must load under the strict schema
     except KeyboardInterrupt:
-        err.print(f"interrupted; nothing written ({out_path} is as it was)", highlight=False)
+        err.print(f"interrupted; nothing written ({out_path} is as it was)", highlight=False, soft_wrap=True)
         return 130
     for line in summary_lines(doc):
         print(line)
@@ -333,6 +333,11 @@ def _measure(args) -> int:
     from .measure import efficiency_table_rows, measure
 
     batches = int_list(args.batch, "--batch")
+    models = names(args.model, "--model")
+    unknown = [m for m in models if m not in roofline_zoo.ZOO]
+    if unknown:  # before the first measurement, not after it
+        raise RooflineError(f"--model {unknown[0][:80]!r} is not a zoo model{did_you_mean(unknown[0], list(roofline_zoo.ZOO))}"
+                            "; `roofline models` lists them")
     if args.peak == "datasheet":
         if not args.hardware or args.hardware == "local":
             raise RooflineError("--peak datasheet needs --hardware ID of a catalog chip (`roofline hardware list`)")
@@ -345,11 +350,6 @@ def _measure(args) -> int:
     err.print(f"device {args.device}, precision {args.precision}, {torch.get_num_threads()} threads, "
               f"warmup {args.warmup}, runs {args.runs}, {'training steps' if args.train else 'inference'}")
     measurements = []
-    models = names(args.model, "--model")
-    unknown = [m for m in models if m not in roofline_zoo.ZOO]
-    if unknown:  # before the first measurement, not after it
-        raise RooflineError(f"--model {unknown[0][:80]!r} is not a zoo model{did_you_mean(unknown[0], list(roofline_zoo.ZOO))}"
-                            "; `roofline models` lists them")
     for name in models:
         for batch in batches:
             with err.status(f"measuring {name} batch {batch}…"):
@@ -468,7 +468,7 @@ def _estimate(args) -> int:
     from .memory import max_batch, step_memory
     from .model_source import load_hf_config, load_model
     from .render import full_report
-    from .render_plan import memory_line, side_by_side_table
+    from .render_plan import does_not_fit_advice, memory_line, side_by_side_table
     from .report import evaluate
 
     out = Console(width=None if sys.stdout.isatty() else 160)
@@ -550,11 +550,7 @@ def _estimate(args) -> int:
         write_json(Path(args.json), data)
         err.print(f"wrote {args.json}")
     if peak_bytes > max(c.memory_capacity_bytes for c in chips):  # fits nowhere: say so, after the numbers
-        largest = max(c.memory_capacity_bytes for c in chips)
-        raise RooflineError(f"the step needs {peak_bytes / 1e9:,.2f} GB at batch {step.batch} but the largest memory "
-                            f"among {', '.join(c.id for c in chips)} is {largest / 1e9:,.0f} GB: use a smaller --batch or "
-                            "--seq, --recompute, or --accumulate with smaller micro-batches (--max-batch finds the "
-                            "largest batch that fits)")
+        raise RooflineError(does_not_fit_advice(step_memory(step, precision, optimizer=step.optimizer), step, chips))
     return 0
 
 

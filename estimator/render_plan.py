@@ -3,6 +3,8 @@ side by side. Rendering only. Units: GB (1e9 bytes), ms, US$ per million samples
 """
 from __future__ import annotations
 
+import math
+
 from rich import box
 from rich.table import Table
 from rich.text import Text
@@ -39,8 +41,9 @@ def side_by_side_table(step: CapturedStep, precision: Precision, rows: list[Chip
              + (f" x {step.accumulate} micro-batches" if step.accumulate > 1 else "")
              + (f" · seq {step.tokens_per_sample}" if tokens else "") + " — chips side by side")
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left",
-                  caption=f"US$ per million {unit}: list price written off over {AMORTIZATION_YEARS} years of "
-                          "continuous use (no power, host or hosting); '-' where the YAML has no price",
+                  caption=f"fastest: the fastest chip on which the step fits; US$ per million {unit}: list price "
+                          f"written off over {AMORTIZATION_YEARS} years of continuous use (no power, host or "
+                          "hosting); '-' where the YAML has no price",
                   caption_justify="left")
     for col in ("chip", "step ms", "samples/s", *(["tokens/s"] if tokens else []), "utilization", "memory GB",
                 "capacity GB", "fits", "max batch", f"US$/M {unit}", ""):
@@ -54,3 +57,23 @@ def side_by_side_table(step: CapturedStep, precision: Precision, rows: list[Chip
                       "-" if r.max_batch is None else f"{r.max_batch:,}",
                       "-" if r.usd_per_million is None else f"{r.usd_per_million:,.4g}", marks)
     return table
+
+
+def does_not_fit_advice(memory, step: CapturedStep, chips) -> str:
+    """Why the step fits on none of `chips`, and what can help, with the numbers. When the
+    weights, gradients and optimizer state alone exceed the largest memory, no batch size,
+    recompute or accumulation helps: only sharding over several chips or a bigger chip does."""
+    largest = max(c.memory_capacity_bytes for c in chips)
+    state = memory.parameters_bytes + memory.weight_copies_bytes + memory.gradients_bytes + memory.optimizer_bytes
+    names = ", ".join(c.id for c in chips)
+    head = f"the step needs {memory.peak_bytes / 1e9:,.2f} GB at batch {step.batch} but the largest memory among {names} " \
+           f"is {largest / 1e9:,.0f} GB"
+    if state > largest:
+        parts = "the weights" + (", gradients and optimizer state" if memory.gradients_bytes else "")
+        sharding = "FSDP / ZeRO-3, or tensor / pipeline parallel" if memory.gradients_bytes else \
+            "tensor or pipeline parallel"
+        return (f"{head}; {parts} alone take {state / 1e9:,.2f} GB, so no batch size, --recompute or --accumulate "
+                f"can fit it on one chip: shard them over at least {math.ceil(state / largest)} chips ({sharding}; "
+                f"more for the activations), or use a chip with more than {state / 1e9:,.0f} GB")
+    return (f"{head}: use a smaller --batch or --seq, --recompute, or --accumulate with smaller micro-batches "
+            "(--max-batch finds the largest batch that fits)")
