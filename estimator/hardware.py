@@ -228,18 +228,6 @@ def load_hardware(spec: str) -> Hardware:
     return parse_hardware(_catalog_path(spec))
 
 
-def split_chip_precision(name: str) -> tuple[str, str | None]:
-    """ID@PRECISION (--hardware of `roofline plot` and `report`) as (id, precision); (name, None) without '@'."""
-    chip_id, at, precision = name.partition("@")
-    if at and not chip_id:
-        raise UnknownHardwareError(f"--hardware {quoted(name)} names no chip before '@'; write ID@PRECISION, "
-                                   "e.g. a100-80gb-sxm@bf16")
-    if at and not precision:
-        raise PrecisionError(f"--hardware {quoted(name)} names no precision after '@'; write ID@PRECISION, "
-                             "e.g. a100-80gb-sxm@bf16, or leave '@' out")
-    return chip_id, precision or None
-
-
 def _catalog_path(chip_id: str) -> Path:
     """The catalog file of `chip_id`, or an error naming it with the closest catalog ids."""
     hint = did_you_mean(max(re.split(r"[^A-Za-z0-9._-]+", chip_id), key=len)[:64], catalog_ids())
@@ -262,7 +250,7 @@ def _probe(path: Path, test) -> bool:
     try:
         return test(path)
     except OSError as e:
-        raise UnknownHardwareError(f"hardware path {_shown(path)} ({len(str(path)):,} characters): "
+        raise UnknownHardwareError(f"hardware path '{_shown(path)}' ({len(str(path)):,} characters): "
                                    f"{e.strerror}") from None
 
 
@@ -275,16 +263,16 @@ def _shown(path: Path) -> str:
 def _read_text(path: Path) -> str:
     """The text of the hardware YAML at `path`: a UTF-8 file of at most MAX_FILE_BYTES."""
     if _probe(path, Path.is_dir):
-        raise UnknownHardwareError(f"hardware path {_shown(path)} is a directory; expected a YAML file such as "
+        raise UnknownHardwareError(f"hardware path '{_shown(path)}' is a directory; expected a YAML file such as "
                                    "hardware/h100-sxm.yaml")
     if not _probe(path, Path.is_file):
-        raise UnknownHardwareError(f"hardware file {_shown(path)} does not exist")
+        raise UnknownHardwareError(f"hardware file '{_shown(path)}' does not exist")
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)
         size = path.stat().st_size
     except OSError as e:
-        raise UnknownHardwareError(f"hardware file {_shown(path)}: cannot read it ({e.strerror})") from None
+        raise UnknownHardwareError(f"hardware file '{_shown(path)}': cannot read it ({e.strerror})") from None
     if len(raw) > MAX_FILE_BYTES:
         raise HardwareSpecError(f"{_shown(path)}: {size:,} bytes is too big for a hardware YAML (at most "
                                 f"{MAX_FILE_BYTES:,}; a chip file is a few KB)")

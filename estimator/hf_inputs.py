@@ -8,7 +8,7 @@ Only shapes and dtypes matter (the step runs on fake tensors). The inputs filled
     part, e.g. CLIP; audio LLMs likewise take ``input_ids`` with their audio), token ids
     (``input_ids``, or Perceiver's generic ``inputs``, which are pixels for an ``...Image...``
     class, as 4-D images), pixels (``pixel_values``: 4-D images, 5-D video when the config has
-    ``num_frames``);
+    ``num_frames`` or ``frames_per_clip``), video (``pixel_values_videos``);
   * ``decoder_input_ids`` for encoder-decoders (``config.is_encoder_decoder``).
 
 Sizes: tokens ``seq`` long (default min(512, the position limit)); images at ``image``
@@ -82,7 +82,7 @@ def _image_side(config, image: int | None) -> tuple[int, int]:
 def _pixels(config, batch: int, image: int | None, video: bool = True) -> torch.Tensor:
     h, w = _image_side(config, image)
     channels = _get(config, "num_channels", "in_channels", "in_chans", default=3)
-    frames = _get(config, "num_frames") if video else None
+    frames = _get(config, "num_frames", "frames_per_clip") if video else None
     shape = (batch, frames, channels, h, w) if isinstance(frames, int) and frames > 0 else (batch, channels, h, w)
     return torch.randn(*shape, device="meta")
 
@@ -115,6 +115,7 @@ BUILDERS = {
     "inputs": lambda c, b, s, i: _tokens(c, b, s),
     "pixel_values": lambda c, b, s, i: _pixels(c, b, i),
     "pixel_values_as_inputs": lambda c, b, s, i: _pixels(c, b, i, video=False),
+    "pixel_values_videos": lambda c, b, s, i: _pixels(c, b, i),
     "input_values": lambda c, b, s, i: _waveform(c, b, s),
     "input_features": lambda c, b, s, i: _mel_features(c, b, s),
     "decoder_input_ids": lambda c, b, s, i: _decoder_tokens(c, b, s),
@@ -138,6 +139,8 @@ def _main_inputs(names: list[str], config, task: str) -> list[str]:
         return ["inputs"]
     if "pixel_values" in has:
         return ["pixel_values"]
+    if "pixel_values_videos" in has:
+        return ["pixel_values_videos"]
     return [n for n in ("input_ids",) if n in has]
 
 
@@ -153,8 +156,9 @@ def infer_inputs(model: torch.nn.Module, config, batch: int = 1, seq: int | None
         wanted = [*wanted, "decoder_input_ids"]
     unknown = [n for n in wanted if n not in BUILDERS and n not in given]
     if unknown or not (wanted or given):
-        what = (f"its input {', '.join(repr(n) for n in unknown)}" if unknown
-                else f"any input from forward({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")
+        what = (f"input {', '.join(repr(n) for n in unknown)}" if unknown
+                else f"inputs: none of forward({', '.join(names[:8])}{', ...' if len(names) > 8 else ''}) is one "
+                     "it knows")
         raise CaptureError(f"cannot tell the shape of {type(model).__name__}'s {what}; give it in --inputs FILE.json, "
                            "e.g. {\"" + (unknown[0] if unknown else (names[0] if names else "x")) + "\": [1, 128]}")
     inputs = {n.split("_as_")[-1]: BUILDERS[n](config, batch, seq, image) for n in wanted if n not in given}

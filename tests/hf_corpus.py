@@ -65,7 +65,7 @@ CORPUS = {
     "audio": ["Wav2Vec2ForCTC", "HubertForCTC", "WavLMForCTC", "Data2VecAudioForCTC", "SEWForCTC",
               "WhisperForConditionalGeneration", "Speech2TextForConditionalGeneration",
               "ASTForAudioClassification", "Wav2Vec2BertForCTC"],
-    "video": ["VideoMAEForVideoClassification", "TimesformerForVideoClassification",
+    "video": ["VideoMAEForVideoClassification", "TimesformerForVideoClassification", "VJEPA2ForVideoClassification",
               "VivitForVideoClassification"],
     "multimodal": ["CLIPModel", "SiglipModel", "AlignModel", "ChineseCLIPModel", "GroupViTModel", "OwlViTModel"],
     "moe": ["MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM", "DeepseekV3ForCausalLM",

@@ -82,4 +82,15 @@ def test_a_step_that_fits_nowhere_is_refused_after_the_numbers(capsys):
                  "--seq", "1024", "--train"]) == 2
     captured = capsys.readouterr()
     assert "chips side by side" in captured.out
-    assert "but the largest memory among t4, rtx-4090 is 24 GB: use a smaller --batch" in " ".join(captured.err.split())
+    # GPT-2 XL's fp32 weights, gradients, Adam state and half weight copies alone exceed 24 GB:
+    # no batch helps, sharding over two chips or a bigger chip does
+    message = " ".join(captured.err.split())
+    assert "but the largest memory among t4, rtx-4090 is 24 GB; the weights, gradients and optimizer state alone" in message
+    assert "shard them over at least 2 chips" in message and "smaller --batch" not in message
+
+
+def test_a_step_too_big_only_for_its_activations_gets_batch_advice(capsys):
+    assert main(["estimate", "gpt2", "--hardware", "t4", "--precision", "amp-fp16", "--batch", "64", "--seq", "1024",
+                 "--train", "--top", "1"]) == 2
+    message = " ".join(capsys.readouterr().err.split())
+    assert "but the largest memory among t4 is 16 GB: use a smaller --batch" in message

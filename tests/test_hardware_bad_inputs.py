@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from estimator.errors import HardwareSpecError, PrecisionError, RooflineError, UnknownHardwareError, did_you_mean, quoted
-from estimator.hardware import MAX_FILE_BYTES, load_hardware, split_chip_precision
+from estimator.errors import HardwareSpecError, RooflineError, UnknownHardwareError, did_you_mean, quoted
+from estimator.hardware import MAX_FILE_BYTES, load_hardware
 
 GOOD = """\
 id: mychip
@@ -162,15 +162,6 @@ def test_bad_id_suggests_its_valid_part():
     assert "did you mean 'a100-80gb-sxm'" in _fails("a100-80gb-sxm@", UnknownHardwareError)
 
 
-def test_id_at_precision_checks_both_parts():
-    assert split_chip_precision("a100-80gb-sxm@bf16") == ("a100-80gb-sxm", "bf16")
-    assert split_chip_precision("h100-sxm") == ("h100-sxm", None)
-    with pytest.raises(PrecisionError, match="no precision after '@'"):
-        split_chip_precision("a100-80gb-sxm@")
-    with pytest.raises(UnknownHardwareError, match="no chip before '@'"):
-        split_chip_precision("@fp16")
-
-
 def test_did_you_mean_prefers_ids_containing_the_text():
     message = _fails("a100", UnknownHardwareError)
     assert "'a100-80gb-sxm'" in message and "'a100-40gb-sxm'" in message
@@ -187,6 +178,6 @@ def test_cli_prints_one_short_line(tmp_path):
     specs = [str(_file(tmp_path, content, name)) for name, content in bad.items()]
     for spec in [*specs, str(tmp_path / "folder"), "x" * 5000, "a100-80gb-sxm@"]:
         done = subprocess.run([sys.executable, "-m", "estimator.cli", "hardware", "show", spec],
-                              capture_output=True, text=True, timeout=120)
+                              check=False, capture_output=True, text=True, timeout=120)
         assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[:2000]
         assert 1 <= len(done.stderr.strip().splitlines()) <= 3, done.stderr[:2000]
