@@ -6,7 +6,8 @@ What is measured, each figure a median over its samples after warm-up, with its 
   * GEMM throughput (torch.mm, out= preallocated, FLOPs = 2 N^3) per dtype over a sweep of
     sizes N. A dtype's peak is the best median over the sizes, so it does not wander from run
     to run. CPU: fp32, plus bf16 / fp16 when a probe shows the CPU runs them at a sane speed
-    (at least a quarter of the fp32 rate); CUDA: fp32 with TF32 off, tf32, fp16, bf16.
+    (at least a quarter of the fp32 rate, best sample against best sample, the two dtypes taking
+    turns in the same rounds: see emulated); CUDA: fp32 with TF32 off, tf32, fp16, bf16.
   * memory bandwidth: copy (b.copy_(a), 2 x bytes) and triad (torch.add(b, c, alpha=s, out=a),
     3 x bytes) on arrays at least 8 x the last-level cache and 256 MiB (quick: 4 x and 128 MiB);
     the bandwidth is the better of the two, each at its best sample (STREAM's "best rate"
@@ -34,6 +35,13 @@ time, so a median over one short burst wanders from run to run. Every measuremen
 taken in rounds (a few samples each), and the rounds of all measurements take turns, spread
 evenly over the whole run (run_interleaved); a slow stretch then touches a few rounds of each
 figure instead of all of one.
+
+Time budget (`budget_s`, `roofline calibrate --budget`; 60 s quick, 300 s full): each phase
+(dtype check, the interleaved rounds, the GEMM extension, kernel points, host costs) gets a
+share of the time left (SHARES), checked between probes and inside their loops: a size whose
+single call, predicted from the size below, would exceed max_call_s or the time left is
+skipped, and rounds and repeats stop at the deadline (every group keeps at least one round).
+The notes list what was cut short ("cut short: ..."), and summary_lines shows it.
 
 The peaks written are measured, so the `achievable` fractions are 1.0 and only the curves fall
 off for small work. Timing uses time.perf_counter on CPU and CUDA events on GPU, under
@@ -71,6 +79,7 @@ from .kernel_probes import PROBES, kernel_points
 
 SANE_DTYPE_FRACTION = 0.25  # a low-precision GEMM slower than this x fp32 is emulated: skip it
 DTYPE_ROUNDS = 5  # rounds of the emulation check, low precision and fp32 taking turns
+PROGRESS_EVERY_S = 5.0  # a progress line at least this often during the interleaved rounds
 CALLS_PER_BUDGET = 50  # no single timed call may take more than budget / this (nor the plan's max_call_s)
 # each phase's share of the time left when it starts (the host costs take the rest)
 SHARES = {"dtype check": 0.1, "interleaved": 0.6, "GEMM extension": 0.3, "kernel points": 0.7}
@@ -284,20 +293,27 @@ class Bench:
         self.fns = {}
 
 
-def run_interleaved(benches: list[Bench], deadline: Deadline | None = None) -> None:
+def run_interleaved(benches: list[Bench], deadline: Deadline | None = None,
+                    say: Callable[[str], None] = lambda line: None) -> None:
     """Prepare every group, then take their rounds spread evenly in time: next is always the group
     whose (rounds done + 1/2) / rounds is smallest, so a group of 40 rounds and one of 4 both span
     the whole run. A neighbour that slows the machine for a stretch of seconds then touches a few
     rounds of every measurement instead of all of one. Past `deadline`, only groups without a
-    round yet take one; the rounds left out are recorded as cut."""
+    round yet take one; the rounds left out are recorded as cut. say(line) after each group is
+    prepared and every PROGRESS_EVERY_S of rounds."""
     deadline = deadline or never()
     for b in benches:
         b.prepare()
+        say(f"{b.name}: warmed up ({', '.join(map(b.label, b.fns))})")
+    total, said = sum(b.rounds for b in benches), deadline.clock()
     while True:
         pending = [b for b in benches if b.done < b.rounds and (b.done == 0 or not deadline.expired)]
         if not pending:
             break
         min(pending, key=lambda b: (b.done + 0.5) / b.rounds).take_round()
+        if deadline.clock() - said >= PROGRESS_EVERY_S:
+            said = deadline.clock()
+            say(f"rounds: {sum(b.done for b in benches)} of {total} taken")
     short = [f"{b.name} {b.done} of {b.rounds} rounds" for b in benches if b.done < b.rounds]
     if short:
         deadline.cut("rounds: " + ", ".join(short))
@@ -419,12 +435,26 @@ def gemm_tflops(n: int, stats: Stats) -> float:
 def probe_dtype(spec: GemmSpec, device: str, n: int, timer: Timer,
                 deadline: Deadline | None = None) -> tuple[list[float], list[float]]:
     """Per-call seconds of torch.mm at size n in `spec`'s dtype and in fp32, the two taking turns
-    in the same DTYPE_ROUNDS rounds (fewer past `deadline`): a short check that a dtype is not emulated."""
+    in the same DTYPE_ROUNDS rounds (fewer past `deadline`): a short check that a dtype is not
+    emulated. On CPU with one thread: emulation is a property of a core, and on a busy machine a
+    parallel GEMM waits for descheduled worker threads far more than a serial one does."""
     fns = {"low": _gemm_fn(n, spec.dtype, device), "fp32": _gemm_fn(n, torch.float32, device)}
-    with torch.inference_mode():
+    with torch.inference_mode(), _serial(not timer.cuda):
         stats = bench_many(fns, timer, rounds=DTYPE_ROUNDS, repeats=1, warmup=1, min_sample_s=0.01,
                            context=lambda: _matmul_precision("highest"), deadline=deadline)
     return stats["low"].samples, stats["fp32"].samples
+
+
+@contextlib.contextmanager
+def _serial(on: bool):
+    """One intra-op thread for the block, when `on`."""
+    threads = torch.get_num_threads()
+    if on:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def native_fraction(low_s: list[float], fp32_s: list[float]) -> float:
@@ -486,7 +516,7 @@ def memory_benches(device: str, array_bytes: int, curve_bytes: tuple[int, ...], 
     sizes = sorted({n for n in curve_bytes if n < array_bytes} | {array_bytes})
     views = {n: (a[:n // 4], b[:n // 4], c[:n // 4]) for n in sizes}
     curve = Bench("elementwise", {n: (lambda v=v: torch.add(v[0], v[1], out=v[2])) for n, v in views.items()},
-                  timer, **plan.bench_kw(), on_round=on_round, deadline=deadline)
+                  timer, **plan.bench_kw(), on_round=on_round, deadline=deadline, label=lambda n: f"{n / MIB:.3g} MiB")
     return stream, curve
 
 
@@ -693,22 +723,23 @@ def _native_specs(device: str, n: int, timer: Timer, deadline: Deadline,
                   steps: _Progress) -> tuple[list[GemmSpec], dict[str, str]]:
     """The GEMM specs to measure, and a note for each low-precision dtype found emulated (see emulated)."""
     specs, skipped = [], {}
+    where = f"N={n}" + ("" if device.startswith("cuda") else " on one thread")
     for spec in gemm_specs(device):
         if spec.key in ("fp32", "tf32"):
             specs.append(spec)
             continue
         low_s, fp32_s = probe_dtype(spec, device, n, timer, deadline)
-        fraction = native_fraction(low_s, fp32_s)
-        if emulated(low_s, fp32_s):
+        fraction, is_emulated = native_fraction(low_s, fp32_s), emulated(low_s, fp32_s)
+        if is_emulated:
             low, fp32 = 2 * n ** 3 / min(low_s) / 1e12, 2 * n ** 3 / min(fp32_s) / 1e12
-            skipped[spec.key] = (f"GEMM {spec.key}: skipped: at N={n} its best of {len(low_s)} calls ran at "
+            skipped[spec.key] = (f"GEMM {spec.key}: skipped: at {where} its best of {len(low_s)} calls ran at "
                                  f"{_sig(low, 3)} TFLOP/s, {100 * fraction:.1f}% of fp32's best in the same rounds "
                                  f"({_sig(fp32, 3)}); below {100 * SANE_DTYPE_FRACTION:.0f}% it is emulated, not "
                                  f"a native {spec.key} matmul")
         else:
             specs.append(spec)
-        steps.line(f"GEMM {spec.key}: {'emulated' if emulated(low_s, fp32_s) else 'native'} "
-                   f"({100 * fraction:.1f}% of fp32 at N={n})")
+        steps.line(f"GEMM {spec.key}: {'emulated' if is_emulated else 'native'} "
+                   f"({100 * fraction:.1f}% of fp32 at {where})")
     return specs, skipped
 
 
@@ -726,8 +757,7 @@ def _interleaved(device: str, specs: list[GemmSpec], sizes: tuple[int, ...], arr
     groups = [ov, *gemm_groups.values(), conv_group, stream, curve]
     steps.line(f"overhead, GEMM {', '.join(gemm_groups)}, conv and memory in interleaved rounds "
                f"(up to {deadline.left_s:.0f} s)")
-    run_interleaved(groups, deadline)
-    steps.line(f"interleaved rounds done: {sum(g.done for g in groups)} rounds of {len(groups)} groups")
+    run_interleaved(groups, deadline, steps.line)
     s = stream.stats()
     result = (ov.stats()["add"], {key: g.stats() for key, g in gemm_groups.items()}, conv_group.stats(),
               MemoryResult(array_bytes, s["copy"], s["triad"], curve.stats()))
@@ -737,7 +767,8 @@ def _interleaved(device: str, specs: list[GemmSpec], sizes: tuple[int, ...], arr
 
 
 def _kernel_points(device: str, plan: Plan, peak_flops_per_s: float, bandwidth_bytes_per_s: float,
-                   overhead_s: float, deadline: Deadline, steps: _Progress) -> tuple[dict[str, list[list[float]]], list[str]]:
+                   overhead_s: float, deadline: Deadline,
+                   steps: _Progress) -> tuple[dict[str, list[list[float]]], list[str]]:
     """estimator.kernel_probes' points and notes within `deadline`; none when the plan has no scales."""
     if not plan.probe_scales:
         return {}, []
@@ -917,29 +948,42 @@ def write_hardware_yaml(doc: dict, path: Path, validate: Callable[[Path], Any] =
 def check_output_path(path: Path, make_parents: bool = False) -> Path:
     """`path` made absolute, or a RooflineError naming it and the fix, before any measuring: a
     directory, something not a regular file, a path under a file, a missing parent folder (unless
-    make_parents: then the nearest existing folder is checked), an over-long name, or a folder
-    this process cannot write in."""
-    path = Path(os.path.abspath(os.path.expanduser(path)))
-    where = f"cannot write the calibration to {path}"
+    make_parents, as for the default location: then the nearest existing folder is checked), an
+    over-long name, or a folder this process cannot write in."""
+    try:
+        return _checked_output_path(Path(os.path.abspath(os.path.expanduser(path))), make_parents)
+    except RooflineError as e:
+        if make_parents:
+            raise RooflineError(f"{e} (this is the default location; --out FILE writes elsewhere)") from None
+        raise
+
+
+def _short(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 100 else f"{text[:60]}...{text[-30:]}"
+
+
+def _checked_output_path(path: Path, make_parents: bool) -> Path:
+    where = f"cannot write the calibration to {_short(path)}"
     if os.path.isdir(path):
-        raise RooflineError(f"{where}: it is a directory; give a file path such as {path / 'local.yaml'}")
+        raise RooflineError(f"{where}: it is a directory; give a file path such as {_short(path / 'local.yaml')}")
     if os.path.lexists(path) and not os.path.isfile(path):
         raise RooflineError(f"{where}: it exists and is not a regular file; give the path of a YAML file")
     folder = path.parent
     while not os.path.lexists(folder):
         folder = folder.parent
     if not os.path.isdir(folder):
-        raise RooflineError(f"{where}: {folder} is a file, not a directory; pick a path in a directory")
+        raise RooflineError(f"{where}: {_short(folder)} is a file, not a directory; pick a path in a directory")
     if folder != path.parent and not make_parents:
-        raise RooflineError(f"{where}: directory {path.parent} does not exist; create it "
-                            f"(mkdir -p {path.parent}) or pick a path in an existing directory")
+        raise RooflineError(f"{where}: directory {_short(path.parent)} does not exist; create it "
+                            f"(mkdir -p {_short(path.parent)}) or pick a path in an existing directory")
     _check_length(path, folder, where)
     try:
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".roofline-", suffix=".tmp")
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise RooflineError(f"{where}: cannot create files in {folder} ({e.strerror}); pick a path in a "
+        raise RooflineError(f"{where}: cannot create files in {_short(folder)} ({e.strerror}); pick a path in a "
                             "directory you can write to") from None
     return path
 
@@ -951,7 +995,7 @@ def _check_length(path: Path, folder: Path, where: str) -> None:
     path_max = os.pathconf(folder, "PC_PATH_MAX")
     for part in path.relative_to(folder).parts:
         if len(os.fsencode(part)) > name_max:
-            raise RooflineError(f"{where}: the name {part[:40]}... is {len(os.fsencode(part))} bytes long, over "
+            raise RooflineError(f"{where}: a name in it is {len(os.fsencode(part))} bytes long, over "
                                 f"the {name_max} this file system allows; pick a shorter name")
     if len(os.fsencode(str(path))) >= path_max:
         raise RooflineError(f"{where}: the path is {len(os.fsencode(str(path)))} bytes long, over the "

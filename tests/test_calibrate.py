@@ -293,49 +293,42 @@ def test_repeats_stop_at_the_deadline_with_one_sample_each():
 
 
 def test_sizes_predicted_over_the_call_limit_are_skipped():
+    from estimator.deadline import Deadline
+
     clock = FakeClock()
+    run = Deadline(1000.0, clock)
     rate = 1e11  # FLOP/s
     fns = {n: (lambda n=n: 2 * n ** 3 / rate) for n in (128, 512, 1024, 2048)}
     b = cal.Bench("GEMM fp32", fns, FakeTimer(clock), rounds=1, repeats=1, warmup=1, min_sample_s=0.01,
-                  work=lambda n: 2 * n ** 3, max_call_s=0.1, label=lambda n: f"N={n}")
-    cal.run_interleaved([b], b.deadline)
+                  work=lambda n: 2 * n ** 3, max_call_s=0.1, label=lambda n: f"N={n}", deadline=run)
+    cal.run_interleaved([b], run)
     # 512: 2.7 ms, 1024: 21 ms, 2048 predicted 8 x 21 ms = 0.17 s > 0.1 s: never run
     assert sorted(b.stats()) == [128, 512, 1024]
-    assert b.deadline.cuts == []  # no deadline given: the skip is not recorded anywhere ...
-    from estimator.deadline import Deadline
-    run = Deadline(1000.0, clock)
-    b = cal.Bench("GEMM fp32", fns, FakeTimer(clock), rounds=1, repeats=1, warmup=1, min_sample_s=0.01,
-                  work=lambda n: 2 * n ** 3, max_call_s=0.1, label=lambda n: f"N={n}", deadline=run)
-    b.prepare()
     assert run.cuts == ["GEMM fp32: skipped N=2048 (~0.17 s a call), over the 0.1 s a call may take or the "
-                        "time left"]  # ... but with one, it is
+                        "time left"]
 
 
 def test_sizes_that_would_not_fit_the_time_left_are_skipped():
     from estimator.deadline import Deadline
 
     clock = FakeClock()
-    run = Deadline(0.5, clock)
+    run = Deadline(0.2, clock)
     fns = {n: (lambda n=n: n * 1e-3) for n in (1, 10, 100)}
     b = cal.Bench("conv", fns, FakeTimer(clock), rounds=1, repeats=1, warmup=1, min_sample_s=0,
                   work=float, deadline=run)
     b.prepare()
-    # 1: 2 ms; 10: predicted 10 ms x 2 (warm-up and a call) fits; 100: 0.2 s x 2 > the 0.47 s left
+    # 1 and 10 take 22 ms (a warm-up and a call each); 100: predicted 0.1 s x 2 > the 0.178 s left
     assert list(b.fns) == [1, 10] and "skipped 100" in run.cuts[0]
 
 
 def test_extend_gemm_stops_when_the_next_size_does_not_fit():
     from estimator.deadline import Deadline
 
-    clock = FakeClock()
-    run = Deadline(1.0, clock)
-    fast = cal.Stats(((1e-3,),), 1)  # N=512: a rate that still grows from N=256
-    results = {256: cal.Stats(((2e-4,),), 1), 512: fast}
-    out = cal.extend_gemm(results, cal.gemm_specs("cpu")[0], "cpu", cal.PLANS["full"], FakeTimer(clock),
-                          deadline=run)
-    assert out == results  # 1024 predicted 8 ms x 18 rounds x 3 = 0.43 s fits ... so tighten:
-    run = Deadline(0.1, clock)
-    assert cal.extend_gemm(results, cal.gemm_specs("cpu")[0], "cpu", cal.PLANS["full"], FakeTimer(clock),
+    run = Deadline(0.4, FakeClock())
+    # the rate still grows from N=256 to 512 (168 -> 268 GFLOP/s); N=1024 predicted 8 ms a call
+    results = {256: cal.Stats(((2e-4,),), 1), 512: cal.Stats(((1e-3,),), 1)}
+    # ... x 18 rounds x 3 repeats = 0.43 s > the 0.4 s left: not tried (nothing is timed)
+    assert cal.extend_gemm(results, cal.gemm_specs("cpu")[0], "cpu", cal.PLANS["full"], cal.Timer("cpu"),
                            deadline=run) == results
     assert run.cuts and "N=1024 not tried" in run.cuts[0]
 
@@ -356,8 +349,8 @@ def test_kernel_scales_predicted_too_slow_are_skipped(monkeypatch):
     probes = tuple(kp.Probe(f"p{i}", lambda: None, lambda s: (s,)) for i in range(3))
     run = Deadline(5.0, clock)
     lines = []
-    curves, notes = kp.kernel_points("cpu", (1, 4, 16), 2, 1e11, 1e10, 1e-6, probes=probes, deadline=run,
-                                     max_call_s=1.0, say=lines.append)
+    curves, _ = kp.kernel_points("cpu", (1, 4, 16), 2, 1e11, 1e10, 1e-6, probes=probes, deadline=run,
+                                 max_call_s=1.0, say=lines.append)
     # p0: scales 1 (0.3 s) and 4 (1.2 s); 16 predicted 1.6 s a repeat > 1 s; p1: 1 and 4 reach 3 s;
     # p2: scale 1 reaches 3.3 s, scale 4 predicted 0.4 x 3 = 1.2 s fits the 1.7 s left, reaching 4.5 s
     assert calls == [("p0", 1), ("p0", 4), ("p1", 1), ("p1", 4), ("p2", 1), ("p2", 4)]
@@ -368,8 +361,10 @@ def test_kernel_scales_predicted_too_slow_are_skipped(monkeypatch):
     run = Deadline(0.5, clock)
     calls.clear()
     kp.kernel_points("cpu", (1, 4), 2, 1e11, 1e10, 1e-6, probes=probes, deadline=run)
-    assert calls == [("p0", 1)]  # then no time is left: every other run is skipped
-    assert "skipped 5 probe runs" in run.cuts[0]
+    # p0 at 1 leaves 0.2 s: p0 at 4 (1.2 s) does not fit; p1 at 1 (no prediction yet) runs, then none is left
+    assert calls == [("p0", 1), ("p1", 1)]
+    assert run.cuts == ["kernel points: skipped 3 probe runs: p0 (train) at scale 4; p1 (train) at scale 4; "
+                        "p2 (train) at scale 1, 4"]
 
 
 def test_host_rounds_stop_at_the_deadline_after_a_minimum():
@@ -423,7 +418,7 @@ def _bad_paths(tmp_path: Path) -> dict[str, tuple[str, str]]:
         "directory": (str(tmp_path), "is a directory"),
         "under a file": (str(a_file / "local.yaml"), "is a file, not a directory"),
         "missing parent": (str(tmp_path / "nope" / "local.yaml"), "does not exist; create it"),
-        "long name": (str(tmp_path / ("x" * 300 + ".yaml")), "bytes long, over the 255"),
+        "long name": (str(tmp_path / ("x" * 300 + ".yaml")), "305 bytes long, over the 255"),
         "not a regular file": ("/dev/null", "not a regular file"),
     }
     if Path("/sys").is_dir():  # read-only even for root
@@ -452,6 +447,9 @@ def test_default_output_path_may_create_its_folders(tmp_path):
     path = tmp_path / "config" / "torch-roofline" / "local.yaml"
     assert cal.check_output_path(path, make_parents=True) == path
     assert not path.parent.exists()  # nothing made yet: the folders come with the file
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(cal.RooflineError, match="a_file is a file, not a directory.*the default location; --out"):
+        cal.check_output_path(tmp_path / "a_file" / "torch-roofline" / "local.yaml", make_parents=True)
 
 
 def test_bad_budget_is_refused_before_any_probe(tmp_path, monkeypatch, capsys):
