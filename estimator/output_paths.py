@@ -103,7 +103,7 @@ def mark_written(folder: Path, names: list[str]) -> None:
 
 def write_text(path: Path, text: str) -> None:
     """`text` into `path`, atomically (a temporary file in the same folder, then a rename)."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as f:
             f.write(text)

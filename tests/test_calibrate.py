@@ -493,6 +493,7 @@ def test_interrupt_from_a_probe_writes_nothing_and_exits_130(tmp_path, monkeypat
 
 # ---------------------------------------------------------------- the command, end to end
 
+@pytest.mark.slow
 def test_quick_calibration_keeps_its_budget(tmp_path):
     """`calibrate --quick --budget 30` ends in time on a busy machine, with progress lines on stderr
     (not a terminal here) and a YAML the loader reads. The wall-clock bound is loose on purpose."""
