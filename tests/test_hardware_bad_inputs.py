@@ -11,19 +11,9 @@ import pytest
 
 from estimator.errors import HardwareSpecError, RooflineError, UnknownHardwareError, did_you_mean, quoted
 from estimator.hardware import MAX_FILE_BYTES, load_hardware
+from test_hardware import GOOD as VALID_CHIP
 
-GOOD = """\
-id: mychip
-name: My chip
-vendor: Me
-kind: gpu
-peak_tflops:
-  matrix: {bf16: 100}
-  vector: {fp32: 10}
-memory: {bandwidth_gbps: 1000, capacity_gb: 16}
-kernel_overhead_us: 4
-source: my measurements
-"""
+GOOD = VALID_CHIP.lstrip("\n")  # a valid chip file (line 1: id), which each case breaks in one place
 # nine levels of nine aliases: 9^9 (387 million) leaves once expanded
 BOMB = ('a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
         + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi")))
