@@ -110,6 +110,7 @@ def _decoder_tokens(config, batch: int, seq: int | None) -> torch.Tensor:
     return _tokens(config, batch, seq, ("max_target_positions", "max_position_embeddings", "n_positions"))
 
 
+# argument name -> (config, batch, seq, image) -> meta tensor; "X_as_Y" builds an X passed as Y
 BUILDERS = {
     "input_ids": lambda c, b, s, i: _tokens(c, b, s),
     "inputs": lambda c, b, s, i: _tokens(c, b, s),

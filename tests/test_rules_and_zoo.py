@@ -337,3 +337,28 @@ def test_triangular_solve_and_polar_have_rules():
     assert not [name for name, c in costs.items() if c.op_class == "unsupported"]
     assert costs["linalg_solve_triangular"].flops == 6 * 6 * 4
     assert costs["polar"].flops == 4 * 36
+
+
+def test_running_extrema_and_membership_have_rules():
+    """cummax / cummin (one compare per element) and isin (ATen compares all pairs for a small
+    test set, else sorts), met in Grounding DINO."""
+    from estimator.capture import capture
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    class Scans(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(8, 8)
+
+        def forward(self, x, ids):
+            y = self.proj(x)
+            special = torch.isin(ids, torch.tensor([1, 2, 3]))
+            return torch.cummax(y, 1).values.sum() + torch.cummin(y, 1).values.sum() + special.sum()
+
+    step = capture(Scans(), (torch.randn(4, 8), torch.randint(0, 9, (4, 6))), mode="train", optimizer=None)
+    costs = step_costs(step, PRECISIONS["fp32"])
+    assert not [n.name for n, c in zip(step.nodes, costs) if c.op_class == "unsupported"]
+    flops = {n.op.overloadpacket.__name__: c.flops for n, c in zip(step.nodes, costs)}
+    assert flops["cummax"] == flops["cummin"] == 4 * 8
+    assert flops["isin"] == 24 * 3  # 3 test values < 10 x 24^0.145: every pair compared
