@@ -3,7 +3,7 @@
 its matmul/conv/attention FLOPs agree with torch's FlopCounterMode formulas within 1%.
 
 The default run checks one architecture per family; `pytest -m slow tests/test_hf_corpus.py`
-checks the whole corpus (about 110 architectures, 10 minutes on two cores), which must pass at
+checks the whole corpus (110 architectures, about 7 minutes on two cores), which must pass at
 95% or better. `python bench/hf_corpus.py` prints the table.
 """
 from __future__ import annotations
