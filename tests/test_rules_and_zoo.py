@@ -362,3 +362,29 @@ def test_running_extrema_and_membership_have_rules():
     flops = {n.op.overloadpacket.__name__: c.flops for n, c in zip(step.nodes, costs)}
     assert flops["cummax"] == flops["cummin"] == 4 * 8
     assert flops["isin"] == 24 * 3  # 3 test values < 10 x 24^0.145: every pair compared
+
+
+def test_unfold_backward_and_antialiased_bicubic_have_rules():
+    """Tensor.unfold's gradient (UnivNet) adds each window's gradient back: one add per element;
+    antialiased bicubic resizing's backward follows the bicubic rule (32 per output element)."""
+    from torch.nn import functional as F
+
+    from estimator.capture import capture
+    from estimator.precision import PRECISIONS
+    from estimator.roofline import step_costs
+
+    class Windows(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 2, 1)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y.unfold(3, 4, 2).sum() + F.interpolate(y, scale_factor=2, mode="bicubic", antialias=True).sum()
+
+    step = capture(Windows(), (torch.randn(1, 2, 8, 8),), mode="train", optimizer=None)
+    costs = step_costs(step, PRECISIONS["fp32"])
+    assert not [n.name for n, c in zip(step.nodes, costs) if c.op_class == "unsupported"]
+    flops = {n.op.overloadpacket.__name__: c.flops for n, c in zip(step.nodes, costs)}
+    assert flops["unfold_backward"] == 2 * 8 * 3 * 4  # three windows of 4 along the last axis
+    assert flops["_upsample_bicubic2d_aa_backward"] == 32 * 2 * 16 * 16

@@ -94,7 +94,8 @@ def grid_sample(node, nbytes):
                 "elementwise")
 
 
-@cost_rule("upsample_bicubic2d", "upsample_bicubic2d_backward", "_upsample_bicubic2d_aa", op_class="elementwise")
+@cost_rule("upsample_bicubic2d", "upsample_bicubic2d_backward", "_upsample_bicubic2d_aa",
+           "_upsample_bicubic2d_aa_backward", op_class="elementwise")
 def interpolate_bicubic(node, nbytes):
     # bicubic: 16 neighbours (4 x 4), each weighted and summed, about 32 FLOPs per output
     # element; the backward spreads each output gradient over the same 16 inputs

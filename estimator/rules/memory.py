@@ -64,3 +64,10 @@ def factory(node, nbytes):
            op_class="free")
 def free(node, nbytes):
     return Cost(op_class="free")
+
+
+@cost_rule("unfold_backward", op_class="memory")
+def unfold_backward(node, nbytes):
+    # Tensor.unfold's gradient: each window's gradient added back where the window was read,
+    # one add per gradient element (overlapping windows sum)
+    return Cost(node.inputs[0].numel, *read_write(node, nbytes), "memory")
