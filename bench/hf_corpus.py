@@ -17,22 +17,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from hf_corpus import CORPUS, TIMM, check  # noqa: E402
-
-
-def _timm_imports() -> bool:
-    try:
-        import timm  # noqa: F401
-    except Exception:  # ImportError, or a torchvision whose C extension does not match torch
-        print("timm does not import here: its models are left out")
-        return False
-    return True
+from hf_corpus import CORPUS, TIMM, check, timm_imports  # noqa: E402
 
 
 def main(names: list[str]) -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)  # transformers' notes on configs; the table says what matters
-    names = names or [n for family in CORPUS.values() for n in family] + (TIMM if _timm_imports() else [])
+    if not names and not timm_imports():
+        print("timm does not import here: its models are left out")
+    names = names or [n for family in CORPUS.values() for n in family] + (TIMM if timm_imports() else [])
     print(f"{'family':16s} {'architecture':40s} {'result':8s} {'FLOPs vs ref':>12s} {'seconds':>8s}  detail")
     results = []
     for name in names:

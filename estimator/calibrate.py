@@ -74,6 +74,7 @@ import yaml
 
 from .deadline import Deadline, never, predict_s
 from .errors import RooflineError
+from .output_paths import check_output_file
 from .host_probes import HOST_PLANS, host_summary, measure_host
 from .kernel_probes import PROBES, kernel_points
 
@@ -946,60 +947,18 @@ def write_hardware_yaml(doc: dict, path: Path, validate: Callable[[Path], Any] =
 
 
 def check_output_path(path: Path, make_parents: bool = False) -> Path:
-    """`path` made absolute, or a RooflineError naming it and the fix, before any measuring: a
-    directory, something not a regular file, a path under a file, a missing parent folder (unless
-    make_parents, as for the default location: then the nearest existing folder is checked), an
-    over-long name, or a folder this process cannot write in."""
+    """`path` made absolute, or a RooflineError naming it and the fix, before any measuring
+    (estimator.output_paths.check_output_file); `make_parents` for the default location, whose
+    folders are made with the file."""
+    absolute = Path(os.path.abspath(os.path.expanduser(path)))
     try:
-        return _checked_output_path(Path(os.path.abspath(os.path.expanduser(path))), make_parents)
+        check_output_file("--out", str(absolute), make_parents=make_parents,
+                          subject=f"cannot write the calibration to {str(absolute)[:140]}")
+        return absolute
     except RooflineError as e:
         if make_parents:
             raise RooflineError(f"{e} (this is the default location; --out FILE writes elsewhere)") from None
         raise
-
-
-def _short(path: Path) -> str:
-    text = str(path)
-    return text if len(text) <= 100 else f"{text[:60]}...{text[-30:]}"
-
-
-def _checked_output_path(path: Path, make_parents: bool) -> Path:
-    where = f"cannot write the calibration to {_short(path)}"
-    if os.path.isdir(path):
-        raise RooflineError(f"{where}: it is a directory; give a file path such as {_short(path / 'local.yaml')}")
-    if os.path.lexists(path) and not os.path.isfile(path):
-        raise RooflineError(f"{where}: it exists and is not a regular file; give the path of a YAML file")
-    folder = path.parent
-    while not os.path.lexists(folder):
-        folder = folder.parent
-    if not os.path.isdir(folder):
-        raise RooflineError(f"{where}: {_short(folder)} is a file, not a directory; pick a path in a directory")
-    if folder != path.parent and not make_parents:
-        raise RooflineError(f"{where}: directory {_short(path.parent)} does not exist; create it "
-                            f"(mkdir -p {_short(path.parent)}) or pick a path in an existing directory")
-    _check_length(path, folder, where)
-    try:
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".roofline-", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise RooflineError(f"{where}: cannot create files in {_short(folder)} ({e.strerror}); pick a path in a "
-                            "directory you can write to") from None
-    return path
-
-
-def _check_length(path: Path, folder: Path, where: str) -> None:
-    """A RooflineError when a name to create under `folder`, or the whole path, is longer than the
-    file system allows."""
-    name_max = os.pathconf(folder, "PC_NAME_MAX")
-    path_max = os.pathconf(folder, "PC_PATH_MAX")
-    for part in path.relative_to(folder).parts:
-        if len(os.fsencode(part)) > name_max:
-            raise RooflineError(f"{where}: a name in it is {len(os.fsencode(part))} bytes long, over "
-                                f"the {name_max} this file system allows; pick a shorter name")
-    if len(os.fsencode(str(path))) >= path_max:
-        raise RooflineError(f"{where}: the path is {len(os.fsencode(str(path)))} bytes long, over the "
-                            f"{path_max} this system allows; pick a shorter path")
 
 
 _GEMM_NOTE = re.compile(r"^GEMM (\w+) \((\w+)\): peak [\d.eE+-]+ TFLOP/s.*? at N=(\d+), spread ([\d.]+)%")

@@ -35,7 +35,7 @@ from torch.utils._pytree import tree_leaves, tree_map_only
 
 from .data_dependent import run_fake
 from .device_dispatch import DISPATCHES, cuda_dispatch
-from .errors import CaptureError
+from .errors import CaptureError, first_line
 from .recompute import recomputing
 from .optimizer import CLASS_NAMES, DEFAULT_OPTIMIZER, check_optimizer, prepare_fused_step
 from .module_tracking import ModuleOwnerTracker
@@ -257,7 +257,7 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
     except CaptureError:
         raise
     except Exception as e:  # the model's own error on these inputs, reported as one line
-        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        first = first_line(e)
         hint = next((h for pattern, h in FAILURE_HINTS if pattern in first), "")
         raise CaptureError(f"running {model_name or type(model).__name__} on inputs ({_describe(example_inputs)}) "
                            f"failed: {type(e).__name__}: {first}{hint}") from e

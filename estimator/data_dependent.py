@@ -74,7 +74,7 @@ SHAPES_BY_FORMULA = {
 
 # products whose real kernels refuse operands of different dtypes, where the fake kernels let
 # them through (an int64 input fed to a float Linear would be estimated, though it cannot run)
-SAME_DTYPE_OPS = (aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.convolution, aten.matmul)
+SAME_DTYPE_OPS = frozenset((aten.mm, aten.addmm, aten.bmm, aten.baddbmm, aten.convolution))
 
 
 def _check_same_dtype(func, args, where: str) -> None:

@@ -78,3 +78,14 @@ def _containing(value: str, choices: list[str]) -> list[str]:
     key = value.lower()
     hits = sorted((not c.lower().startswith(key), len(c), c) for c in choices if key in c.lower())
     return [c for _, _, c in hits[:3]]
+
+
+def first_line(error: BaseException, limit: int = 300) -> str:
+    """The first line of an error's message, at most `limit` characters: a library's message can
+    run to hundreds of lines (transformers lists every model type).
+
+    >>> first_line(ValueError("bad shape\\nat layer 3"))
+    'bad shape'
+    """
+    text = str(error).strip()
+    return text.splitlines()[0][:limit] if text else ""

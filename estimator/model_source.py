@@ -26,7 +26,7 @@ from torch import nn
 
 import roofline_zoo
 
-from .errors import CaptureError, UnknownModelError, did_you_mean
+from .errors import CaptureError, UnknownModelError, did_you_mean, first_line
 from .hf_inputs import infer_inputs, load_input_spec
 
 
@@ -81,19 +81,12 @@ def _from_factory(spec: str, **sizes):
     except SystemExit as e:
         raise CaptureError(f"{spec} called sys.exit({e.code!r}) instead of returning (model, example_inputs)") from None
     except Exception as e:
-        raise CaptureError(f"{spec} raised {type(e).__name__}: {_first_line(e)}") from None
+        raise CaptureError(f"{spec} raised {type(e).__name__}: {first_line(e)}") from None
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module)):
         raise CaptureError(f"{spec} must return (model, example_inputs) with model an nn.Module; "
                            f"got {type(result).__name__}")
     model, inputs = result
     return model, inputs, f"{Path(target).stem if target.endswith('.py') else target}:{func_name}"
-
-
-def _first_line(error: BaseException, limit: int = 300) -> str:
-    """The first line of an error's message, at most `limit` characters (a library's message can
-    run to hundreds of lines, e.g. transformers listing every model type)."""
-    text = str(error).strip()
-    return text.splitlines()[0][:limit] if text else ""
 
 
 def _import_file(path_text: str):
@@ -111,7 +104,7 @@ def _import_file(path_text: str):
         raise CaptureError(f"importing {path_text} called sys.exit({e.code!r}); a model file should define FUNC "
                            "and leave running to `if __name__ == '__main__':`") from None
     except Exception as e:
-        raise CaptureError(f"importing {path_text} failed: {type(e).__name__}: {_first_line(e)}") from None
+        raise CaptureError(f"importing {path_text} failed: {type(e).__name__}: {first_line(e)}") from None
     finally:
         sys.argv = argv
     return module
@@ -125,7 +118,7 @@ def _import_module(name: str):
     except SystemExit as e:
         raise CaptureError(f"importing module {name!r} called sys.exit({e.code!r})") from None
     except Exception as e:  # the module's own error at import
-        raise CaptureError(f"importing module {name!r} failed: {type(e).__name__}: {_first_line(e)}") from None
+        raise CaptureError(f"importing module {name!r} failed: {type(e).__name__}: {first_line(e)}") from None
 
 
 def _from_vision_library(library: str, name: str, batch: int, image: int | None):
@@ -135,7 +128,7 @@ def _from_vision_library(library: str, name: str, batch: int, image: int | None)
         module = importlib.import_module(library)
     except Exception as e:  # ImportError, or a broken install (no CPU build of torchvision here)
         raise UnknownModelError(f"{library}:{name} needs the {library} package, which does not import here "
-                                f"({type(e).__name__}: {_first_line(e, 200)}); install it "
+                                f"({type(e).__name__}: {first_line(e, 200)}); install it "
                                 "(pip install " + library + ") or use a zoo model (`roofline models`)") from None
     with torch.device("meta"):
         try:
@@ -143,7 +136,7 @@ def _from_vision_library(library: str, name: str, batch: int, image: int | None)
         except Exception as e:
             found = module.models.list_models() if library == "torchvision" else module.list_models()
             raise UnknownModelError(f"{library} has no model {name!r}{did_you_mean(name, list(found))} "
-                                    f"({type(e).__name__}: {_first_line(e, 200)})") from None
+                                    f"({type(e).__name__}: {first_line(e, 200)})") from None
     made_for = (getattr(model, "pretrained_cfg", None) or {}).get("input_size") or (3, 224, 224)
     channels, height, width = made_for[-3:]
     height, width = (image, image) if image else (height, width)
@@ -165,7 +158,7 @@ def _hf_config(transformers, path_text: str):
         what = ("is not a Hugging Face config (needs JSON with a model_type)" if path.exists() else
                 "does not exist as a file or directory, nor as a model id in the local Hugging Face cache "
                 "(nothing is downloaded)")
-        raise UnknownModelError(f"{path_text[:200]!r} {what}: {_first_line(e, 200) or type(e).__name__}") from None
+        raise UnknownModelError(f"{path_text[:200]!r} {what}: {first_line(e, 200) or type(e).__name__}") from None
 
 
 def load_hf_config(path_text: str, hf_class: str | None = None, batch: int | None = None, seq: int | None = None,
@@ -208,7 +201,7 @@ def hf_model(config, hf_class: str | None = None, batch: int | None = None, seq:
         with torch.device("meta"):
             model = cls.from_config(config) if name.startswith("Auto") else cls(config)
     except Exception as e:  # e.g. a config the class does not accept, or an optional package it needs
-        raise CaptureError(f"building {name} from the config failed: {type(e).__name__}: {_first_line(e)}") from None
+        raise CaptureError(f"building {name} from the config failed: {type(e).__name__}: {first_line(e)}") from None
     inputs = infer_inputs(model, config, batch or 1, seq, image, given)
     return model, inputs, f"{label}:{name}"
 

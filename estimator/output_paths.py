@@ -2,8 +2,10 @@
 a user's own file never overwritten without --force.
 
 Checks (each failure is one RooflineError naming the option, the path and the fix):
-  * a file: not a folder, its folder exists and is a folder, names within the system's limits
-    (255 bytes a part, 4096 in all), the folder writable, an existing file writable;
+  * a file: not a folder nor another non-regular file, its folder exists (or, for a default
+    location, can be made) and is a folder, names within the file system's limits, a file can
+    be created in the folder (tried, not asked: root passes os.access on a read-only file
+    system), an existing file writable;
   * a folder the tool fills (``roofline report --out DIR``): a marker file ``.roofline-output``
     lists what the tool wrote there; a file of the same name that the tool did not write is
     the user's, and stays unless the user says --force.
@@ -25,7 +27,6 @@ from pathlib import Path
 from .errors import RooflineError
 
 NAME_MAX_BYTES = 255
-PATH_MAX_BYTES = 4096
 MARKER = ".roofline-output"
 
 
@@ -33,40 +34,65 @@ def _quoted(path_text: str) -> str:
     return repr(path_text if len(path_text) <= 80 else path_text[:60] + "..." + path_text[-17:])
 
 
-def _check_name_lengths(option: str, path_text: str) -> None:
-    if len(os.fsencode(path_text)) > PATH_MAX_BYTES or any(
-            len(os.fsencode(part)) > NAME_MAX_BYTES for part in Path(path_text).parts):
-        raise RooflineError(f"{option} {_quoted(path_text)}: the name is too long (at most {NAME_MAX_BYTES} bytes a "
-                            f"part, {PATH_MAX_BYTES} in all); give a shorter path")
+def _short(path) -> str:
+    text = str(path)
+    return text if len(text) <= 100 else f"{text[:60]}...{text[-30:]}"
 
 
-def check_output_file(option: str, path_text: str, suffixes: tuple[str, ...] = ()) -> Path:
-    """The path of a file to write, if it can be written (see module doc)."""
-    _check_name_lengths(option, path_text)
-    path = Path(path_text)
+def check_output_file(option: str, path_text: str, suffixes: tuple[str, ...] = (), make_parents: bool = False,
+                      subject: str | None = None) -> Path:
+    """The path of a file to write, if it can be written (see module doc). `make_parents`: a
+    missing folder will be created with the file (the nearest existing one is checked instead);
+    `subject` starts each message (default: the option and the path)."""
+    subject = subject or f"{option} {_quoted(path_text)}"
+    path = Path(os.path.abspath(os.path.expanduser(path_text)))
     if suffixes and path.suffix.lower() not in suffixes:
-        raise RooflineError(f"{option} {_quoted(path_text)}: the file must end in {' or '.join(suffixes)}")
-    if path.is_dir():
-        raise RooflineError(f"{option} {_quoted(path_text)} is a folder; give a file name, e.g. "
-                            f"{_quoted(str(path / ('out' + (suffixes[0] if suffixes else '.json'))))}")
+        raise RooflineError(f"{subject}: the file must end in {' or '.join(suffixes)}")
+    if os.path.isdir(path):
+        example = path / ("out" + (suffixes[0] if suffixes else ".json"))
+        raise RooflineError(f"{subject}: it is a directory; give a file path such as {_short(example)}")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise RooflineError(f"{subject}: it exists and is not a regular file; give the path of a file")
     folder = path.parent
-    if not folder.exists():
-        raise RooflineError(f"{option} {_quoted(path_text)}: folder {_quoted(str(folder))} does not exist; create it "
-                            "first")
-    if not folder.is_dir():
-        raise RooflineError(f"{option} {_quoted(path_text)}: {_quoted(str(folder))} is a file, not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise RooflineError(f"{option} {_quoted(path_text)}: folder {_quoted(str(folder))} is not writable; choose "
-                            "another place")
-    if path.exists() and (not path.is_file() or not os.access(path, os.W_OK)):
-        raise RooflineError(f"{option} {_quoted(path_text)} exists and cannot be overwritten; choose another name")
-    return path
+    while not os.path.lexists(folder):
+        folder = folder.parent
+    if not os.path.isdir(folder):
+        raise RooflineError(f"{subject}: {_short(folder)} is a file, not a directory; pick a path in a directory")
+    if folder != path.parent and not make_parents:
+        raise RooflineError(f"{subject}: directory {_short(path.parent)} does not exist; create it "
+                            f"(mkdir -p {_short(path.parent)}) or pick a path in an existing directory")
+    _check_lengths(path, folder, subject)
+    try:  # a real file, not os.access: root passes os.access even on a read-only file system
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".roofline-", suffix=".tmp")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as e:
+        raise RooflineError(f"{subject}: cannot create files in {_short(folder)} ({e.strerror}); pick a path in a "
+                            "directory you can write to") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise RooflineError(f"{subject}: it exists and cannot be overwritten; choose another name")
+    return Path(os.path.expanduser(path_text))  # as the user wrote it (messages and "wrote ..." lines)
+
+
+def _check_lengths(path: Path, folder: Path, subject: str) -> None:
+    """A RooflineError when a name to create under `folder`, or the whole path, is longer than
+    the file system allows."""
+    name_max, path_max = os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    for part in path.relative_to(folder).parts:
+        if len(os.fsencode(part)) > name_max:
+            raise RooflineError(f"{subject}: a name in it is {len(os.fsencode(part))} bytes long, over the "
+                                f"{name_max} this file system allows; pick a shorter name")
+    if len(os.fsencode(str(path))) >= path_max:
+        raise RooflineError(f"{subject}: the path is {len(os.fsencode(str(path)))} bytes long, over the "
+                            f"{path_max} this system allows; pick a shorter path")
 
 
 def check_output_folder(option: str, path_text: str, names: list[str], force: bool = False) -> Path:
     """A folder to fill with `names` (files or subfolders): created later if missing; a name
     already there that the tool did not write stops the run unless `force`."""
-    _check_name_lengths(option, path_text)
+    if any(len(os.fsencode(part)) > NAME_MAX_BYTES for part in Path(path_text).parts):
+        raise RooflineError(f"{option} {_quoted(path_text)}: a name in it is over {NAME_MAX_BYTES} bytes; give a "
+                            "shorter path")
     folder = Path(path_text)
     if folder.exists() and not folder.is_dir():
         raise RooflineError(f"{option} {_quoted(path_text)} is a file; give a folder")

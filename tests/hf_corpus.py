@@ -100,6 +100,15 @@ OVERRIDES = {
 SEQ = {"ProphetNetForConditionalGeneration": 128}  # its n-gram attention breaks at 511-512 tokens
 
 
+def timm_imports() -> bool:
+    """Whether timm imports here (it needs a torchvision whose C extension matches torch)."""
+    try:
+        import timm  # noqa: F401
+    except Exception:  # ImportError, or torchvision failing to register its ops
+        return False
+    return True
+
+
 def small_config(cls):
     """The class's default config with depth cut to 2 layers (and experts to 8), sub-configs too;
     then the architecture's OVERRIDES."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from hf_corpus import CORPUS, TIMM, check
+from hf_corpus import CORPUS, TIMM, check, timm_imports
 
 ONE_PER_FAMILY = ["LlamaForCausalLM", "DebertaV2ForMaskedLM", "T5ForConditionalGeneration",
                   "EfficientNetForImageClassification", "WhisperForConditionalGeneration",
@@ -38,15 +38,7 @@ def test_corpus_runs_at_95_percent_with_flops_within_1_percent():
         assert not r.error or r.error.startswith("CaptureError"), r.error
 
 
-def _timm_imports() -> bool:
-    try:
-        import timm  # noqa: F401
-    except Exception:  # ImportError, or a torchvision whose C extension does not match torch
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _timm_imports(), reason="timm does not import here (it needs a torchvision built for "
+@pytest.mark.skipif(not timm_imports(), reason="timm does not import here (it needs a torchvision built for "
                     "this torch)")
 @pytest.mark.parametrize("name", TIMM)
 def test_timm_model_by_name_runs_and_counts_like_flop_counter(name):
@@ -55,7 +47,7 @@ def test_timm_model_by_name_runs_and_counts_like_flop_counter(name):
     assert result.reference_flops > 0 and result.flops_error <= 0.01, (result.ours_flops, result.reference_flops)
 
 
-@pytest.mark.skipif(_timm_imports(), reason="timm imports here: the test above runs instead")
+@pytest.mark.skipif(timm_imports(), reason="timm imports here: the test above runs instead")
 def test_timm_by_name_without_timm_is_one_clear_line():
     from estimator.errors import UnknownModelError
     from estimator.model_source import load_model
