@@ -38,6 +38,7 @@ from .device_dispatch import DISPATCHES, cuda_dispatch
 from .errors import CaptureError, first_line
 from .recompute import recomputing
 from .optimizer import CLASS_NAMES, DEFAULT_OPTIMIZER, check_optimizer, prepare_fused_step
+from .model_structure import model_structure
 from .module_tracking import ModuleOwnerTracker
 from .moe_routing import routed_experts
 from .tensor_meta import TensorMeta
@@ -275,7 +276,8 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
                         trainable_parameters=sum(p.numel() for p in unique if p.requires_grad),
                         model_name=model_name or type(model).__name__,
                         optimizer=optimizer if mode == "train" else None,
-                        accumulate=accumulate if mode == "train" else 1, recompute=recompute and mode == "train")
+                        accumulate=accumulate if mode == "train" else 1, recompute=recompute and mode == "train",
+                        extra={"structure": model_structure(model)})
 
 
 # what a model's own shape errors mean for the options the user gave

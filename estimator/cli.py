@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from .cli_args import int_list, names
+from .cli_cluster import add_options as add_cluster_options
 from .cli_plot import add_parsers as add_plot_parsers
 from .errors import RooflineError, UnsupportedOpError, did_you_mean
 from .execution import EXECUTIONS
@@ -168,8 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--inputs", metavar="FILE.json", help="input shapes for --hf-config by forward() argument "
                      "name, adding to or replacing those read from the signature and config, e.g. "
                      "{\"input_ids\": [1, 128], \"pixel_values\": {\"shape\": [1, 3, 384, 384]}}")
-    est.add_argument("--hardware", default="a100-80gb-sxm", help="chip id (see hardware/) or a YAML path; several "
-                     "separated by commas print the chips side by side")
+    est.add_argument("--hardware", help="chip id (see hardware/) or a YAML path; several separated by commas print "
+                     "the chips side by side; with --gpus also a system id (hardware/systems/); default a100-80gb-sxm")
     est.add_argument("--moe-skew", type=float, default=1.0, metavar="S", help="routing assumption for "
                      "transformers' eager mixture-of-experts loops: the busiest expert gets S times the mean load "
                      "(default 1: balanced; grouped_mm and batched_mm experts do the same work for any routing)")
@@ -192,6 +193,7 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--top", type=int, default=25, help="rows to show, largest time first (0: all)")
     est.add_argument("--json", metavar="FILE", help="also write the report as JSON (- for stdout only)")
     est.add_argument("--strict", action="store_true", help="fail if any op has no cost rule")
+    add_cluster_options(est)
     est.set_defaults(run=_estimate)
     hw = sub.add_parser("hardware", help="the chip catalog: `hardware list`, `hardware show ID|FILE.yaml`")
     hw_sub = hw.add_subparsers(dest="hardware_command", required=True)
@@ -462,6 +464,8 @@ def _models(args) -> int:
 def _estimate(args) -> int:
     from .capture import capture
     from .chips import side_by_side
+    from .cli_cluster import check_options as check_cluster_options, does_not_fit, resolve_system, run as run_cluster, \
+        wants_cluster
     from .device_dispatch import dispatch_for
     from .execution import check_execution
     from .hardware import load_hardware
@@ -473,6 +477,12 @@ def _estimate(args) -> int:
 
     out = Console(width=None if sys.stdout.isatty() else 160)
     err = Console(stderr=True)
+    system = None
+    if wants_cluster(args):
+        check_cluster_options(args)
+        system, chip = resolve_system(args)
+        args.hardware = chip
+    args.hardware = args.hardware or "a100-80gb-sxm"
     chips = [load_hardware(chip.strip()) for chip in args.hardware.split(",") if chip.strip()]
     if not chips:
         raise RooflineError(f"--hardware {args.hardware!r} names no chip; give an id such as h100-sxm, or several "
@@ -492,25 +502,38 @@ def _estimate(args) -> int:
     mode = "train" if args.train else "inference"
     captured = {}
 
-    def capture_at(batch: int | None):
+    def capture_at(batch: int | None, recompute: bool = args.recompute):
         """The step at `batch` (None: the model's default; cached, so the max-batch searches of
-        several chips share their probes)."""
-        if batch not in captured:
+        several chips and the layout search share their probes)."""
+        if (batch, recompute) not in captured:
             if args.hf_config:
                 model, inputs, name = load_hf_config(args.hf_config, args.hf_class, batch, args.seq, args.image,
                                                      args.inputs)
             else:
                 model, inputs, name = load_model(args.model, batch=batch, seq=args.seq, image=args.image)
             step = capture(model, inputs, mode=mode, model_name=name, optimizer=args.optimizer or DEFAULT_OPTIMIZER,
-                           accumulate=args.accumulate, recompute=args.recompute,
+                           accumulate=args.accumulate, recompute=recompute,
                            dispatch=dispatch_for(chip.kind for chip in chips), moe_skew=args.moe_skew)
             if batch is not None and step.batch != batch:
                 raise RooflineError(f"{name} ignores the batch size (asked {batch}, built {step.batch}), so the "
                                     "largest batch that fits cannot be searched: give a zoo model, --hf-config, or "
                                     "a FUNC that takes batch=")
-            captured[batch] = step
-        return captured[batch]
+            captured[(batch, recompute)] = step
+        return captured[(batch, recompute)]
 
+    if wants_cluster(args):
+        data, shown = run_cluster(args, capture_at, chips[0], system, precision, err)
+        if args.json != "-":
+            for item in shown:
+                out.print(item)
+        if args.json == "-":
+            print(json_text(data))
+        elif args.json:
+            write_json(Path(args.json), data)
+            err.print(f"wrote {args.json}")
+        if not data["cluster"]["fits"]:
+            raise RooflineError(does_not_fit(data, chips[0].memory_capacity_bytes))
+        return 0
     with err.status(f"capturing {args.model or args.hf_config}…"):
         step = capture_at(args.batch)
     if len(chips) > 1:

@@ -107,6 +107,19 @@ def is_depthwise(node: OpNode) -> bool:
     return weight_at is not None and node.args[groups_at] > 1 and node.args[weight_at].shape[1] == 1
 
 
+def sharded_dims(dims: list[tuple[int, int, int, int]], shard: int) -> list[tuple[int, int, int, int]]:
+    """Each GEMM (batch, M, N, K) with its largest dimension split `shard` ways (rounded up): the
+    FLOPs divide exactly; which dimension a tensor-parallel layer splits (N of a column-parallel,
+    K of a row-parallel weight) changes only the tile rounding, which the largest one keeps least."""
+    if shard == 1:
+        return dims
+    out = []
+    for dim in dims:
+        big = max(range(4), key=lambda i: dim[i])
+        out.append(tuple(-(-v // shard) if i == big else v for i, v in enumerate(dim)))
+    return out
+
+
 def gemm_time_s(dims, flops_per_s: float, family: Family, sm_count: int) -> float:
     """Time of the GEMMs `dims` at `flops_per_s` (already scaled by the large-GEMM efficiency):
     the best tile shape, with tile and wave quantization and split-K (module docstring)."""
@@ -127,9 +140,11 @@ def gemm_time_s(dims, flops_per_s: float, family: Family, sm_count: int) -> floa
 
 
 def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precision, family: Family,
-                in_graph: bool = False, fused: bool = False) -> KernelTime:
+                in_graph: bool = False, fused: bool = False, shard: int = 1) -> KernelTime:
     """Device time of the kernel that runs `node` (module docstring); `in_graph`: replayed in a CUDA
-    graph; `fused`: a compiler's kernel of several ops starting at `node`, costed by `cost` alone."""
+    graph; `fused`: a compiler's kernel of several ops starting at `node`, costed by `cost` alone;
+    `shard`: one GPU's part of a GEMM split `shard` ways (`cost` is already that part), its
+    largest dimension divided (sharded_dims)."""
     floor = family.graph_kernel_s if in_graph else family.kernel_floor_s
     bandwidth = hardware.memory_bytes_per_s
     op_class = cost.op_class
@@ -143,7 +158,7 @@ def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precisi
             fraction = family.attention_backward if node.phase == "backward" else family.attention_forward
             return KernelTime(cost.flops / (peak * fraction), memory_s, floor, roofline)
         efficiency = gemm_efficiency(hardware, family, key) * (family.conv_efficiency if op_class == "conv" else 1.0)
-        dims = [] if fused else gemm_dims(node)
+        dims = [] if fused else sharded_dims(gemm_dims(node), shard)
         compute_s = (gemm_time_s(dims, peak * efficiency, family, hardware.sm_count) if dims
                      else cost.flops / (peak * efficiency))
         return KernelTime(compute_s, memory_s, floor, roofline, tf32_conv)

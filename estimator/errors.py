@@ -42,6 +42,10 @@ class UnsupportedOpError(RooflineError):
     """Raised in strict mode when the graph holds ops without a cost rule."""
 
 
+class LayoutError(RooflineError):
+    """A parallel layout that cannot run on the GPUs or the model given."""
+
+
 def quoted(value, limit: int = QUOTE_CHARS) -> str:
     """repr(value) for a message, at most about `limit` characters however big or deep the value.
 

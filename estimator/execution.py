@@ -98,16 +98,21 @@ _WARNED: set[str] = set()
 
 
 def run_step(step: CapturedStep, costs: tuple[Cost, ...], hardware: Hardware, precision: Precision,
-             execution: str = "eager") -> tuple[tuple[NodeTime, ...], Timeline]:
-    """Per-node times and the step's timeline (module docstring)."""
+             execution: str = "eager", shards: tuple[int, ...] | None = None) -> tuple[tuple[NodeTime, ...], Timeline]:
+    """Per-node times and the step's timeline (module docstring). `shards[i]` (default all 1)
+    divides node i's work among that many GPUs (tensor or pipeline parallel, sharded optimizer
+    state: estimator.cluster): its FLOPs, bytes and GEMM size shrink, its launches and host work
+    stay, as each GPU still runs every kernel on its part."""
     check_execution(execution, hardware)
+    shards = shards or (1,) * len(costs)
+    costs = tuple(c if n == 1 else shard_cost(c, n) for c, n in zip(costs, shards))
     if hardware.kind == "cpu":
         kernels = _cpu_kernels(step, costs, hardware, precision, execution)
         sync_s, serial = 0.0, True
     else:
         family, host, sm_count = execution_defaults(hardware)
         hardware = dataclasses.replace(hardware, sm_count=sm_count)
-        kernels = _accelerator_kernels(step, costs, hardware, precision, execution, family, host)
+        kernels = _accelerator_kernels(step, costs, hardware, precision, execution, family, host, shards)
         sync_s, serial = host.step_sync_s, False
     order = _order(step, kernels)
     timeline = schedule([k.host_s for k in kernels], [k.device_s for k in kernels], [k.sync_before for k in kernels],
@@ -159,7 +164,15 @@ def _groups(step, costs, precision, execution) -> list[tuple[tuple[int, ...], Co
     return [((i,), c) for i, c in enumerate(costs) if c.op_class != "free"]
 
 
-def _accelerator_kernels(step, costs, hardware, precision, execution, family, host) -> list[Kernel]:
+def shard_cost(cost: Cost, n: int) -> Cost:
+    """One GPU's part of `cost` split n ways (rounded up)."""
+    def part(v: int) -> int:
+        return -(-v // n)
+    return Cost(part(cost.flops), part(cost.bytes_read), part(cost.bytes_written), cost.op_class,
+                None if cost.model_flops is None else part(cost.model_flops), cost.kernel)
+
+
+def _accelerator_kernels(step, costs, hardware, precision, execution, family, host, shards) -> list[Kernel]:
     in_graph = execution == "cuda-graphs"
     pending = eager_host_costs(step, costs, host, precision) if execution == "eager" else [0.0] * len(costs)
     grad_scaler = precision.name == "amp-fp16" and step.mode == "train" and not in_graph  # a graph cannot sync
@@ -176,7 +189,8 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
 
     def add_casts(owner: int, metas, read_bytes: int, write_bytes: int) -> None:
         for meta in metas:
-            cast = Cost(0, read_bytes * meta.distinct, write_bytes * meta.distinct, "memory")
+            elements = -(-meta.distinct // shards[owner])
+            cast = Cost(0, read_bytes * elements, write_bytes * elements, "memory")
             t = kernel_time(step.nodes[owner], cast, hardware, precision, family, in_graph)
             kernels.append(Kernel((owner,), cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
 
@@ -193,9 +207,10 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
         first_update = first_update and not (node.phase == "optimizer")
         if execution == "eager" and node.phase == "optimizer" and step.optimizer in PASSES:
             kernels.extend(_foreach_kernels(members[0], node, step.optimizer, hardware, precision, family, host,
-                                            host_s, sync))
+                                            host_s, sync, shards[members[0]]))
             continue
-        t = kernel_time(node, cost, hardware, precision, family, in_graph, fused=len(members) > 1)
+        t = kernel_time(node, cost, hardware, precision, family, in_graph, fused=len(members) > 1,
+                        shard=shards[members[0]])
         kernels.append(Kernel(members, host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s, sync))
         if len(members) > 1:
             continue
@@ -209,6 +224,7 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
         # input, and the next matrix op casts its fp32 output back: two casts (the same in backward)
         if execution != "compiled":
             for elements, read, write in autocast_activation_casts(node, cost, precision):
+                elements = -(-elements // shards[members[0]])
                 cast = Cost(0, elements * read, elements * write, "memory")
                 t = kernel_time(node, cast, hardware, precision, family, in_graph)
                 kernels.append(Kernel(members, cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
@@ -219,11 +235,12 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
 
 
 def _foreach_kernels(index: int, node, optimizer: str, hardware, precision, family, host, host_s: float,
-                     sync: bool) -> list[Kernel]:
+                     sync: bool, shard: int = 1) -> list[Kernel]:
     """The eager default update (estimator.foreach_optimizer): each pass's multi-tensor launches, the
-    first pass carrying the step's bookkeeping (`host_s`), every later pass one more op on the host."""
+    first pass carrying the step's bookkeeping (`host_s`), every later pass one more op on the host.
+    `shard`: this GPU updates 1/shard of the elements (as many tensors, each a part)."""
     params = node.args[0]
-    tensors, elements = len(params), sum(p.numel for p in params)
+    tensors, elements = len(params), -(-sum(p.numel for p in params) // shard)
     size = precision.float_bytes("optimizer")
     kernels = []
     for p, one in enumerate(PASSES[optimizer]):
