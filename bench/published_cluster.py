@@ -9,12 +9,13 @@ Every row is mapped by rules that hold for every row; nothing is fitted per row:
   * system: the catalog system of the row's chip named by the row (DGX-1 for V100, RoCE for
     MosaicML's A100 table), else the chip's DGX/HGX system;
   * layout: from the row's `framework`: FSDP -> fsdp (FULL_SHARD), "TP t, PP p" -> tp=t,pp=p
-    (dp the rest), DP only -> ddp (Megatron's distributed optimizer with overlapped
-    reduce-scatter and param all-gather moves the bytes of an all-reduce, overlapped the same way);
+    (dp the rest); over dp: distopt where the notes name Megatron's overlapped param gather (its
+    distributed optimizer), else ddp;
   * micro-batch and accumulation: the row's batch per GPU and `grad-accum N` in its notes;
     where the row gives only a global batch, the micro-batch its source script uses (MICRO_BATCH);
-  * precision: AMP-* as our amp-*, Megatron's "mixed precision" / BF16 as pure fp16 / bf16
-    (Megatron keeps half parameters in the model, fp32 only in the optimizer);
+  * precision: AMP-* as our amp-*; Megatron's "mixed precision" and BF16 also as amp-fp16 /
+    amp-bf16: Megatron computes in half precision but keeps fp32 master weights and fp32 main
+    gradients (megatron/core/optimizer), and runs the loss's softmax in fp32, as autocast does;
   * recompute: as the row or its source states (GPT-3 175B's HFU counts recompute);
   * attention: fused (FlashAttention) where the framework has it (bench/published.py's rule),
     eager execution (PyTorch issues every op).
@@ -86,19 +87,20 @@ def layout_text(row: dict) -> str:
     framework = row["framework"]
     if "FSDP" in framework:
         return "fsdp"
+    data = "distopt" if "overlap-param-gather" in str(row.get("notes", "")) else "ddp"
     parts = []
     for key in ("TP", "PP"):
         found = re.search(rf"{key} (\d+)", framework)
         if found and found.group(1) != "1":
             parts.append(f"{key.lower()}={found.group(1)}")
-    return ",".join(parts) or "ddp"
+    return ",".join(parts + [data])
 
 
 def precision_of(row: dict):
     text = row["precision"]
-    if text in PRECISIONS:
-        return get_precision(PRECISIONS[text])
-    return get_precision("bf16" if "BF16" in text else "fp16")
+    if "Megatron" in row["framework"]:  # half model, fp32 master weights and gradients: mixed precision
+        return get_precision("amp-bf16" if "BF16" in text else "amp-fp16")
+    return get_precision(PRECISIONS[text])
 
 
 def batch_plan(row: dict, name: str | None) -> tuple[int, int]:

@@ -28,7 +28,10 @@ backward, optimizer), for one GPU of each pipeline stage:
     all-gathered after the update; zero2 reduce-scatters the buckets instead; fsdp / zero3
     all-gather each unit's parameters before its forward and again before its backward (at
     most two units ahead: FSDP's rate limiter and backward prefetch) and reduce-scatter its
-    gradients after its backward, every micro-batch. The optimizer waits for all of it.
+    gradients after its backward, every micro-batch; distopt reduce-scatters the buckets and
+    all-gathers each unit's updated parameters at the start of the step, the first micro-batch's
+    forward of the unit waiting for it (the steady state of Megatron's overlapped param gather).
+    The optimizer waits for all of it.
 
 Gradients are reduced at the master element size (fp32 under amp-*), parameters gathered at the
 matrix element size. Every stage's schedule sits in one graph (estimator.cluster_schedule);
@@ -450,7 +453,8 @@ def _schedule(units: list[Unit], optimizer_s: float, plan: _Plan, system: System
         send_s = collective_s("send_recv", _boundary_bytes(plan) // (layout.tp if layout.sp else 1), pp_group, system)
     fsdp = layout.shards_parameters and layout.dp > 1
     bucketed = not fsdp and layout.dp > 1
-    reduce_kind = "reduce_scatter" if layout.shards_gradients else "all_reduce"
+    reduce_kind = "reduce_scatter" if layout.scatters_gradients else "all_reduce"
+    gathers_ahead = layout.data == "distopt" and layout.dp > 1  # last step's update, gathered under this forward
     s = Schedule()
     ends: dict[tuple[str, int, int], tuple[int, int]] = {}  # (F|B, stage, micro) -> (first task, last task)
 
@@ -468,7 +472,12 @@ def _schedule(units: list[Unit], optimizer_s: float, plan: _Plan, system: System
             first = None
             if kind == "F":
                 for unit in (units[u] for u in members):
-                    t = s.add(f"forward {unit.name} mb{i}", unit.forward_s, compute, [gather(unit, stream, done, "")])
+                    wait = gather(unit, stream, done, "")
+                    if gathers_ahead and i == 0:
+                        wait = s.add(f"all-gather {unit.name} (updated)", collective_s(
+                            "all_gather", unit.trainable_elements * param_bytes, dp_group, system), stream, [],
+                            comm=True)
+                    t = s.add(f"forward {unit.name} mb{i}", unit.forward_s, compute, [wait])
                     first = t if first is None else first
                     if unit.tp_forward_s or unit.ep_forward_s:
                         t = s.add(f"tp/ep forward {unit.name}", unit.tp_forward_s + unit.ep_forward_s, compute, [t],

@@ -3,7 +3,7 @@ fewest GPUs that fit when none does.
 
 Candidates at a fixed global batch (sequences per optimizer step): tp dividing the GPUs of a
 node, the heads and the width (with sp when tp > 1, as Megatron runs large tp); pp dividing the
-blocks; ddp, zero1, zero2 or fsdp over the data-parallel rest (fsdp without pp); micro-batches
+blocks; ddp, zero1, zero2, distopt or fsdp over the data-parallel rest (fsdp without pp); micro-batches
 dividing each replica's share of the global batch; activation recompute off or on. Memory is
 checked first (cheap, analytic); only layouts that fit are timed. Each (micro-batch, recompute)
 pair is one capture, shared by every layout that uses it.
@@ -26,7 +26,7 @@ from .precision import Precision
 from .system import System
 
 MICRO_BATCHES = (1, 2, 4, 8, 16)
-DATA_MODES = ("ddp", "zero1", "zero2", "fsdp")
+DATA_MODES = ("ddp", "zero1", "zero2", "fsdp", "distopt")
 
 CaptureAt = Callable[[int, bool], CapturedStep]  # (micro-batch, recompute) -> captured training step
 

@@ -12,6 +12,10 @@ parallel `dp` (replicas, tp x pp x dp = GPUs). How the data-parallel replicas ke
            updated parameters all-gathered after the step
     zero2  optimizer state and gradients sharded (gradients reduce-scattered in buckets)
     zero3  parameters too (ZeRO stage 3); the same schedule as fsdp
+    distopt  Megatron-LM's distributed optimizer (--use-distributed-optimizer with
+           --overlap-grad-reduce and --overlap-param-gather): optimizer state and fp32 master
+           sharded over dp, gradients reduce-scattered in buckets during the backward, the updated
+           parameters all-gathered unit by unit ahead of the next step's forward
     fsdp   PyTorch FSDP full sharding: each block's parameters all-gathered before its forward and
            its backward, its gradients reduce-scattered after its backward
 
@@ -30,7 +34,7 @@ from dataclasses import dataclass
 
 from .errors import LayoutError, quoted
 
-DATA_MODES = ("ddp", "zero1", "zero2", "zero3", "fsdp")
+DATA_MODES = ("ddp", "zero1", "zero2", "zero3", "fsdp", "distopt")
 ALIASES = {"dp": "ddp"}
 DIMENSIONS = ("tp", "pp", "dp", "ep")
 
@@ -55,6 +59,11 @@ class Layout:
     @property
     def shards_gradients(self) -> bool:
         return self.data in ("zero2", "zero3", "fsdp")
+
+    @property
+    def scatters_gradients(self) -> bool:
+        """Gradients leave the backward by reduce-scatter (else all-reduce)."""
+        return self.data in ("zero2", "zero3", "fsdp", "distopt")
 
     @property
     def shards_optimizer(self) -> bool:
@@ -92,7 +101,7 @@ def parse_layout(text: str, gpus: int) -> Layout:
     """`--parallel` text to a Layout for `gpus` GPUs (module doc); LayoutError for anything else."""
     words = [w.strip().lower() for w in str(text).split(",")]
     if not text or not all(words):
-        raise LayoutError(f"--parallel {quoted(text)} has an empty part; give e.g. ddp, fsdp, zero2 or "
+        raise LayoutError(f"--parallel {quoted(text)} has an empty part; give e.g. ddp, fsdp, zero2, distopt or "
                           "tp=8,pp=4,dp=2[,ep=E][,sp][,fsdp]")
     sizes: dict[str, int] = {}
     data, sp = None, False
@@ -120,8 +129,8 @@ def parse_layout(text: str, gpus: int) -> Layout:
                 raise LayoutError(f"--parallel {key}={quoted(value.strip())}: give a whole number of GPUs from 1 "
                                   f"(e.g. {key}=8)")
         else:
-            raise LayoutError(f"--parallel: unknown part {quoted(word)}; give ddp, fsdp, zero1, zero2, zero3 or "
-                              "tp=N,pp=N,dp=N,ep=N and sp")
+            raise LayoutError(f"--parallel: unknown part {quoted(word)}; give ddp, fsdp, zero1, zero2, zero3, distopt "
+                              "or tp=N,pp=N,dp=N,ep=N and sp")
     tp, pp = sizes.get("tp", 1), sizes.get("pp", 1)
     if gpus % (tp * pp):
         raise LayoutError(f"--parallel {quoted(text)}: tp x pp = {tp * pp} does not divide --gpus {gpus}; pick "
