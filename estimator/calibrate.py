@@ -1011,3 +1011,13 @@ def summary_lines(doc: dict) -> list[str]:
     if took:
         lines.append(took[0].upper() + took[1:])
     return lines
+
+
+def calibrate_network(nproc: int = 2, budget_s: float = 60, say: Callable[[str], None] = print) -> dict:
+    """Measure all_reduce over loopback on `nproc` local processes within `budget_s` seconds and
+    return the system document (estimator.network_probes; write it with system.write_system_yaml)."""
+    from .network_probes import measure_loopback_network
+
+    if not (isinstance(budget_s, (int, float)) and math.isfinite(budget_s) and budget_s > 0):
+        raise RooflineError(f"--budget must be a positive number of seconds, got {budget_s!r}")
+    return measure_loopback_network(nproc, deadline=Deadline(budget_s), say=say)

@@ -195,7 +195,8 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--strict", action="store_true", help="fail if any op has no cost rule")
     add_cluster_options(est)
     est.set_defaults(run=_estimate)
-    hw = sub.add_parser("hardware", help="the chip catalog: `hardware list`, `hardware show ID|FILE.yaml`")
+    hw = sub.add_parser("hardware", help="the chip catalog: `hardware list`, `hardware show ID|FILE.yaml`, "
+                        "`hardware systems`")
     hw_sub = hw.add_subparsers(dest="hardware_command", required=True)
     hw_list = hw_sub.add_parser("list", help="every chip: peaks, bandwidth, capacity, ridge point")
     hw_list.add_argument("--json", action="store_true", help="JSON in SI units (FLOP/s, bytes/s, bytes)")
@@ -204,11 +205,17 @@ def _parser() -> argparse.ArgumentParser:
     hw_show.add_argument("chip", help="a chip id, `local`, or the path of a YAML file")
     hw_show.add_argument("--json", action="store_true", help="JSON in SI units")
     hw_show.set_defaults(run=_hardware_show)
+    hw_sys = hw_sub.add_parser("systems", help="multi-GPU systems and their networks (hardware/systems/)")
+    hw_sys.add_argument("--json", action="store_true", help="JSON in SI units (bytes/s, seconds)")
+    hw_sys.set_defaults(run=_hardware_systems)
     cal = sub.add_parser("calibrate", help="measure this machine's roofs and write the `local` hardware YAML")
     cal.add_argument("--quick", action="store_true", help="fewer sizes and repeats: under a minute")
     cal.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device to measure (default cpu)")
     cal.add_argument("--out", help="where to write the YAML (default: the user config location that "
                                    "`--hardware local` reads)")
+    cal.add_argument("--network", action="store_true", help="measure this machine's loopback network instead (gloo "
+                     "all-reduce between --nproc processes) and write the `local` system for `measure --nproc`")
+    cal.add_argument("--nproc", type=int, default=2, metavar="N", help="with --network: processes (default 2)")
     cal.add_argument("--budget", type=float, metavar="SECONDS",
                      help="time the run may take (default 60 with --quick, else 300); probes that would "
                           "overrun it are cut short and listed")
@@ -228,6 +235,11 @@ def _parser() -> argparse.ArgumentParser:
     meas.add_argument("--peak", default="measured", choices=("measured", "datasheet"),
                       help="measured: the calibrated `local` chip (default); datasheet: the catalog chip of --hardware")
     meas.add_argument("--hardware", help="with --peak datasheet: the catalog chip whose peak and prediction to use")
+    meas.add_argument("--nproc", type=int, metavar="N", help="time data-parallel training steps on N local processes "
+                      "(torch.distributed: gloo on CPU) and compare with the prediction for that local cluster (needs "
+                      "`calibrate` and `calibrate --network`); --batch is per process")
+    meas.add_argument("--parallel", choices=("ddp", "fsdp"), help="with --nproc: DistributedDataParallel (default) or "
+                      "FullyShardedDataParallel, one unit per repeated block")
     meas.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     meas.set_defaults(run=_measure)
     cmp_ = sub.add_parser("compare", help="measure a zoo model layer by layer here and set it beside the prediction")
@@ -275,6 +287,28 @@ def _hardware_list(args) -> int:
     return 0
 
 
+def _hardware_systems(args) -> int:
+    from rich.table import Table
+
+    from .system import load_system, system_ids
+
+    systems = [load_system(i) for i in system_ids()]
+    if args.json:
+        print(json_text([s.to_dict() for s in systems]))
+        return 0
+    table = Table(title="multi-GPU systems: achieved bus bandwidth per GPU (nccl-tests busbw), GB/s",
+                  title_justify="left")
+    for col in ("system", "chip", "GPUs/node", "in node: all-reduce", "ring", "between nodes", "NICs/node"):
+        table.add_column(col, justify="left" if col in ("system", "chip") else "right")
+    for s in systems:
+        table.add_row(s.id, s.chip, str(s.gpus_per_node), f"{s.intra.bus_bytes_per_s / 1e9:,.0f}",
+                      f"{s.intra.ring_bytes_per_s / 1e9:,.0f}",
+                      f"{s.inter.bus_bytes_per_s / 1e9:,.0f}" if s.inter else "-",
+                      str(s.inter.nics_per_node) if s.inter else "-")
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    return 0
+
+
 def _hardware_show(args) -> int:
     from .hardware import load_hardware
     from .render_hardware import chip_sheet
@@ -298,9 +332,13 @@ def _calibrate(args) -> int:
     from .calibrate import PLANS, calibrate, check_output_path, summary_lines, write_hardware_yaml
     from .hardware import local_hardware_path, parse_hardware
 
-    out_path = check_output_path(Path(args.out)) if args.out else check_output_path(local_hardware_path(), True)
     if args.budget is not None and not args.budget > 0:
         raise RooflineError(f"--budget takes seconds greater than 0, got {args.budget:g}; e.g. --budget 60")
+    if args.network:
+        return _calibrate_network(args)
+    if args.nproc != 2:
+        raise RooflineError("--nproc sets the processes of --network; add --network or leave --nproc out")
+    out_path = check_output_path(Path(args.out)) if args.out else check_output_path(local_hardware_path(), True)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise RooflineError("--device cuda: no CUDA device is visible to torch here; use --device cpu")
     budget = args.budget or PLANS["quick" if args.quick else "full"].budget_s
@@ -325,6 +363,108 @@ def _calibrate(args) -> int:
     return 0
 
 
+def _calibrate_network(args) -> int:
+    """`calibrate --network`: loopback all-reduce between processes, written as the `local` system."""
+    from .calibrate import calibrate_network, check_output_path
+    from .distributed_launch import check_nproc
+    from .system import local_system_path, write_system_yaml
+
+    if args.quick or args.device != "cpu":
+        raise RooflineError("--network measures gloo over loopback between CPU processes; leave --quick and "
+                            "--device out")
+    check_nproc(args.nproc)
+    out_path = check_output_path(Path(args.out)) if args.out else check_output_path(local_system_path(), True)
+    err = Console(stderr=True)
+    err.print(f"measuring all-reduce between {args.nproc} local processes (gloo, loopback)", highlight=False)
+    try:
+        doc = calibrate_network(args.nproc, args.budget or 60, say=lambda line: print(line, file=sys.stderr,
+                                                                                     flush=True))
+        out_path.parent.mkdir(parents=True, exist_ok=True)  # the default location's folders, checked above
+        write_system_yaml(doc, out_path)
+    except KeyboardInterrupt:
+        err.print(f"interrupted; nothing written ({out_path} is as it was)", highlight=False, soft_wrap=True)
+        return 130
+    tier = doc["network"]["intra_node"]
+    print(f"loopback all-reduce: {doc['network']['base_latency_us']:,.0f} us per call + bus bandwidth "
+          f"{tier['bus_bandwidth_gbps']:.3g} GB/s ({args.nproc} processes)")
+    hint = "--system local" if out_path == local_system_path() else f"--system {out_path}"
+    print(f"wrote {out_path}; `measure --nproc` uses it (or {hint})")
+    return 0
+
+
+def _measure_cluster(args, models: list[str], batches: list[int]) -> int:
+    """`measure --nproc N`: time data-parallel steps here and set them beside the local prediction."""
+    from rich.table import Table
+
+    from .hardware import load_hardware
+    from .local_cluster import predict_local
+    from .measure_cluster import measure_cluster
+    from .system import load_system
+
+    if not args.train:
+        raise RooflineError("--nproc times data-parallel training steps; add --train")
+    if args.precision != "fp32" or args.device != "cpu" or args.peak != "measured" or args.hardware:
+        raise RooflineError("--nproc runs fp32 on this machine's CPU against the calibrated local chip; leave "
+                            "--precision, --device, --peak and --hardware out")
+    parallel = args.parallel or "ddp"
+    hardware, system = load_hardware("local"), load_system("local")  # both measured first, or a message saying so
+    err = Console(stderr=True)
+    rows = []
+    for name in models:
+        for batch in batches:
+            with err.status(f"predicting {name} on {args.nproc} processes…"):
+                predicted = predict_local(name, args.nproc, parallel, batch, seq=args.seq, image=args.image,
+                                          hardware=hardware, system=system)
+            with err.status(f"timing {name}, {args.nproc} processes x batch {batch} ({parallel})…"):
+                measured = measure_cluster(name, args.nproc, parallel, batch, seq=args.seq, image=args.image,
+                                           warmup=args.warmup, runs=args.runs)
+            with err.status(f"timing {name} in one process with {measured.threads_per_process} thread(s)…"):
+                alone = _one_process_step_s(name, batch, args, measured.threads_per_process)
+            rows.append({**measured.to_dict(), "predicted_step_s": predicted.step_time_s,
+                         "one_process_step_s": alone, "predicted_one_process_step_s": predicted.compute_s,
+                         "predicted_communication_s": predicted.communication_s,
+                         "predicted_communication_exposed_s": predicted.communication_exposed_s,
+                         "error": predicted.step_time_s / measured.step_s - 1})
+            err.print(f"  {name} batch {batch}: measured {measured.step_s * 1e3:,.1f} ms ({alone * 1e3:,.1f} in one "
+                      f"process), predicted {predicted.step_time_s * 1e3:,.1f} ms ({predicted.compute_s * 1e3:,.1f})",
+                      highlight=False)
+    table = Table(title=f"data-parallel training on {args.nproc} local processes ({parallel}, gloo, "
+                        f"{rows[0]['threads_per_process']} thread(s) each)", title_justify="left")
+    for col in ("model", "batch/process", "measured ms", "spread", "predicted ms", "error", "1 process: measured ms",
+                "predicted ms", "added by the cluster: measured ms", "predicted ms"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        table.add_row(r["model"], str(r["batch_per_process"]), f"{r['step_s'] * 1e3:,.1f}", f"{100 * r['spread']:.0f}%",
+                      f"{r['predicted_step_s'] * 1e3:,.1f}", f"{100 * r['error']:+.1f}%",
+                      f"{r['one_process_step_s'] * 1e3:,.1f}", f"{r['predicted_one_process_step_s'] * 1e3:,.1f}",
+                      f"{(r['step_s'] - r['one_process_step_s']) * 1e3:,.1f}",
+                      f"{r['predicted_communication_exposed_s'] * 1e3:,.1f}")
+    table.caption = ("1 process: the same step alone with the threads each process had; added by the cluster: the "
+                     "step minus that (communication, and on a CPU the cores it takes from compute)")
+    table.caption_justify = "left"
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    if args.json:
+        write_json(Path(args.json), rows)
+        err.print(f"wrote {args.json}")
+    return 0
+
+
+def _one_process_step_s(name: str, batch: int, args, threads: int) -> float:
+    """Median training step of `name` in this process with `threads` threads (the baseline of a
+    data-parallel run whose processes had that many each)."""
+    import torch
+
+    from .measure import measure
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return measure(name, batch, train=True, warmup=args.warmup, runs=args.runs, seq=args.seq,
+                       image=args.image).latency_s
+    finally:
+        torch.set_num_threads(before)
+
+
 def _measure(args) -> int:
     import torch
 
@@ -340,6 +480,10 @@ def _measure(args) -> int:
     if unknown:  # before the first measurement, not after it
         raise RooflineError(f"--model {unknown[0][:80]!r} is not a zoo model{did_you_mean(unknown[0], list(roofline_zoo.ZOO))}"
                             "; `roofline models` lists them")
+    if args.nproc is not None:
+        return _measure_cluster(args, models, batches)
+    if args.parallel:
+        raise RooflineError("--parallel applies to --nproc N runs; add --nproc or leave --parallel out")
     if args.peak == "datasheet":
         if not args.hardware or args.hardware == "local":
             raise RooflineError("--peak datasheet needs --hardware ID of a catalog chip (`roofline hardware list`)")

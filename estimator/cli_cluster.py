@@ -36,7 +36,7 @@ def add_options(est: argparse.ArgumentParser) -> None:
 
 
 def wants_cluster(args) -> bool:
-    return any(getattr(args, name) not in (None, False) for name in CLUSTER_OPTIONS)
+    return any(getattr(args, name) is not None and getattr(args, name) is not False for name in CLUSTER_OPTIONS)
 
 
 def check_options(args) -> None:
@@ -95,6 +95,7 @@ def run(args, capture_at, hardware, system, precision, err) -> tuple[dict, list]
 
     gpus = args.gpus or 1
     per_node = args.gpus_per_node or (system.gpus_per_node if system else gpus)
+    layout = None if args.search else parse_layout("ddp" if args.parallel is None else args.parallel, gpus)
     with err.status(f"capturing {args.model or args.hf_config}…"):
         step = capture_at(args.batch, args.recompute)
     model = step.model_name
@@ -111,7 +112,6 @@ def run(args, capture_at, hardware, system, precision, err) -> tuple[dict, list]
                 "search": [r.to_dict() for r in ranked]}
         shown = [search_table(ranked, model, args.top or len(ranked)), cluster_summary(best, model)]
         return _with_run(args, data, shown, best, system, training_run, model)
-    layout = parse_layout(args.parallel or "ddp", gpus)
     if args.global_batch is not None:
         per_replica = step.batch * layout.dp
         if args.global_batch % per_replica:

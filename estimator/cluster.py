@@ -33,6 +33,7 @@ backward, optimizer), for one GPU of each pipeline stage:
     forward of the unit waiting for it (the steady state of Megatron's overlapped param gather).
     The optimizer waits for all of it.
 
+On a CPU (processes with gloo) communication runs on the cores that compute: one stream.
 Gradients are reduced at the master element size (fp32 under amp-*), parameters gathered at the
 matrix element size. Every stage's schedule sits in one graph (estimator.cluster_schedule);
 the step is its critical path, and communication exposed = that minus the same graph with
@@ -218,7 +219,8 @@ def predict_cluster(step: CapturedStep, system: System, hardware: Hardware, prec
     times, timeline = run_step(step, costs, hardware, precision, execution, plan.shards())
     units = plan.units(times, system, gpus_per_node)
     optimizer_s = sum(t.total_s for n, t in zip(step.nodes, times) if n.phase == "optimizer") + timeline.sync_s
-    schedule, comm = _schedule(units, optimizer_s, plan, system, gpus_per_node, step.accumulate)
+    schedule, comm = _schedule(units, optimizer_s, plan, system, gpus_per_node, step.accumulate,
+                               serial=hardware.kind == "cpu")
     step_s = schedule.finish_s()
     compute_s = schedule.finish_s(comm_free=True)
     per_micro = [(c.useful_flops, c.flops) for n, c in zip(step.nodes, costs) if n.phase != "optimizer"]
@@ -301,14 +303,19 @@ class _Plan:
         costs = step_costs(self.step, self.precision)
         last_matmul: dict[tuple[int, str], int] = {}
         points: dict[int, int] = {}
+        vocabulary = None  # the embedding with the largest table: the vocabulary-parallel one
         for i, (node, cost) in enumerate(zip(self.step.nodes, costs)):
             if node.phase != "forward":
                 continue
             child = self._child(node)
             if child and cost.op_class in MATRIX_CLASSES:
                 last_matmul[(self.unit_of[i], child)] = i
-            elif child is None and cost.op_class == "embedding" and node.outputs and self.unit_of[i] == 0:
-                points.setdefault(i, self._activation_bytes(node.outputs[0]))
+            elif (child is None and cost.op_class == "embedding" and node.outputs and node.inputs
+                  and self.unit_of[i] == 0):
+                if vocabulary is None or node.inputs[0].shape[0] > self.step.nodes[vocabulary].inputs[0].shape[0]:
+                    vocabulary = i
+        if vocabulary is not None:
+            points[vocabulary] = self._activation_bytes(self.step.nodes[vocabulary].outputs[0])
         for i in last_matmul.values():
             out = self.step.nodes[i].outputs[0]
             if self.hidden is None or out.shape[-1] == self.hidden:
@@ -439,9 +446,10 @@ def _one_f_one_b(stage: int, pp: int, micro: int) -> list[tuple[str, int]]:
 
 
 def _schedule(units: list[Unit], optimizer_s: float, plan: _Plan, system: System, gpus_per_node: int,
-              micro: int) -> tuple[Schedule, dict[str, float]]:
+              micro: int, serial: bool = False) -> tuple[Schedule, dict[str, float]]:
     """Every stage's compute and communication streams in one graph (module doc). Returns the
-    schedule and the communication time per GPU by kind (tp, ep, pp, dp), averaged over stages."""
+    schedule and the communication time per GPU by kind (tp, ep, pp, dp), averaged over stages.
+    `serial`: communication runs on the cores that compute (a CPU's gloo), so on one stream."""
     layout, precision = plan.layout, plan.precision
     dp_group = group(layout.dp, layout.tp, gpus_per_node)
     pp_group = group(2, layout.tp * layout.dp, gpus_per_node)
@@ -466,7 +474,7 @@ def _schedule(units: list[Unit], optimizer_s: float, plan: _Plan, system: System
             "all_gather", unit.trainable_elements * param_bytes, dp_group, system), stream, [limit], comm=True)
 
     for st, members in enumerate(stages):
-        compute, stream = ("compute", st), ("comm", st)
+        compute, stream = ("compute", st), ("compute" if serial else "comm", st)
         for kind, i in _one_f_one_b(st, layout.pp, micro):
             done: list[int] = []
             first = None

@@ -105,6 +105,44 @@ BAD_HF = ["hf_array", "hf_string", "hf_invalid", "hf_unknown_type", "hf_no_type"
           "hf_arch_number", "hf_no_config", "hf_missing", "hf_array/config.json", "not/a/model-id"]
 
 
+# cluster layouts that cannot run: (name, extra argv) for `estimate gpt2 --seq 64 --train`
+BAD_LAYOUTS = [
+    ("product-not-gpus", ["--gpus", "8", "--parallel", "tp=2,pp=2,dp=3"]),
+    ("tp-pp-not-dividing-gpus", ["--gpus", "8", "--parallel", "tp=3"]),
+    ("tp-not-dividing-heads", ["--gpus", "8", "--parallel", "tp=8"]),  # gpt2 has 12 heads
+    ("pp-not-dividing-layers", ["--gpus", "5", "--parallel", "pp=5"]),
+    ("ep-without-experts", ["--gpus", "8", "--parallel", "ep=2,dp=8"]),
+    ("ep-not-dividing-dp", ["--gpus", "8", "--parallel", "tp=2,ep=3"]),
+    ("sp-without-tp", ["--gpus", "8", "--parallel", "sp"]),
+    ("two-data-modes", ["--gpus", "8", "--parallel", "fsdp,zero2"]),
+    ("unknown-dimension", ["--gpus", "8", "--parallel", "xp=2"]),
+    ("unknown-word", ["--gpus", "8", "--parallel", "megatron"]),
+    ("dimension-twice", ["--gpus", "8", "--parallel", "tp=2,tp=2"]),
+    ("dimension-zero", ["--gpus", "8", "--parallel", "tp=0"]),
+    ("dimension-text", ["--gpus", "8", "--parallel", "tp=two"]),
+    ("empty-part", ["--gpus", "8", "--parallel", "tp=2,,dp=4"]),
+    ("empty-layout", ["--gpus", "8", "--parallel", ""]),
+    ("gpus-zero", ["--gpus", "0"]),
+    ("gpus-negative", ["--gpus", "-8"]),
+    ("gpus-not-whole-nodes", ["--gpus", "12", "--hardware", "dgx-h100"]),
+    ("gpus-per-node-zero", ["--gpus", "8", "--gpus-per-node", "0"]),
+    ("search-with-parallel", ["--gpus", "8", "--search", "--parallel", "ddp"]),
+    ("price-without-tokens", ["--gpus", "8", "--price-per-gpu-hour", "2"]),
+    ("price-negative", ["--gpus", "8", "--train-tokens", "1e9", "--price-per-gpu-hour", "-2"]),
+    ("train-tokens-zero", ["--gpus", "8", "--train-tokens", "0"]),
+    ("train-tokens-nan", ["--gpus", "8", "--train-tokens", "nan"]),
+    ("global-batch-not-multiple", ["--gpus", "8", "--global-batch", "12"]),
+    ("global-batch-zero", ["--gpus", "8", "--global-batch", "0"]),
+    ("system-unknown", ["--gpus", "8", "--system", "dgx-h10"]),
+    ("system-file-missing", ["--gpus", "8", "--system", "missing_folder/system.yaml"]),
+    ("system-not-yaml", ["--gpus", "8", "--system", "syntax.yaml"]),
+    ("system-chip-differs", ["--gpus", "8", "--system", "dgx-h100", "--hardware", "a100-80gb-sxm"]),
+    ("chip-without-system", ["--gpus", "8", "--hardware", "m2-pro"]),
+    ("several-chips", ["--gpus", "8", "--hardware", "h100-sxm,a100-80gb-sxm"]),
+    ("max-batch-with-gpus", ["--gpus", "8", "--max-batch"]),
+]
+
+
 def all_cases() -> list[Case]:
     """Every case (see module doc); names are unique."""
     cases: list[Case] = []
@@ -186,6 +224,14 @@ def all_cases() -> list[Case]:
     add("calibrate-out-folder", "calibrate", "--quick", "--out", "mine")
     add("calibrate-out-under-file", "calibrate", "--quick", "--out", "a_file/local.yaml")
     add("calibrate-out-missing-folder", "calibrate", "--quick", "--out", "missing_folder/local.yaml")
+    for name, extra in BAD_LAYOUTS:
+        add(f"cluster-{name}", "estimate", "gpt2", "--seq", "64", "--train", *extra)
+    add("cluster-without-train", "estimate", "gpt2", "--seq", "64", "--gpus", "8")
+    add("measure-nproc-one", "measure", "--model", "resnet18", "--train", "--nproc", "1")
+    add("measure-nproc-without-train", "measure", "--model", "resnet18", "--nproc", "2")
+    add("measure-parallel-without-nproc", "measure", "--model", "resnet18", "--parallel", "fsdp")
+    add("calibrate-nproc-without-network", "calibrate", "--nproc", "4")
+    add("calibrate-network-nproc-one", "calibrate", "--network", "--nproc", "1")
     add("models-unknown-flag", "models", "--colour")
     add("unknown-command", "estimat", "resnet18")
     add("no-command")
