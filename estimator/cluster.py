@@ -216,7 +216,12 @@ def predict_cluster(step: CapturedStep, system: System, hardware: Hardware, prec
     costs = step_costs(step, precision)
     memory = cluster_memory(step, precision, layout, structure, hardware.memory_capacity_bytes,
                             plan.replicated_share(costs))
-    times, timeline = run_step(step, costs, hardware, precision, execution, plan.shards())
+    shards = plan.shards()
+    chip = (hardware.id, hardware.memory_bytes_per_s, tuple(sorted(hardware.matrix_flops_per_s.items())))
+    key = ("cluster_times", chip, precision.name, execution, hash(shards))  # layouts of one split share them
+    if key not in step.extra:
+        step.extra[key] = run_step(step, costs, hardware, precision, execution, shards)
+    times, timeline = step.extra[key]
     units = plan.units(times, system, gpus_per_node)
     optimizer_s = sum(t.total_s for n, t in zip(step.nodes, times) if n.phase == "optimizer") + timeline.sync_s
     schedule, comm = _schedule(units, optimizer_s, plan, system, gpus_per_node, step.accumulate,

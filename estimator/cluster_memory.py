@@ -32,7 +32,10 @@ def cluster_memory(step: CapturedStep, precision: Precision, layout: Layout, str
                    capacity_bytes: int, replicated_share: float = 0.0) -> dict:
     """Bytes per GPU by kind, their sum `peak_bytes` and whether it `fits` (module doc).
     `replicated_share`: the part of the activations that tensor parallel does not split (without sp)."""
-    single = step_memory(step, precision, optimizer=step.optimizer)
+    key = ("memory", precision.name, step.optimizer, step.accumulate)  # one walk of the graph per step
+    if key not in step.extra:
+        step.extra[key] = step_memory(step, precision, optimizer=step.optimizer)
+    single = step.extra[key]
     total = max(1, structure.trainable_elements)
     blocks = sum(b.trainable_elements for b in structure.blocks)
     expert = structure.expert_trainable_elements
