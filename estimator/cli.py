@@ -626,7 +626,7 @@ def _estimate(args) -> int:
         check_cluster_options(args)
         system, chip = resolve_system(args)
         args.hardware = chip
-    args.hardware = args.hardware or "a100-80gb-sxm"
+    args.hardware = "a100-80gb-sxm" if args.hardware is None else args.hardware
     chips = [load_hardware(chip.strip()) for chip in args.hardware.split(",") if chip.strip()]
     if not chips:
         raise RooflineError(f"--hardware {args.hardware!r} names no chip; give an id such as h100-sxm, or several "

@@ -75,7 +75,9 @@ def resolve_system(args):
             raise RooflineError(f"--hardware {args.hardware} differs from system {system.id}'s chip {system.chip}; "
                                 "leave --hardware out or give that chip")
         return system, system.chip
-    chip = args.hardware or "a100-80gb-sxm"
+    chip = "a100-80gb-sxm" if args.hardware is None else args.hardware.strip()
+    if not chip:
+        raise RooflineError("--hardware '' names no chip; give a chip or system id such as h100-sxm or dgx-h100")
     found = systems_for_chip(chip)
     if found:
         return found[0], chip
@@ -90,7 +92,7 @@ def run(args, capture_at, hardware, system, precision, err) -> tuple[dict, list]
     from .cluster import predict_cluster
     from .cluster_search import fewest_gpus_that_fit, search_layouts
     from .parallel_layout import parse_layout
-    from .render_cluster import cluster_summary, search_table
+    from .render_cluster import cluster_summary, search_table, unit_table
     from .training_run import training_run
 
     gpus = args.gpus or 1
@@ -123,7 +125,8 @@ def run(args, capture_at, hardware, system, precision, err) -> tuple[dict, list]
     result = predict_cluster(step, system, hardware, precision, layout, per_node, args.execution)
     data = {"model": model, "precision": precision.name, "mode": step.mode, "batch": step.batch,
             "cluster": result.to_dict()}
-    data, shown = _with_run(args, data, [cluster_summary(result, model)], result, system, training_run, model)
+    data, shown = _with_run(args, data, [unit_table(result, min(args.top, 8) if args.top else 0),
+                                         cluster_summary(result, model)], result, system, training_run, model)
     if not result.fits:
         found = fewest_gpus_that_fit(step, precision, hardware.memory_capacity_bytes, per_node)
         data["cluster"]["fewest_gpus_that_fit"] = {"gpus": found[0], "layout": found[1].name} if found else None

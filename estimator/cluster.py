@@ -50,6 +50,7 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -73,7 +74,8 @@ SHARDED_OUTSIDE_BLOCKS = ("matmul", "embedding", "loss")  # vocabulary-parallel 
 
 @dataclass
 class Unit:
-    """One unit's per-micro-batch work on one GPU (seconds) and the parameters it holds."""
+    """One unit's per-micro-batch work on one GPU (seconds) and the parameters it holds (names in
+    JSON: forward_s, backward_s, tp_forward_s, ...)."""
 
     name: str
     forward_s: float = 0.0
@@ -107,6 +109,7 @@ class ClusterResult:
     memory: dict = field(default_factory=dict)  # estimator.cluster_memory breakdown, bytes per GPU
     critical_path: tuple[str, ...] = ()
     recompute: bool = False
+    units: tuple[Unit, ...] = ()  # per unit and micro-batch, on one GPU of its stage
 
     @property
     def samples_per_step(self) -> int:
@@ -151,7 +154,9 @@ class ClusterResult:
                 "communication_s": self.communication_s, "communication_exposed_s": self.communication_exposed_s,
                 "communication_hidden_s": max(0.0, self.communication_s - self.communication_exposed_s),
                 "collectives_s": self.collectives_s, "memory_per_gpu_bytes": self.memory_per_gpu_bytes,
-                "fits": self.fits, "recompute": self.recompute, "memory": self.memory, "critical_path": list(self.critical_path)}
+                "fits": self.fits, "recompute": self.recompute, "memory": self.memory,
+                "critical_path": list(self.critical_path),
+                "per_unit": [dataclasses.asdict(u) for u in self.units]}
 
 
 def check_layout(layout: Layout, structure: ModelStructure, hidden: int | None, gpus_per_node: int) -> None:
@@ -238,7 +243,7 @@ def predict_cluster(step: CapturedStep, system: System, hardware: Hardware, prec
         communication_exposed_s=max(0.0, step_s - compute_s), collectives_s=comm,
         model_flops_per_step=samples * sum(f for f, _ in per_micro), executed_flops_per_step=samples * sum(
             f for _, f in per_micro), peak_flops_per_s=hardware.matrix_peak(precision), memory=memory,
-        critical_path=tuple(schedule.critical_path()[-12:]), recompute=step.recompute)
+        critical_path=tuple(schedule.critical_path()[-12:]), recompute=step.recompute, units=tuple(units))
 
 
 def layout_memory(step: CapturedStep, precision: Precision, layout: Layout, capacity_bytes: int) -> dict:
@@ -336,7 +341,7 @@ class _Plan:
             return True
         child = self._child(node)
         if child is None:
-            return rule_class(node) in SHARDED_OUTSIDE_BLOCKS
+            return step_costs(self.step, self.precision)[i].op_class in SHARDED_OUTSIDE_BLOCKS
         return bool(child) and child in self._matmul_children(self.unit_of[i])
 
     def _matmul_children(self, unit: int) -> set[str]:
@@ -418,12 +423,6 @@ class _Plan:
             meta = node.inputs[0] if node.op.overloadpacket.__name__ != "addmm" else node.inputs[1]
             routed[self.unit_of[i]] = routed.get(self.unit_of[i], 0) + self._activation_bytes(meta)
         return routed
-
-
-def rule_class(node) -> str:
-    from .costs import rule_for
-    rule = rule_for(node)
-    return rule.op_class if rule else "unsupported"
 
 
 def _stages(units: list[Unit], pp: int) -> list[list[int]]:

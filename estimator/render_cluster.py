@@ -38,9 +38,11 @@ def cluster_summary(result: ClusterResult, model: str, run: dict | None = None) 
     fits = Text("fits", style="green") if r.fits else Text("does NOT fit", style="bold red")
     memory = Text(f"{m['peak_bytes'] / 1e9:,.1f} GB of {m['capacity_bytes'] / 1e9:,.0f} GB: ")
     memory.append_text(fits)
+    other = m["weight_copies_bytes"] + m["temporaries_bytes"] + m["buffers_and_inputs_bytes"]
     memory.append(f" (parameters {m['parameters_bytes'] / 1e9:,.1f}, gradients {m['gradients_bytes'] / 1e9:,.1f}, "
                   f"optimizer {m['optimizer_bytes'] / 1e9:,.1f}, activations {m['activations_bytes'] / 1e9:,.1f} "
-                  f"for {m['micro_batches_in_flight']} micro-batch(es) in flight)")
+                  f"for {m['micro_batches_in_flight']} micro-batch(es) in flight, half weight copies, temporaries "
+                  f"and inputs {other / 1e9:,.1f})")
     table.add_row("memory per GPU", memory)
     if run:
         line = (f"{run['tokens']:.3g} tokens: {run['steps']:,} steps, {run['days']:,.1f} days, "
@@ -49,6 +51,24 @@ def cluster_summary(result: ClusterResult, model: str, run: dict | None = None) 
             line += f", US$ {run['cost_usd']:,.0f} at {run['usd_per_gpu_hour']:g}/GPU-hour"
         table.add_row("training run", line + " (no restarts or evaluation)")
     return Group(title, table)
+
+
+def unit_table(result: ClusterResult, top: int) -> Table:
+    """Units (blocks, embed, head) by time per micro-batch on one GPU of their stage, largest first."""
+    units = sorted(result.units, key=lambda u: -(u.forward_s + u.backward_s + u.tp_forward_s + u.tp_backward_s
+                                                 + u.ep_forward_s + u.ep_backward_s))
+    shown = units if top <= 0 else units[:top]
+    table = Table(title="per unit and micro-batch, one GPU (tensor/expert-parallel collectives block compute)",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    for col in ("unit", "forward ms", "backward ms", "tp/ep comm ms", "parameters on this GPU"):
+        table.add_column(col, justify="left" if col == "unit" else "right")
+    for u in shown:
+        table.add_row(u.name, f"{u.forward_s * 1e3:,.3f}", f"{u.backward_s * 1e3:,.3f}",
+                      f"{(u.tp_forward_s + u.tp_backward_s + u.ep_forward_s + u.ep_backward_s) * 1e3:,.3f}",
+                      f"{u.trainable_elements:,}")
+    if len(units) > len(shown):
+        table.caption = f"{len(units) - len(shown)} more units (--top 0 shows all)"
+    return table
 
 
 def search_table(results: list[ClusterResult], model: str, top: int) -> Table:

@@ -192,6 +192,7 @@ def test_cli_cluster_json_has_the_documented_fields(capsys):
                 "communication_s", "communication_exposed_s", "memory_per_gpu_bytes", "fits"):
         assert key in cluster
     assert cluster["gpus"] == 16 and cluster["nodes"] == 2
+    assert [u["name"] for u in cluster["per_unit"]] == ["embed"] + [f"h.{i}" for i in range(12)] + ["head"]
     assert cluster["tokens_per_s"] == pytest.approx(cluster["samples_per_s"] * 64)
     run = data["training_run"]
     steps = math.ceil(1e9 / (cluster["global_batch"] * 64))
