@@ -398,7 +398,9 @@ class _Plan:
             dense = b.trainable_elements * (1 - experts_share)  # experts spread evenly over blocks with MoE
             expert = b.trainable_elements - dense
             units[u].trainable_elements = round((dense + expert / layout.ep) / layout.tp)
-        units[0].trainable_elements = self.structure.other_trainable_elements // layout.tp
+        head = self.structure.head_trainable_elements
+        units[0].trainable_elements = (self.structure.other_trainable_elements - head) // layout.tp
+        units[-1].trainable_elements = head // layout.tp
         return units
 
     def _routed_bytes(self) -> dict[int, int]:

@@ -3,9 +3,8 @@
 From the single-GPU step's memory at its peak (estimator.memory.step_memory, one micro-batch:
 each kind's bytes live at that moment), for the busiest GPU, the first pipeline stage:
 
-  parameters, half weight copies   / tp, / pp (the stage's blocks; the parameters outside the
-                                   blocks, embeddings and head, are counted on it whole: an
-                                   upper bound for a stage that holds only one of them), expert
+  parameters, half weight copies   / tp, / pp (the stage's blocks, plus the larger of the
+                                   embeddings of the first stage and the head of the last), expert
                                    parameters / ep; / dp under zero3 and fsdp, plus the two
                                    units FSDP holds gathered at a time (its rate limiter)
   gradients                        the same, / dp under zero2, zero3 and fsdp
@@ -39,8 +38,13 @@ def cluster_memory(step: CapturedStep, precision: Precision, layout: Layout, str
     total = max(1, structure.trainable_elements)
     blocks = sum(b.trainable_elements for b in structure.blocks)
     expert = structure.expert_trainable_elements
-    # the stage's share of the trainable parameters (first stage: its blocks and everything outside them)
-    stage = (blocks / layout.pp + structure.other_trainable_elements) / total
+    # the busiest stage's share of the trainable parameters: its blocks and, with pp, the larger
+    # of the first stage's embeddings and the last stage's head (without pp, both)
+    head = structure.head_trainable_elements
+    outside = structure.other_trainable_elements
+    if layout.pp > 1:
+        outside = max(outside - head, head)
+    stage = (blocks / layout.pp + outside) / total
     stage -= (expert / layout.pp / total) * (1 - 1 / layout.ep)
     per_gpu = stage / layout.tp
     dp = layout.dp

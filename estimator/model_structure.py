@@ -34,6 +34,7 @@ class Block:
 class ModelStructure:
     blocks: tuple[Block, ...]
     other_trainable_elements: int  # trainable parameters outside the blocks (embeddings, head, final norm)
+    head_trainable_elements: int  # of those, the ones registered after the last block (final norm, untied head)
     heads: int | None  # attention heads per layer, where the model says
     experts: int  # experts per mixture-of-experts layer (0: none)
     expert_trainable_elements: int  # trainable parameters inside the experts modules
@@ -58,7 +59,15 @@ def model_structure(model: nn.Module) -> ModelStructure:
         return n
 
     table = tuple(Block(path, type(b).__name__, take(b)) for path, b in blocks)
-    other = take(model)
+    # modules registered after the last block (final norm, output head) run after it: the head
+    last_block = max((i for i, (_, m) in enumerate(model.named_modules()) if any(m is b for _, b in blocks)),
+                     default=None)
+    head = 0
+    if last_block is not None:
+        for i, (_, module) in enumerate(model.named_modules()):
+            if i > last_block and not any(True for _ in module.children()):
+                head += take(module)
+    other = take(model) + head
     experts, expert_elements = 0, 0
     for path, module in model.named_modules():
         if path.rsplit(".", 1)[-1] == "experts":
@@ -66,7 +75,7 @@ def model_structure(model: nn.Module) -> ModelStructure:
             if count:
                 experts = max(experts, count)
                 expert_elements += sum(p.numel() for p in module.parameters() if p.requires_grad)
-    return ModelStructure(table, other, _heads(model), experts, expert_elements)
+    return ModelStructure(table, other, head, _heads(model), experts, expert_elements)
 
 
 def _expert_count(module: nn.Module) -> int:
