@@ -214,18 +214,24 @@ def local_hardware_path() -> Path:
 
 def load_hardware(spec: str) -> Hardware:
     """A chip by catalog id ("h100-sxm"), "local" (after calibrate), or a YAML file's path."""
+    return parse_hardware(spec_path(spec, "hardware", local_hardware_path(), "calibrated",
+                                    "run `roofline calibrate` first (about a minute with --quick)", _catalog_path))
+
+
+def spec_path(spec: str, what: str, local_path: Path, local_made: str, local_hint: str, catalog_path) -> Path:
+    """The YAML file a --hardware / --system value names: "local" (the file at `local_path`, or
+    an error with `local_hint`), a path, or a catalog id (`catalog_path(id)`, which names the
+    closest ids when there is none)."""
     if spec == "local":
-        path = local_hardware_path()
-        if not path.is_file():
-            raise UnknownHardwareError(f"no calibrated 'local' hardware at {path}; run `roofline calibrate` "
-                                       "first (about a minute with --quick)")
-        return parse_hardware(path)
+        if not local_path.is_file():
+            raise UnknownHardwareError(f"no {local_made} 'local' {what} at {local_path}; {local_hint}")
+        return local_path
     if len(spec) > MAX_SPEC_CHARS:
-        raise UnknownHardwareError(f"hardware {quoted(spec)} is too long: an id or a path has at most "
+        raise UnknownHardwareError(f"{what} {quoted(spec)} is too long: an id or a path has at most "
                                    f"{MAX_SPEC_CHARS:,} characters")
     if spec.endswith((".yaml", ".yml")) or "/" in spec or os.sep in spec or _probe(Path(spec), Path.is_file):
-        return parse_hardware(Path(spec))
-    return parse_hardware(_catalog_path(spec))
+        return Path(spec)
+    return catalog_path(spec)
 
 
 def _catalog_path(chip_id: str) -> Path:
@@ -310,13 +316,19 @@ def _load_yaml(path: Path):
         raise HardwareSpecError(f"{_shown(path)}: not valid YAML: nested too deeply") from None
 
 
-def parse_hardware(path: Path) -> Hardware:
-    data = _load_yaml(path)
+def mapping_document(data, path: Path, keys: str, required, optional) -> "_Checker":
+    """The checker of a YAML document that must be a mapping with `required` and `optional` keys
+    (`keys` names them in the message when it is not a mapping)."""
     check = _Checker(path)
     if not isinstance(data, dict):
-        raise HardwareSpecError(f"{check.where}: expected a mapping of keys (id, name, peak_tflops, ...), "
-                                f"got {type(data).__name__}")
-    check.keys("", data, REQUIRED, OPTIONAL)
+        raise HardwareSpecError(f"{check.where}: expected a mapping of keys ({keys}), got {type(data).__name__}")
+    check.keys("", data, required, optional)
+    return check
+
+
+def parse_hardware(path: Path) -> Hardware:
+    data = _load_yaml(path)
+    check = mapping_document(data, path, "id, name, peak_tflops, ...", REQUIRED, OPTIONAL)
     peaks = check.mapping("peak_tflops", data["peak_tflops"])
     check.keys("peak_tflops", peaks, ("vector",), ("matrix",))
     matrix = check.peaks("peak_tflops.matrix", peaks.get("matrix", {}), MATRIX_KEYS)

@@ -74,6 +74,7 @@ def does_not_fit_advice(memory, step: CapturedStep, chips) -> str:
             "tensor or pipeline parallel"
         return (f"{head}; {parts} alone take {state / 1e9:,.2f} GB, so no batch size, --recompute or --accumulate "
                 f"can fit it on one chip: shard them over at least {math.ceil(state / largest)} chips ({sharding}; "
-                f"more for the activations), or use a chip with more than {state / 1e9:,.0f} GB")
+                f"more for the activations: --gpus N --parallel fsdp, or --search for a layout), or use a chip with "
+                f"more than {state / 1e9:,.0f} GB")
     return (f"{head}: use a smaller --batch or --seq, --recompute, or --accumulate with smaller micro-batches "
             "(--max-batch finds the largest batch that fits)")

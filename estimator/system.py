@@ -41,8 +41,8 @@ from pathlib import Path
 import yaml
 
 from .errors import HardwareSpecError, UnknownHardwareError, did_you_mean, quoted
-from .hardware import (ID_PATTERN, MAX_FILE_BYTES, MAX_SPEC_CHARS, _Checker, _ChipLoader, _shown, catalog_ids,
-                       local_hardware_path)
+from .hardware import (ID_PATTERN, MAX_FILE_BYTES, _Checker, _ChipLoader, _shown, catalog_ids, local_hardware_path,
+                       mapping_document, spec_path)
 
 REQUIRED = ("id", "name", "chip", "gpus_per_node", "network", "source")
 OPTIONAL = ("price_per_gpu_hour", "notes")
@@ -116,24 +116,19 @@ def local_system_path() -> Path:
 
 def load_system(spec: str) -> System:
     """A system by catalog id ("dgx-h100"), "local" (after calibrate --network), or a YAML path."""
-    if spec == "local":
-        path = local_system_path()
-        if not path.is_file():
-            raise UnknownHardwareError(f"no measured 'local' system at {path}; run `roofline calibrate --network` "
-                                       "first to measure this machine's network")
-        return parse_system(path)
-    if len(spec) > MAX_SPEC_CHARS:
-        raise UnknownHardwareError(f"system {quoted(spec)} is too long: an id or a path has at most "
-                                   f"{MAX_SPEC_CHARS:,} characters")
-    if spec.endswith((".yaml", ".yml")) or "/" in spec or os.sep in spec:
-        return parse_system(Path(spec))
-    if ID_PATTERN.fullmatch(spec) and (systems_dir() / f"{spec}.yaml").is_file():
-        return parse_system(systems_dir() / f"{spec}.yaml")
-    if ID_PATTERN.fullmatch(spec) and Path(spec).is_file():
-        return parse_system(Path(spec))
-    hint = did_you_mean(spec[:64], system_ids()) or f"; catalog systems: {', '.join(system_ids())}"
-    raise UnknownHardwareError(f"unknown system {quoted(spec)}{hint} (hardware/systems/*.yaml; a path to a YAML file "
-                               "also works)")
+    return parse_system(spec_path(spec, "system", local_system_path(), "measured",
+                                  "run `roofline calibrate --network` first to measure this machine's network",
+                                  _catalog_path))
+
+
+def _catalog_path(system_id: str) -> Path:
+    """The catalog file of `system_id`, or an error naming the closest catalog ids."""
+    path = systems_dir() / f"{system_id}.yaml"
+    if ID_PATTERN.fullmatch(system_id) and path.is_file():
+        return path
+    hint = did_you_mean(system_id[:64], system_ids()) or f"; catalog systems: {', '.join(system_ids())}"
+    raise UnknownHardwareError(f"unknown system {quoted(system_id)}{hint} (hardware/systems/*.yaml; a path to a YAML "
+                               "file also works)")
 
 
 def systems_for_chip(chip_id: str) -> list[System]:
@@ -161,11 +156,7 @@ def write_system_yaml(doc: dict, path: Path) -> None:
 
 def parse_system(path: Path) -> System:
     data = _load(path)
-    check = _Checker(path)
-    if not isinstance(data, dict):
-        raise HardwareSpecError(f"{check.where}: expected a mapping of keys (id, name, chip, gpus_per_node, network, "
-                                f"source), got {type(data).__name__}")
-    check.keys("", data, REQUIRED, OPTIONAL)
+    check = mapping_document(data, path, "id, name, chip, gpus_per_node, network, source", REQUIRED, OPTIONAL)
     chip = data["chip"]
     if not isinstance(chip, str) or (chip not in catalog_ids() and chip != "local"):
         hint = did_you_mean(chip[:64], catalog_ids()) if isinstance(chip, str) else ""
