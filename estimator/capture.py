@@ -83,6 +83,18 @@ class CapturedStep:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Deferred:
+    """An input built inside the capture's fake mode, before recording starts (its tensors are
+    fake and its construction is not part of the step): a KV cache of a given length, say.
+
+    Example:
+        >>> capture(model, {"input_ids": ids, "past_key_values": Deferred(lambda: make_cache(...))}, "inference")
+    """
+
+    build: Callable[[], Any]
+
+
 class DefaultLoss(nn.Module):
     """The documented default training loss.
 
@@ -243,7 +255,8 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
             params = {n: _fake_like(p, p.requires_grad and mode == "train") for n, p in model.named_parameters()}
             buffers = {n: _fake_like(b) for n, b in model.named_buffers()}
             fake_args = tree_map_only(torch.Tensor, _fake_like, args)
-            fake_kwargs = tree_map_only(torch.Tensor, _fake_like, kwargs)
+            fake_kwargs = {k: v.build() if isinstance(v, Deferred) else v
+                           for k, v in tree_map_only(torch.Tensor, _fake_like, kwargs).items()}
             recorder = _GraphRecorder(tracker)
             for n, t in {**params, **buffers}.items():
                 recorder.placeholder(n, t)

@@ -15,6 +15,7 @@ from rich.console import Console
 from .cli_args import int_list, names
 from .cli_cluster import add_options as add_cluster_options
 from .cli_plot import add_parsers as add_plot_parsers
+from .cli_serve import add_parser as add_serve_parser
 from .errors import RooflineError, UnsupportedOpError, did_you_mean
 from .execution import EXECUTIONS
 from .optimizer import DEFAULT_OPTIMIZER, OPTIMIZERS
@@ -272,6 +273,7 @@ def _parser() -> argparse.ArgumentParser:
     req.add_argument("--json", metavar="FILE", help="also write the rows as JSON in SI units (- for stdout only)")
     req.set_defaults(run=_required)
     add_plot_parsers(sub)
+    add_serve_parser(sub)
     return parser
 
 

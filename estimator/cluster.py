@@ -256,6 +256,19 @@ def layout_memory(step: CapturedStep, precision: Precision, layout: Layout, capa
                           plan.replicated_share(step_costs(step, precision)))
 
 
+def tensor_parallel_forward(step: CapturedStep, precision: Precision, tp: int, system: System,
+                            gpus_per_node: int) -> tuple[tuple[int, ...], float]:
+    """(each node's shard, seconds of the blocking all-reduces) of an inference forward split over
+    `tp` GPUs as Megatron splits it (module doc): what tensor-parallel serving runs per step."""
+    structure: ModelStructure = step.extra["structure"]
+    layout = Layout(dp=1, tp=tp)
+    hidden = model_width(step, structure)
+    check_layout(layout, structure, hidden, gpus_per_node)
+    plan = _Plan(step, structure, layout, precision, hidden)
+    one = group(tp, 1, gpus_per_node)
+    return plan.shards(), sum(collective_s("all_reduce", nbytes, one, system) for nbytes in plan.tp_points.values())
+
+
 class _Plan:
     """Which unit and which share of work each node of the step is (module doc)."""
 

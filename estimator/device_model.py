@@ -69,6 +69,8 @@ def gemm_dims(node: OpNode) -> list[tuple[int, int, int, int]]:
         return [(1, m, n, k)]
     if name == "bmm":
         (b, m, k), (_, _, n) = shapes[0], shapes[1]
+        if node.inputs[1].distinct * b == node.inputs[1].numel:  # one weight broadcast over the batch:
+            return [(1, b * m, n, k)]  # one GEMM over the stacked rows, as at::matmul folds it
         return [(b, m, n, k)]
     if name in ("baddbmm", "baddbmm_"):
         (b, m, k), (_, _, n) = shapes[1], shapes[2]

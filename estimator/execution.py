@@ -7,6 +7,8 @@
                costs its per-parameter bookkeeping. Device: estimator.device_model per kernel.
   cuda-graphs  the whole step replayed as one CUDA graph: one graph launch on the host, the
                family's graph per-kernel floor on the device, no Python per op.
+  compiled-graphs  torch.compile(mode="reduce-overhead"): the compiled kernels replayed as one
+               CUDA graph (gpt-fast's decode loop): compiled's kernels, cuda-graphs' host and floors.
   compiled     torch.compile (default mode, no CUDA graphs): chains of elementwise, norm,
                reduction and copy ops fuse into one generated kernel each and eager attention
                becomes one fused attention kernel (estimator.fusion); matmuls and convolutions
@@ -51,7 +53,9 @@ from .precision import Precision
 from .roofline import NodeTime, node_time
 from .timeline import Timeline, schedule
 
-EXECUTIONS = ("eager", "cuda-graphs", "compiled")
+EXECUTIONS = ("eager", "cuda-graphs", "compiled", "compiled-graphs")
+FUSED = ("compiled", "compiled-graphs")  # torch.compile's fusion groups
+IN_GRAPH = ("cuda-graphs", "compiled-graphs")  # replayed as one CUDA graph
 DEFAULT_SM_COUNT = 100  # for an accelerator YAML without sm_count (an A100-sized chip)
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ class Kernel:
 def check_execution(execution: str, hardware: Hardware) -> str:
     if execution not in EXECUTIONS:
         raise RooflineError(f"unknown execution mode {execution!r}; expected one of {', '.join(EXECUTIONS)}")
-    if execution == "cuda-graphs" and hardware.kind == "cpu":
+    if execution in IN_GRAPH and hardware.kind == "cpu":
         raise RooflineError(f"--execution cuda-graphs needs a CUDA GPU; {hardware.id} is a CPU "
                             "(use eager or compiled)")
     return execution
@@ -156,7 +160,7 @@ def _cpu_kernels(step, costs, hardware, precision, execution) -> list[Kernel]:
 
 def _groups(step, costs, precision, execution) -> list[tuple[tuple[int, ...], Cost]]:
     """(members, cost) of each kernel: every non-free node alone, or the compiler's fusion groups."""
-    if execution == "compiled":
+    if execution in FUSED:
         from .fusion import fusion_groups  # networkx loads only when a step is compiled
         return [(g.members, Cost(g.flops, g.bytes_read, g.bytes_written, g.op_class if g.op_class != "fused" else
                                  "elementwise", g.model_flops, costs[g.members[0]].kernel if len(g.members) == 1 else ""))
@@ -173,7 +177,7 @@ def shard_cost(cost: Cost, n: int) -> Cost:
 
 
 def _accelerator_kernels(step, costs, hardware, precision, execution, family, host, shards) -> list[Kernel]:
-    in_graph = execution == "cuda-graphs"
+    in_graph = execution in IN_GRAPH
     pending = eager_host_costs(step, costs, host, precision) if execution == "eager" else [0.0] * len(costs)
     grad_scaler = precision.name == "amp-fp16" and step.mode == "train" and not in_graph  # a graph cannot sync
     casts = amp_weight_casts(step) if precision.amp else {}
@@ -201,7 +205,7 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
         if back and members[0] == grad_owner:
             add_casts(grad_owner, back, precision.matrix_bytes, 4)
         # eager: the host work of this op and of the views and module calls since the last kernel
-        host_s = host.op_s if execution == "compiled" else sum(pending[issued_to:members[-1] + 1])
+        host_s = 0.0 if in_graph else host.op_s if execution in FUSED else sum(pending[issued_to:members[-1] + 1])
         issued_to = max(issued_to, members[-1] + 1)
         sync = grad_scaler and node.phase == "optimizer" and first_update
         first_update = first_update and not (node.phase == "optimizer")
@@ -222,7 +226,7 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
             kernels.append(Kernel(members, 0.0, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
         # autocast runs an fp32-list op (layer norm, softmax, a loss) on an fp32 copy of its half
         # input, and the next matrix op casts its fp32 output back: two casts (the same in backward)
-        if execution != "compiled":
+        if execution not in FUSED:
             for elements, read, write in autocast_activation_casts(node, cost, precision):
                 elements = -(-elements // shards[members[0]])
                 cast = Cost(0, elements * read, elements * write, "memory")

@@ -143,6 +143,39 @@ BAD_LAYOUTS = [
 ]
 
 
+# serving requests that cannot be served: (name, argv after `serve`)
+BAD_SERVING = [
+    ("encoder-only", ["bert_base"]),
+    ("image-model", ["resnet18"]),
+    ("unknown-decoder", ["lama3_8b"]),
+    ("no-model", []),
+    ("model-and-config", ["gpt2", "--hf-config", "hf_ok"]),
+    ("encoder-config", ["--hf-config", "hf_ok"]),
+    ("prompt-past-positions", ["gpt2", "--prompt", "1000", "--generate", "100"]),
+    ("prompt-zero", ["gpt2", "--prompt", "0"]),
+    ("generate-negative", ["gpt2", "--generate", "-5"]),
+    ("batch-zero", ["gpt2", "--batch", "0"]),
+    ("batch-empty-item", ["gpt2", "--batch", "1,,8"]),
+    ("batch-does-not-fit", ["gpt2", "--hardware", "l4", "--prompt", "512", "--generate", "64", "--batch", "100000"]),
+    ("weights-unknown", ["gpt2", "--weights", "int3"]),
+    ("kv-unknown", ["gpt2", "--kv-cache", "fp4"]),
+    ("fp8-on-a100", ["gpt2", "--hardware", "a100-80gb-sxm", "--weights", "fp8"]),
+    ("fp8-cache-on-v100", ["gpt2", "--hardware", "v100-sxm2", "--kv-cache", "fp8"]),
+    ("precision-missing", ["gpt2", "--hardware", "v100-sxm2", "--precision", "bf16"]),
+    ("chip-unknown", ["gpt2", "--hardware", "h10"]),
+    ("gpus-zero", ["gpt2", "--gpus", "0"]),
+    ("gpus-not-dividing-heads", ["gpt2", "--gpus", "5", "--prompt", "128", "--generate", "8", "--batch", "1"]),
+    ("system-without-gpus", ["gpt2", "--system", "dgx-h100"]),
+    ("plot-not-png", ["gpt2", "--plot", "serve.txt"]),
+    ("plot-missing-folder", ["gpt2", "--plot", "missing_folder/serve.png"]),
+    ("json-is-folder", ["gpt2", "--json", "mine"]),
+    ("top-negative", ["gpt2", "--top", "-1"]),
+    ("hf-class-alone", ["gpt2", "--hf-class", "LlamaForCausalLM"]),
+    ("execution-unknown", ["gpt2", "--execution", "turbo"]),
+    ("graphs-on-cpu", ["gpt2", "--hardware", "xeon-8480", "--execution", "cuda-graphs"]),
+]
+
+
 def all_cases() -> list[Case]:
     """Every case (see module doc); names are unique."""
     cases: list[Case] = []
@@ -232,6 +265,8 @@ def all_cases() -> list[Case]:
     add("measure-parallel-without-nproc", "measure", "--model", "resnet18", "--parallel", "fsdp")
     add("calibrate-nproc-without-network", "calibrate", "--nproc", "4")
     add("calibrate-network-nproc-one", "calibrate", "--network", "--nproc", "1")
+    for name, extra in BAD_SERVING:
+        add(f"serve-{name}", "serve", *extra)
     add("models-unknown-flag", "models", "--colour")
     add("unknown-command", "estimat", "resnet18")
     add("no-command")
