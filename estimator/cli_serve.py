@@ -48,6 +48,11 @@ def add_parser(sub) -> None:
                        "decode step at the largest batch")
     serve.add_argument("--plot", metavar="FILE.png", help="draw tokens/s per GPU against time per output token "
                        "(PNG or SVG)")
+    serve.add_argument("--measure", action="store_true", help="also generate for real on this CPU (random "
+                       "weights, the same served cache) and set the measured TTFT and decode steps beside the "
+                       "prediction for --hardware local")
+    serve.add_argument("--runs", type=int, default=3, help="with --measure: timed generations per batch, the median "
+                       "is shown (default 3)")
     serve.add_argument("--json", metavar="FILE", help="also write the results as JSON (- for stdout only)")
     serve.set_defaults(run=run)
 
@@ -75,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise RooflineError(f"--gpus takes 1 to 1,024 GPUs for tensor parallel serving, got {args.gpus}")
     if args.system and args.gpus == 1:
         raise RooflineError("--system names the network of --gpus N; add --gpus or leave --system out")
+    if args.measure:
+        return _measure(args, batches)
     precision = PRECISIONS[args.precision]
     chips = [load_hardware(c.strip()) for c in args.hardware.split(",") if c.strip()]
     if not chips:
@@ -116,6 +123,42 @@ def run(args: argparse.Namespace) -> int:
                             f"{r.kv_bytes_per_sequence / 1e9:,.3f} GB per user); the largest batch that fits is "
                             f"{r.max_batch:,}" + ("" if r.max_batch else ": the weights alone do not fit: --weights "
                                                   "int4/int8, --gpus N, or a bigger chip"))
+    return 0
+
+
+def _measure(args, batches: list[int]) -> int:
+    """`serve --measure`: real generation here beside the `local` prediction."""
+    from rich.table import Table
+
+    from .measure_serving import measure_generation
+    from .output_paths import json_text, write_json
+
+    if args.hardware != "local" or args.precision != "fp32" or (args.weights, args.kv_cache) != ("auto", "auto") \
+            or args.gpus != 1 or args.execution != "eager" or args.plot:
+        raise RooflineError("--measure generates in fp32 on this CPU against the calibrated chip: give --hardware "
+                            "local --precision fp32 and leave --weights, --kv-cache, --gpus, --execution and --plot "
+                            "out")
+    err = Console(stderr=True)
+    with err.status(f"generating with {args.model or args.hf_config} on this CPU…"):
+        rows = measure_generation(args.model, batches, args.prompt, args.generate, args.runs, hf_config=args.hf_config)
+    if args.json == "-":
+        print(json_text(rows))
+        return 0
+    table = Table(title=f"{rows[0]['model']} on this CPU (fp32, eager, random weights): measured / predicted, ms; "
+                        f"prompt {args.prompt}, generate {args.generate}, median of {args.runs}", title_justify="left")
+    for col in ("batch", "TTFT", "first token", "middle token", "last token", "mean per token", "TPOT error"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        m, p = r["measured"], r["predicted"]
+        cells = [f"{m['ttft_s'] * 1e3:,.1f} / {p['ttft_s'] * 1e3:,.1f}"]
+        cells += [f"{a * 1e3:,.1f} / {b * 1e3:,.1f}" for a, b in zip(m["decode_s"], p["decode_s"])]
+        cells.append(f"{m['time_per_token_s'] * 1e3:,.1f} / {p['time_per_token_s'] * 1e3:,.1f}")
+        cells.append(f"{100 * (p['time_per_token_s'] / m['time_per_token_s'] - 1):+.0f}%")
+        table.add_row(str(r["batch"]), *cells)
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    if args.json:
+        write_json(Path(args.json), rows)
+        err.print(f"wrote {args.json}")
     return 0
 
 

@@ -14,6 +14,7 @@ Example:
 """
 from __future__ import annotations
 
+import inspect
 import statistics
 import time
 
@@ -34,7 +35,7 @@ def _generate_once(model, config, batch: int, prompt: int, generate: int) -> tup
     ids = torch.randint(0, config.vocab_size, (batch, prompt))
     with torch.no_grad():
         start = time.perf_counter()
-        logits = model(input_ids=ids, use_cache=True, **{key: cache}).logits
+        logits = model(input_ids=ids, use_cache=True, **{key: cache}, **_last_logits(model)).logits
         token = logits[:, -1:].argmax(-1)
         prefill_s = time.perf_counter() - start
         steps = []
@@ -45,6 +46,11 @@ def _generate_once(model, config, batch: int, prompt: int, generate: int) -> tup
             token = logits[:, -1:].argmax(-1)
             steps.append(time.perf_counter() - start)
     return prefill_s, steps
+
+
+def _last_logits(model) -> dict:
+    """logits_to_keep=1 where the model takes it: the prefill the prediction captures (serving.capture_prefill)."""
+    return {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
 
 
 def measure_generation(name: str | None, batches: list[int], prompt: int, generate: int, runs: int = 3,

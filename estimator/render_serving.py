@@ -38,6 +38,8 @@ def serving_table(result: ServingResult) -> Table:
 
 def throughput_latency(results: list[ServingResult]):
     """Tokens/s per GPU against time per output token: one point per batch, one line per chip."""
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     from .plot_style import new_figure, place_labels, series_colour
 
     fig = new_figure(7.0, 4.6)
@@ -46,13 +48,21 @@ def throughput_latency(results: list[ServingResult]):
         xs = [p.time_per_token_s * 1e3 for p in r.points]
         ys = [p.tokens_per_s_per_gpu for p in r.points]
         ax.plot(xs, ys, marker="o", color=series_colour(i), label=f"{r.chip} ({r.precision}, {r.execution})")
-        place_labels(ax, xs, ys, [f"b={p.batch}" for p in r.points], fontsize=7)
+        misses = [(x, y) for x, y, p in zip(xs, ys, r.points) if not r.fits(p.batch)]
+        if misses:  # batches whose KV cache does not fit: crossed out
+            ax.scatter(*zip(*misses), marker="x", s=80, color="#c62828", zorder=5)
+        place_labels(ax, xs, ys, [f"b={p.batch}" + ("" if r.fits(p.batch) else " (does not fit)") for p in r.points],
+                     fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+        low, high = axis.get_view_interval()
+        axis.set_minor_formatter(ScalarFormatter() if high < 10 * low else NullFormatter())  # label 20, 30 ... within a decade
     ax.set_xlabel("time per output token (ms, mean over the generation)")
     ax.set_ylabel("output tokens/s per GPU")
     first = results[0]
     ax.set_title(f"{first.model}: prompt {first.prompt:,}, generate {first.generate:,} tokens", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     return fig

@@ -151,10 +151,14 @@ def cache_argument(model) -> str:
 
 
 def capture_prefill(model, config, batch: int, prompt: int, dtype: torch.dtype, dispatch: str, name: str):
+    """The prompt's forward, writing the cache; logits of the last position only where the model
+    takes `logits_to_keep` (as generate() asks for them: the next token needs no more)."""
     ids = torch.zeros(batch, prompt, dtype=torch.long, device="meta")
     cache = Deferred(lambda: served_cache(config, batch, 0, prompt, dtype))
-    return capture(model, {"input_ids": ids, cache_argument(model): cache, "use_cache": True}, mode="inference",
-                   model_name=name, dispatch=dispatch)
+    inputs = {"input_ids": ids, cache_argument(model): cache, "use_cache": True}
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        inputs["logits_to_keep"] = 1
+    return capture(model, inputs, mode="inference", model_name=name, dispatch=dispatch)
 
 
 def capture_decode(model, config, batch: int, context: int, dtype: torch.dtype, dispatch: str, name: str):
