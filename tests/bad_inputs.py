@@ -173,6 +173,8 @@ BAD_SERVING = [
     ("hf-class-alone", ["gpt2", "--hf-class", "LlamaForCausalLM"]),
     ("execution-unknown", ["gpt2", "--execution", "turbo"]),
     ("graphs-on-cpu", ["gpt2", "--hardware", "xeon-8480", "--execution", "cuda-graphs"]),
+    ("measure-on-a-gpu", ["gpt2", "--measure"]),
+    ("measure-quantised", ["gpt2", "--measure", "--hardware", "local", "--precision", "fp32", "--weights", "int4"]),
 ]
 
 
