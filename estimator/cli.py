@@ -17,7 +17,7 @@ from .cli_cluster import add_options as add_cluster_options
 from .cli_plot import add_parsers as add_plot_parsers
 from .cli_serve import add_parser as add_serve_parser
 from .errors import RooflineError, UnsupportedOpError, did_you_mean
-from .execution import EXECUTIONS
+from .execution import EXECUTION_HELP, EXECUTIONS
 from .optimizer import DEFAULT_OPTIMIZER, OPTIMIZERS
 from .output_paths import check_output_file, json_text, write_json
 from .precision import PRECISIONS
@@ -182,9 +182,7 @@ def _parser() -> argparse.ArgumentParser:
                      "optimizer's update")
     est.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
                      help=f"optimizer of a training step: {', '.join(OPTIMIZERS)} (default {DEFAULT_OPTIMIZER})")
-    est.add_argument("--execution", default="eager", choices=EXECUTIONS, metavar="MODE",
-                     help="how the step runs: eager (PyTorch's default: Python issues every op), cuda-graphs "
-                     "(the step replayed as one CUDA graph) or compiled (torch.compile's fusion); default eager")
+    est.add_argument("--execution", default="eager", choices=EXECUTIONS, metavar="MODE", help=EXECUTION_HELP)
     est.add_argument("--accumulate", type=int, default=1, metavar="N", help="gradient accumulation: N "
                      "micro-batches of --batch per optimizer step (default 1)")
     est.add_argument("--recompute", action="store_true", help="activation checkpointing per block: the backward "

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from .cli_args import int_list
 from .errors import RooflineError
-from .execution import EXECUTIONS
+from .execution import EXECUTION_HELP, EXECUTIONS
 from .precision import PRECISIONS
 
 
@@ -37,9 +37,7 @@ def add_parser(sub) -> None:
     serve.add_argument("--generate", type=int, default=256, metavar="TOKENS", help="output tokens per user (default "
                        "256)")
     serve.add_argument("--batch", default="1,8,32,128", help="concurrent users, comma-separated (default 1,8,32,128)")
-    serve.add_argument("--execution", default="eager", choices=EXECUTIONS, metavar="MODE",
-                       help="eager (Python issues every op; default), cuda-graphs (the step replayed as a graph, as "
-                       "gpt-fast's reduce-overhead or TensorRT-LLM run decode) or compiled")
+    serve.add_argument("--execution", default="eager", choices=EXECUTIONS, metavar="MODE", help=EXECUTION_HELP)
     serve.add_argument("--gpus", type=int, default=1, metavar="N", help="tensor parallel over N GPUs of the chip's "
                        "system (per-layer all-reduces; default 1)")
     serve.add_argument("--system", metavar="ID|FILE", help="with --gpus: the system and its network (default: the "

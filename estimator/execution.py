@@ -54,6 +54,9 @@ from .roofline import NodeTime, node_time
 from .timeline import Timeline, schedule
 
 EXECUTIONS = ("eager", "cuda-graphs", "compiled", "compiled-graphs")
+EXECUTION_HELP = ("how the step runs: eager (PyTorch's default: Python issues every op), cuda-graphs (the step "
+                  "replayed as one CUDA graph), compiled (torch.compile's fusion) or compiled-graphs (torch.compile "
+                  "mode='reduce-overhead': fused kernels replayed as a graph); default eager")
 FUSED = ("compiled", "compiled-graphs")  # torch.compile's fusion groups
 IN_GRAPH = ("cuda-graphs", "compiled-graphs")  # replayed as one CUDA graph
 DEFAULT_SM_COUNT = 100  # for an accelerator YAML without sm_count (an A100-sized chip)
