@@ -35,6 +35,15 @@ ROWS = [
          execution="compiled-graphs", batch=1, prompt=5, generate=200, metric="tokens/s per user", published=104.9,
          software="gpt-fast, torch.compile(mode='reduce-overhead', fullgraph=True), static KV cache",
          source="pytorch-labs/gpt-fast README, benchmark table: Llama-2-7B, A100-80GB, bf16 (base) 104.9 tok/s"),
+    dict(id="gpt-fast llama-2-7b a100 bs1 int8", model="llama2_7b", chip="a100-80gb-sxm", precision="bf16",
+         weights="int8", execution="compiled-graphs", batch=1, prompt=5, generate=200, metric="tokens/s per user",
+         published=155.6, software="gpt-fast, int8 weight-only (torch.compile's generated dequant-matmul), "
+                                   "reduce-overhead",
+         source="pytorch-labs/gpt-fast README, benchmark table: Llama-2-7B, A100-80GB, 8-bit 155.58 tok/s"),
+    dict(id="gpt-fast llama-2-7b a100 bs1 int4", model="llama2_7b", chip="a100-80gb-sxm", precision="bf16",
+         weights="int4", execution="compiled-graphs", batch=1, prompt=5, generate=200, metric="tokens/s per user",
+         published=196.8, software="gpt-fast, int4 weight-only groups of 32 (tinygemm kernel), reduce-overhead",
+         source="pytorch-labs/gpt-fast README, benchmark table: Llama-2-7B, A100-80GB, 4-bit (G=32) 196.80 tok/s"),
     dict(id="trt-llm llama-7b a100 bs256 128/128", model="llama2_7b", chip="a100-80gb-sxm", precision="fp16",
          execution="cuda-graphs", batch=256, prompt=128, generate=128, metric="output tokens/s", published=5353.0,
          software="TensorRT-LLM (v0.5/0.6 era performance table), fp16, static batch",
@@ -46,7 +55,7 @@ ROWS = [
 def predict(row: dict) -> float:
     model, config, name = decoder_for(row["model"])
     result = serve(model, config, name, load_hardware(row["chip"]), get_precision(row["precision"]), row["prompt"],
-                   row["generate"], [row["batch"]], execution=row["execution"])
+                   row["generate"], [row["batch"]], weights=row.get("weights", "auto"), execution=row["execution"])
     point = result.points[0]
     if row["metric"] == "tokens/s per user":
         return point.tokens_per_s_per_user

@@ -7,6 +7,8 @@
     cover ceil(M / tile_m) x ceil(N / tile_n) (tile quantization), one tile runs at
     peak x efficiency x tile_rate / SMs and pays k_half extra steps of its K loop (pipeline
     fill and epilogue). When the tiles cannot fill the SMs, K is split (split-K) across them.
+    A matmul thinner than the smallest tile (M or N < 64: a decode step's few rows) may also run
+    on 16-wide tiles (SKINNY_TILE); convolutions keep cuDNN's tiles.
     The GEMM is also bounded by its bytes at the copy bandwidth.
   * Fused attention (flash / memory-efficient SDPA): FLOPs at the family's attention fraction.
   * Everything else is bandwidth-bound or vector-compute-bound: bytes at the DRAM bandwidth x
@@ -37,6 +39,10 @@ from .precision import Precision
 GEMM_OPS = {"mm", "_int_mm", "addmm", "addmm_", "bmm", "baddbmm", "baddbmm_", "_scaled_mm", "mv", "addmv", "dot"}
 TRANSPOSE_KERNEL = "cudnn_layout_transpose"  # Cost.kernel of the copies layout_transpose_bytes counts
 SPLIT_K_MIN = 256  # shortest K slice split-K leaves to one tile (cuBLAS heuristics; estimate)
+# the rows of the tensor cores' smallest MMA (PTX ISA, warp-level mma.sync shapes m16n8k16; AMD's MFMA
+# 16x16): a GEMM with fewer rows (or columns) than the family's smallest tile, a decode step's, runs
+# on tiles this thin (CUTLASS's and Marlin's small-M kernels, cuBLASLt's small-M heuristics)
+SKINNY_TILE = 16
 BANDWIDTH_KIND = {"elementwise": "elementwise", "memory": "copy", "unsupported": "copy", "softmax": "softmax",
                   "reduction": "reduction", "loss": "reduction", "pooling": "pooling", "embedding": "embedding",
                   "optimizer": "optimizer", "norm": "norm", "fused": "elementwise", "mixed": "elementwise"}
@@ -122,15 +128,21 @@ def sharded_dims(dims: list[tuple[int, int, int, int]], shard: int) -> list[tupl
     return out
 
 
-def gemm_time_s(dims, flops_per_s: float, family: Family, sm_count: int) -> float:
+def gemm_time_s(dims, flops_per_s: float, family: Family, sm_count: int, skinny: bool = False) -> float:
     """Time of the GEMMs `dims` at `flops_per_s` (already scaled by the large-GEMM efficiency):
-    the best tile shape, with tile and wave quantization and split-K (module docstring)."""
+    the best tile shape, with tile and wave quantization and split-K (module docstring);
+    `skinny`: a matmul library kernel, which has thin tiles for few rows (SKINNY_TILE)."""
     total = 0.0
+    smallest = min(min(tm, tn) for tm, tn, _ in family.tile_rates)
     for batch, m, n, k in dims:
         if m * n * k == 0:
             continue
         best = math.inf
-        for tm, tn, rate in family.tile_rates:
+        tiles = family.tile_rates
+        if skinny and min(m, n) < smallest:  # thin tiles at the smallest tile's rate (SKINNY_TILE)
+            rate = min(r for _, _, r in tiles)
+            tiles = tiles + ((SKINNY_TILE, smallest, rate), (smallest, SKINNY_TILE, rate))
+        for tm, tn, rate in tiles:
             tiles = batch * -(-m // tm) * -(-n // tn)
             split = 1
             if tiles < sm_count:
@@ -161,7 +173,7 @@ def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precisi
             return KernelTime(cost.flops / (peak * fraction), memory_s, floor, roofline)
         efficiency = gemm_efficiency(hardware, family, key) * (family.conv_efficiency if op_class == "conv" else 1.0)
         dims = [] if fused else sharded_dims(gemm_dims(node), shard)
-        compute_s = (gemm_time_s(dims, peak * efficiency, family, hardware.sm_count) if dims
+        compute_s = (gemm_time_s(dims, peak * efficiency, family, hardware.sm_count, op_class == "matmul") if dims
                      else cost.flops / (peak * efficiency))
         return KernelTime(compute_s, memory_s, floor, roofline, tf32_conv)
     kind = bandwidth_kind(cost)

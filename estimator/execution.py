@@ -50,7 +50,7 @@ from .hardware import Hardware
 from .host import DEFAULT_HOST, HostProfile, load_host
 from .memory import placeholder_kinds
 from .precision import Precision
-from .roofline import NodeTime, node_time
+from .roofline import NodeTime, node_time, step_costs
 from .timeline import Timeline, schedule
 
 EXECUTIONS = ("eager", "cuda-graphs", "compiled", "compiled-graphs")
@@ -165,8 +165,18 @@ def _groups(step, costs, precision, execution) -> list[tuple[tuple[int, ...], Co
     """(members, cost) of each kernel: every non-free node alone, or the compiler's fusion groups."""
     if execution in FUSED:
         from .fusion import fusion_groups  # networkx loads only when a step is compiled
-        return [(g.members, Cost(g.flops, g.bytes_read, g.bytes_written, g.op_class if g.op_class != "fused" else
-                                 "elementwise", g.model_flops, costs[g.members[0]].kernel if len(g.members) == 1 else ""))
+
+        # a fused kernel's bytes come from its boundary tensors at the precision: what the given
+        # costs take off their members (a GPU's shard, quantised weights) comes off it too
+        base = step_costs(step, precision)
+
+        def less(g, field: str) -> int:
+            return max(0, getattr(g, field) - sum(getattr(base[i], field) - getattr(costs[i], field)
+                                                  for i in g.members if len(g.members) > 1))
+
+        return [(g.members, Cost(less(g, "flops"), less(g, "bytes_read"), less(g, "bytes_written"),
+                                 g.op_class if g.op_class != "fused" else "elementwise", g.model_flops,
+                                 costs[g.members[0]].kernel if len(g.members) == 1 else ""))
                 for g in fusion_groups(step, costs, precision)]
     return [((i,), c) for i, c in enumerate(costs) if c.op_class != "free"]
 

@@ -65,6 +65,20 @@ def test_gemm_wave_quantization():
     assert gemm_time_s([(1, 257, 4096, 4096)], 1e15, family, 108) >= gemm_time_s([(1, 256, 4096, 4096)], 1e15, family, 108)
 
 
+def test_skinny_matmuls_run_on_thin_tiles():
+    """A decode step's matmul (1 to 16 rows) pays for 16-row tiles, not the smallest 64-row one;
+    GEMMs at least one small tile thick are unchanged."""
+    family = load_family("ampere")
+    thin = gemm_time_s([(1, 1, 4096, 4096)], 1e15, family, 108, skinny=True)
+    padded = gemm_time_s([(1, 1, 4096, 4096)], 1e15, family, 108)
+    # 16 of 64 padded rows: at most half the time (not a quarter: both shapes split K over the
+    # SMs, and each tile pays its pipeline fill, k_half)
+    assert thin < padded / 2
+    assert thin >= 2 * 1 * 4096 * 4096 / 1e15
+    thick = [(1, 512, 4096, 4096)]
+    assert gemm_time_s(thick, 1e15, family, 108, skinny=True) == gemm_time_s(thick, 1e15, family, 108)
+
+
 def test_conv_is_an_implicit_gemm_with_three_gemms_in_training():
     model = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1))
     step = capture(model, (torch.randn(4, 8, 10, 10, requires_grad=False),), mode="train", optimizer=None)
