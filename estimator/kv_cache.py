@@ -42,9 +42,22 @@ def kv_cache_bytes(config, batch: int, tokens: int, element_bytes: float) -> flo
     return 2 * layers * kv_heads * head_dim * batch * tokens * element_bytes
 
 
+def check_cache(config):
+    """The model's own DynamicCache for `config`, or a RooflineError when some layer keeps a state
+    rather than keys and values (state-space and linear-attention layers: Mamba, Jamba)."""
+    from transformers import DynamicCache
+    from transformers.cache_utils import DynamicLayer
+
+    cache = DynamicCache(config=config)
+    other = {type(layer).__name__ for layer in cache.layers if not isinstance(layer, DynamicLayer)}
+    if other:
+        raise RooflineError(f"{type(config).__name__} caches {', '.join(sorted(other))} layers (a state, not keys "
+                            "and values); serving here models attention decoders' KV caches only")
+    return cache
+
+
 def served_cache(config, batch: int, past: int, new: int, dtype: torch.dtype):
     """A DynamicCache of preallocated layers holding `past` tokens with room for `new` (module doc)."""
-    from transformers import DynamicCache
     from transformers.cache_utils import DynamicLayer
 
     class ServedLayer(DynamicLayer):
@@ -65,7 +78,7 @@ def served_cache(config, batch: int, past: int, new: int, dtype: torch.dtype):
             return self.filled
 
     layers, kv_heads, head_dim = cache_geometry(config)
-    cache = DynamicCache(config=config)
+    cache = check_cache(config)
     shape = (batch, kv_heads, past + new, head_dim)
     cache.layers = [ServedLayer(torch.empty(shape, dtype=dtype), torch.empty(shape, dtype=dtype), past)
                     for _ in range(layers)]

@@ -40,7 +40,7 @@ from .device_dispatch import dispatch_for
 from .errors import RooflineError
 from .execution import run_step
 from .hardware import Hardware
-from .kv_cache import cache_geometry, kv_cache_bytes, served_cache
+from .kv_cache import cache_geometry, check_cache, kv_cache_bytes, served_cache
 from .memory import step_memory
 from .precision import Precision
 from .report import Report
@@ -191,6 +191,7 @@ def serve(model, config, name: str, hardware: Hardware, precision: Precision, pr
     weights, KV cache and activations split over the GPUs (a KV head is not split: with fewer
     KV heads than GPUs each GPU keeps one)."""
     check_prompt(config, prompt, generate)
+    check_cache(config)
     dispatch = dispatch_for([hardware.kind])
     dtype = next(model.parameters()).dtype  # the cache as the model computes; bytes follow the precision
     contexts = (prompt, prompt + generate // 2, prompt + generate - 1)

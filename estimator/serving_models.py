@@ -19,7 +19,7 @@ import logging
 
 import torch
 
-from .errors import RooflineError, UnknownModelError, did_you_mean
+from .errors import RooflineError, UnknownModelError, did_you_mean, first_line
 
 ZOO_DECODERS = ("gpt2", "gpt2_medium", "gpt2_large", "gpt2_xl", "llama2_7b", "llama3_8b", "llama3_70b", "mistral_7b",
                 "mixtral_8x7b")
@@ -67,7 +67,10 @@ def _build(transformers, config, hf_class: str | None, name: str):
             model = cls.from_config(config) if cls is transformers.AutoModelForCausalLM else cls(config)
     except ValueError as e:  # AutoModelForCausalLM has no mapping: an encoder or a vision model
         raise RooflineError(f"{name} ({type(config).__name__}) is not a decoder that generates tokens: serving needs "
-                            f"a causal LM ({str(e).splitlines()[0][:120]})") from None
+                            f"a causal LM ({first_line(e, 120)})") from None
+    except Exception as e:  # a config the class does not accept
+        raise RooflineError(f"building {cls.__name__} from {name}'s config failed: {type(e).__name__}: "
+                            f"{first_line(e)}") from None
     if any("is_decoder=True" in w for w in warned):  # an encoder with a language-model head (BERT-like)
         raise RooflineError(f"{name} builds {type(model).__name__}, an encoder whose attention looks both ways (its "
                             "config is not is_decoder); serving needs a decoder (a causal LM)")

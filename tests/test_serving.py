@@ -164,3 +164,14 @@ def test_real_generation_on_this_cpu_beside_the_prediction(tmp_path):
         assert row["measured"]["ttft_s"] > 0 and len(row["measured"]["decode_s"]) == 3
         assert all(t > 0 for t in row["predicted"]["decode_s"])
         assert row["contexts"] == [16, 18, 19]
+
+
+def test_a_hybrid_state_space_decoder_is_refused_before_capture():
+    config = transformers.JambaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                      num_attention_heads=4, num_key_value_heads=2, vocab_size=512,
+                                      attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
+                                      expert_layer_offset=1, num_experts=2)
+    with torch.device("meta"):
+        model = transformers.JambaForCausalLM(config)
+    with pytest.raises(RooflineError, match="a state, not keys and values"):
+        serve(model, config, "jamba", H100, BF16, 64, 8, [1])
