@@ -93,7 +93,6 @@ def run(args, capture_at, hardware, system, precision, err) -> tuple[dict, list]
     from .cluster_search import fewest_gpus_that_fit, search_layouts
     from .parallel_layout import parse_layout
     from .render_cluster import cluster_summary, search_table, unit_table
-    from .training_run import training_run
 
     gpus = args.gpus or 1
     per_node = args.gpus_per_node or (system.gpus_per_node if system else gpus)
@@ -113,7 +112,7 @@ def run(args, capture_at, hardware, system, precision, err) -> tuple[dict, list]
         data = {"model": model, "precision": precision.name, "mode": step.mode, "cluster": best.to_dict(),
                 "search": [r.to_dict() for r in ranked]}
         shown = [search_table(ranked, model, args.top or len(ranked)), cluster_summary(best, model)]
-        return _with_run(args, data, shown, best, system, training_run, model)
+        return _with_run(args, data, shown, best, system, model)
     if args.global_batch is not None:
         per_replica = step.batch * layout.dp
         if args.global_batch % per_replica:
@@ -126,7 +125,7 @@ def run(args, capture_at, hardware, system, precision, err) -> tuple[dict, list]
     data = {"model": model, "precision": precision.name, "mode": step.mode, "batch": step.batch,
             "cluster": result.to_dict()}
     data, shown = _with_run(args, data, [unit_table(result, min(args.top, 8) if args.top else 0),
-                                         cluster_summary(result, model)], result, system, training_run, model)
+                                         cluster_summary(result, model)], result, system, model)
     if not result.fits:
         found = fewest_gpus_that_fit(step, precision, hardware.memory_capacity_bytes, per_node)
         data["cluster"]["fewest_gpus_that_fit"] = {"gpus": found[0], "layout": found[1].name} if found else None
@@ -149,9 +148,10 @@ def _as_option(name: str) -> str:
     return ",".join(words[1:] + [words[0]])
 
 
-def _with_run(args, data, shown, result, system, training_run, model):
+def _with_run(args, data, shown, result, system, model):
     """Add the --train-tokens run (days, GPU-hours, cost) to the data and the summary."""
     from .render_cluster import cluster_summary
+    from .training_run import training_run
 
     if args.train_tokens is None:
         return data, shown

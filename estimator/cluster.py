@@ -55,6 +55,7 @@ import math
 from dataclasses import dataclass, field
 
 from .capture import CapturedStep
+from .cluster_memory import cluster_memory
 from .cluster_schedule import Schedule
 from .collectives import collective_s
 from .costs import MATRIX_CLASSES
@@ -170,11 +171,11 @@ def check_layout(layout: Layout, structure: ModelStructure, hidden: int | None, 
                           "one class) to split into stages or shard units")
     if layout.pp > 1 and blocks % layout.pp:
         raise LayoutError(f"pp={layout.pp} does not divide the model's {blocks} blocks; pick pp from "
-                          f"{', '.join(str(d) for d in _divisors(blocks) if d > 1)}")
+                          f"{', '.join(str(d) for d in divisors(blocks) if d > 1)}")
     if layout.tp > 1:
         if structure.heads and structure.heads % layout.tp:
             raise LayoutError(f"tp={layout.tp} does not divide the model's {structure.heads} attention heads; pick tp "
-                              f"from {', '.join(str(d) for d in _divisors(structure.heads) if d > 1)}")
+                              f"from {', '.join(str(d) for d in divisors(structure.heads) if d > 1)}")
         if hidden and hidden % layout.tp:
             raise LayoutError(f"tp={layout.tp} does not divide the model's hidden size {hidden}; pick tp dividing it")
     if layout.ep > 1:
@@ -183,10 +184,11 @@ def check_layout(layout: Layout, structure: ModelStructure, hidden: int | None, 
                               "drop ep")
         if structure.experts % layout.ep:
             raise LayoutError(f"ep={layout.ep} does not divide the model's {structure.experts} experts; pick ep "
-                              f"from {', '.join(str(d) for d in _divisors(structure.experts) if d > 1)}")
+                              f"from {', '.join(str(d) for d in divisors(structure.experts) if d > 1)}")
 
 
-def _divisors(n: int) -> list[int]:
+def divisors(n: int) -> list[int]:
+    """1 .. n's divisors, ascending."""
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
@@ -209,8 +211,6 @@ def _in(path: str, prefix: str) -> bool:
 def predict_cluster(step: CapturedStep, system: System, hardware: Hardware, precision: Precision, layout: Layout,
                     gpus_per_node: int | None = None, execution: str = "eager") -> ClusterResult:
     """The step on `layout.gpus` GPUs of `system` (module doc)."""
-    from .cluster_memory import cluster_memory  # one-way: memory reads the layout, not this schedule
-
     if step.mode != "train":
         raise LayoutError("a cluster layout splits a training step; add --train")
     gpus_per_node = gpus_per_node or system.gpus_per_node
@@ -218,12 +218,12 @@ def predict_cluster(step: CapturedStep, system: System, hardware: Hardware, prec
     hidden = model_width(step, structure)
     check_layout(layout, structure, hidden, gpus_per_node)
     plan = _Plan(step, structure, layout, precision, hidden)
-    costs = step_costs(step, precision)
+    costs = plan.costs
     memory = cluster_memory(step, precision, layout, structure, hardware.memory_capacity_bytes,
-                            plan.replicated_share(costs))
+                            plan.replicated_share())
     shards = plan.shards()
     chip = (hardware.id, hardware.memory_bytes_per_s, tuple(sorted(hardware.matrix_flops_per_s.items())))
-    key = ("cluster_times", chip, precision.name, execution, hash(shards))  # layouts of one split share them
+    key = ("cluster_times", chip, precision.name, execution, shards)  # layouts that split alike share them
     if key not in step.extra:
         step.extra[key] = run_step(step, costs, hardware, precision, execution, shards)
     times, timeline = step.extra[key]
@@ -248,12 +248,10 @@ def predict_cluster(step: CapturedStep, system: System, hardware: Hardware, prec
 
 def layout_memory(step: CapturedStep, precision: Precision, layout: Layout, capacity_bytes: int) -> dict:
     """Memory per GPU of `step` under `layout` (estimator.cluster_memory), without timing it."""
-    from .cluster_memory import cluster_memory
-
     structure: ModelStructure = step.extra["structure"]
     plan = _Plan(step, structure, layout, precision, model_width(step, structure))
     return cluster_memory(step, precision, layout, structure, capacity_bytes,
-                          plan.replicated_share(step_costs(step, precision)))
+                          plan.replicated_share())
 
 
 def tensor_parallel_forward(step: CapturedStep, precision: Precision, tp: int, system: System,
@@ -275,8 +273,15 @@ class _Plan:
     def __init__(self, step: CapturedStep, structure: ModelStructure, layout: Layout, precision: Precision,
                  hidden: int | None):
         self.step, self.structure, self.layout, self.precision, self.hidden = step, structure, layout, precision, hidden
+        self.costs = step_costs(step, precision)
         self.block_paths = [b.path for b in structure.blocks]
+        self._index = {p: i + 1 for i, p in enumerate(self.block_paths)}
         self.unit_of = self._unit_of_nodes()
+        self.child_of = [self._child(node) for node in step.nodes]
+        self.matmul_children: dict[int, set[str]] = {}  # unit -> its block's children that hold matmuls
+        for unit, child, cost in zip(self.unit_of, self.child_of, self.costs):
+            if child and cost.op_class in MATRIX_CLASSES:
+                self.matmul_children.setdefault(unit, set()).add(child)
         self.tp_points = self._tp_points()
 
     # ---- units --------------------------------------------------------------------------
@@ -291,7 +296,6 @@ class _Plan:
 
     def _unit_of_nodes(self) -> list[int]:
         """Unit per node: 0 embed, 1..L blocks, L + 1 head; -1 the optimizer."""
-        self._index = {p: i + 1 for i, p in enumerate(self.block_paths)}
         last = len(self.block_paths) + 1
         units, seen_forward, seen_backward = [], False, False
         for node in self.step.nodes:
@@ -321,16 +325,15 @@ class _Plan:
         """Node index -> bytes of the tensor-parallel all-reduce after it (forward; the backward
         mirrors it): the last matmul of each block child that holds matmuls and returns the model
         width, and the embedding's output."""
-        if self.layout.tp == 1 and self.layout.ep == 1:
+        if self.layout.tp == 1:
             return {}
-        costs = step_costs(self.step, self.precision)
         last_matmul: dict[tuple[int, str], int] = {}
         points: dict[int, int] = {}
         vocabulary = None  # the embedding with the largest table: the vocabulary-parallel one
-        for i, (node, cost) in enumerate(zip(self.step.nodes, costs)):
+        for i, (node, cost) in enumerate(zip(self.step.nodes, self.costs)):
             if node.phase != "forward":
                 continue
-            child = self._child(node)
+            child = self.child_of[i]
             if child and cost.op_class in MATRIX_CLASSES:
                 last_matmul[(self.unit_of[i], child)] = i
             elif (child is None and cost.op_class == "embedding" and node.outputs and node.inputs
@@ -352,23 +355,15 @@ class _Plan:
         node = self.step.nodes[i]
         if self.layout.sp or node.phase == "loss":
             return True
-        child = self._child(node)
+        child = self.child_of[i]
         if child is None:
-            return step_costs(self.step, self.precision)[i].op_class in SHARDED_OUTSIDE_BLOCKS
-        return bool(child) and child in self._matmul_children(self.unit_of[i])
+            return self.costs[i].op_class in SHARDED_OUTSIDE_BLOCKS
+        return bool(child) and child in self.matmul_children.get(self.unit_of[i], ())
 
-    def _matmul_children(self, unit: int) -> set[str]:
-        cache = self.__dict__.setdefault("_children", {})
-        if unit not in cache:
-            costs = step_costs(self.step, self.precision)
-            cache[unit] = {self._child(n) for i, (n, c) in enumerate(zip(self.step.nodes, costs))
-                           if self.unit_of[i] == unit and c.op_class in MATRIX_CLASSES} - {None, ""}
-        return cache[unit]
-
-    def replicated_share(self, costs) -> float:
+    def replicated_share(self) -> float:
         """The part of the forward's output bytes that tensor parallel leaves whole (without sp)."""
         whole = split = 0
-        for i, (node, cost) in enumerate(zip(self.step.nodes, costs)):
+        for i, (node, cost) in enumerate(zip(self.step.nodes, self.costs)):
             if node.phase == "forward" and cost.op_class != "free":
                 if self.layout.tp > 1 and self.sharded(i):
                     split += cost.bytes_written
@@ -421,9 +416,8 @@ class _Plan:
         matmul of each expert, summed over experts."""
         if self.layout.ep == 1:
             return {}
-        costs = step_costs(self.step, self.precision)
         first: dict[str, int] = {}
-        for i, (node, cost) in enumerate(zip(self.step.nodes, costs)):
+        for i, (node, cost) in enumerate(zip(self.step.nodes, self.costs)):
             if node.phase != "forward" or cost.op_class not in MATRIX_CLASSES:
                 continue
             parts = node.module_path.split(".")

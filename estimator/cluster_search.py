@@ -18,7 +18,7 @@ import dataclasses
 from typing import Callable
 
 from .capture import CapturedStep
-from .cluster import ClusterResult, check_layout, layout_memory, model_width, predict_cluster
+from .cluster import ClusterResult, check_layout, divisors, layout_memory, model_width, predict_cluster
 from .errors import LayoutError
 from .hardware import Hardware
 from .parallel_layout import Layout
@@ -36,8 +36,8 @@ def candidate_layouts(gpus: int, gpus_per_node: int, step: CapturedStep) -> list
     structure = step.extra["structure"]
     hidden = model_width(step, structure)
     out = []
-    for tp in _divisors(min(gpus, gpus_per_node)):
-        for pp in _divisors(gpus // tp):
+    for tp in divisors(min(gpus, gpus_per_node)):
+        for pp in divisors(gpus // tp):
             if gpus % (tp * pp):
                 continue
             dp = gpus // (tp * pp)
@@ -51,10 +51,6 @@ def candidate_layouts(gpus: int, gpus_per_node: int, step: CapturedStep) -> list
                     continue
                 out.append(layout)
     return out
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 def search_layouts(capture_at: CaptureAt, system: System, hardware: Hardware, precision: Precision, gpus: int,

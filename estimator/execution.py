@@ -302,22 +302,37 @@ def amp_weight_casts(step: CapturedStep) -> dict[int, list]:
 
 
 def _find_weight_casts(step: CapturedStep) -> dict[int, list]:
-    graph_nodes = list(step.graph.nodes)
-    kinds = placeholder_kinds(step, graph_nodes)
-    index = {node: i for i, node in enumerate(n for n in graph_nodes if "roofline" in n.meta)}
     casts: dict[int, list] = {}
     seen: set = set()
-    for node in graph_nodes:
-        op = node.meta.get("roofline")
-        rule = rule_for(op) if op is not None else None
-        if op is None or op.phase not in ("forward", "loss") or rule is None or rule.op_class not in MATRIX_CLASSES:
+    for index, sources in weight_reads(step).items():
+        if step.nodes[index].phase not in ("forward", "loss"):
             continue
-        for arg in node.all_input_nodes:
-            source = _through_views(arg)
-            if kinds.get(source) == "parameters" and source not in seen and source.meta["tensor_meta"].is_float:
+        for source in sources:
+            if source not in seen:
                 seen.add(source)
-                casts.setdefault(index[node], []).append(source.meta["tensor_meta"])
+                casts.setdefault(index, []).append(source.meta["tensor_meta"])
     return casts
+
+
+def weight_reads(step: CapturedStep) -> dict[int, list]:
+    """Node index -> the floating parameter placeholders (fx nodes) it reads, through views, as a
+    matmul, convolution or attention operand, in graph order. Cached in step.extra."""
+    if "weight_reads" not in step.extra:
+        graph_nodes = list(step.graph.nodes)
+        kinds = placeholder_kinds(step, graph_nodes)
+        index = {node: i for i, node in enumerate(n for n in graph_nodes if "roofline" in n.meta)}
+        found: dict[int, list] = {}
+        for node in graph_nodes:
+            op = node.meta.get("roofline")
+            rule = rule_for(op) if op is not None else None
+            if rule is None or rule.op_class not in MATRIX_CLASSES:
+                continue
+            for arg in node.all_input_nodes:
+                source = _through_views(arg)
+                if kinds.get(source) == "parameters" and source.meta["tensor_meta"].is_float:
+                    found.setdefault(index[node], []).append(source)
+        step.extra["weight_reads"] = found
+    return step.extra["weight_reads"]
 
 
 def _through_views(node):

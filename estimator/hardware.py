@@ -266,27 +266,30 @@ def _shown(path: Path) -> str:
     return text if len(text) <= PATH_CHARS else "..." + text[3 - PATH_CHARS:]
 
 
-def _read_text(path: Path) -> str:
-    """The text of the hardware YAML at `path`: a UTF-8 file of at most MAX_FILE_BYTES."""
+EXAMPLE_FILES = {"hardware": "hardware/h100-sxm.yaml", "system": "hardware/systems/dgx-h100.yaml"}
+
+
+def _read_text(path: Path, what: str = "hardware") -> str:
+    """The text of the `what` ("hardware" or "system") YAML at `path`: UTF-8, at most MAX_FILE_BYTES."""
     if _probe(path, Path.is_dir):
-        raise UnknownHardwareError(f"hardware path '{_shown(path)}' is a directory; expected a YAML file such as "
-                                   "hardware/h100-sxm.yaml")
+        raise UnknownHardwareError(f"{what} path '{_shown(path)}' is a directory; expected a YAML file such as "
+                                   f"{EXAMPLE_FILES[what]}")
     if not _probe(path, Path.is_file):
-        raise UnknownHardwareError(f"hardware file '{_shown(path)}' does not exist")
+        raise UnknownHardwareError(f"{what} file '{_shown(path)}' does not exist")
     try:
         with path.open("rb") as f:
             raw = f.read(MAX_FILE_BYTES + 1)
         size = path.stat().st_size
     except OSError as e:
-        raise UnknownHardwareError(f"hardware file '{_shown(path)}': cannot read it ({e.strerror})") from None
+        raise UnknownHardwareError(f"{what} file '{_shown(path)}': cannot read it ({e.strerror})") from None
     if len(raw) > MAX_FILE_BYTES:
-        raise HardwareSpecError(f"{_shown(path)}: {size:,} bytes is too big for a hardware YAML (at most "
-                                f"{MAX_FILE_BYTES:,}; a chip file is a few KB)")
+        raise HardwareSpecError(f"{_shown(path)}: {size:,} bytes is too big for a {what} YAML (at most "
+                                f"{MAX_FILE_BYTES:,}; one is a few KB)")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise HardwareSpecError(f"{_shown(path)}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start:,}); "
-                                "save the hardware YAML as UTF-8") from None
+                                f"save the {what} YAML as UTF-8") from None
 
 
 class _ChipLoader(yaml.SafeLoader):
@@ -296,13 +299,14 @@ class _ChipLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             raise yaml.composer.ComposerError(None, None, "YAML aliases (*name) are not allowed in a hardware "
-                                              "file; write the value out", self.peek_event().start_mark)
+                                              "or system file; write the value out", self.peek_event().start_mark)
         return super().compose_node(parent, index)
 
 
-def _load_yaml(path: Path):
-    """The YAML document at `path`; any problem one HardwareSpecError with its line and column."""
-    text = _read_text(path)
+def load_yaml(path: Path, what: str = "hardware"):
+    """The YAML document of a `what` file at `path`; any problem one HardwareSpecError with its
+    line and column."""
+    text = _read_text(path, what)
     try:
         return yaml.load(text, Loader=_ChipLoader)
     except yaml.MarkedYAMLError as e:
@@ -327,7 +331,7 @@ def mapping_document(data, path: Path, keys: str, required, optional) -> "_Check
 
 
 def parse_hardware(path: Path) -> Hardware:
-    data = _load_yaml(path)
+    data = load_yaml(path)
     check = mapping_document(data, path, "id, name, peak_tflops, ...", REQUIRED, OPTIONAL)
     peaks = check.mapping("peak_tflops", data["peak_tflops"])
     check.keys("peak_tflops", peaks, ("vector",), ("matrix",))

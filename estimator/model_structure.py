@@ -60,12 +60,13 @@ def model_structure(model: nn.Module) -> ModelStructure:
 
     table = tuple(Block(path, type(b).__name__, take(b)) for path, b in blocks)
     # modules registered after the last block (final norm, output head) run after it: the head
-    last_block = max((i for i, (_, m) in enumerate(model.named_modules()) if any(m is b for _, b in blocks)),
-                     default=None)
+    block_ids = {id(b) for _, b in blocks}
+    modules = [m for _, m in model.named_modules()]
+    last_block = max((i for i, m in enumerate(modules) if id(m) in block_ids), default=None)
     head = 0
     if last_block is not None:
-        for i, (_, module) in enumerate(model.named_modules()):
-            if i > last_block and not any(True for _ in module.children()):
+        for module in modules[last_block + 1:]:
+            if not any(True for _ in module.children()):
                 head += take(module)
     other = take(model) + head
     experts, expert_elements = 0, 0

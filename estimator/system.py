@@ -41,8 +41,8 @@ from pathlib import Path
 import yaml
 
 from .errors import HardwareSpecError, UnknownHardwareError, did_you_mean, quoted
-from .hardware import (ID_PATTERN, MAX_FILE_BYTES, _Checker, _ChipLoader, _shown, catalog_ids, local_hardware_path,
-                       mapping_document, spec_path)
+from .hardware import (ID_PATTERN, _Checker, _shown, catalog_ids, load_yaml, local_hardware_path, mapping_document,
+                       spec_path)
 
 REQUIRED = ("id", "name", "chip", "gpus_per_node", "network", "source")
 OPTIONAL = ("price_per_gpu_hour", "notes")
@@ -155,7 +155,7 @@ def write_system_yaml(doc: dict, path: Path) -> None:
 
 
 def parse_system(path: Path) -> System:
-    data = _load(path)
+    data = load_yaml(path, "system")
     check = mapping_document(data, path, "id, name, chip, gpus_per_node, network, source", REQUIRED, OPTIONAL)
     chip = data["chip"]
     if not isinstance(chip, str) or (chip not in catalog_ids() and chip != "local"):
@@ -201,32 +201,3 @@ def _count(check: _Checker, key: str, value, most: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
         check.fail(key, value, f"a whole number from 1 to {most}")
     return value
-
-
-def _load(path: Path):
-    """The YAML document at `path` (UTF-8, at most MAX_FILE_BYTES, no aliases); any problem one
-    RooflineError naming the file."""
-    where = _shown(path)
-    try:
-        if path.is_dir():
-            raise UnknownHardwareError(f"system path '{where}' is a directory; expected a YAML file such as "
-                                       "hardware/systems/dgx-h100.yaml")
-        if not path.is_file():
-            raise UnknownHardwareError(f"system file '{where}' does not exist")
-        with path.open("rb") as f:
-            raw = f.read(MAX_FILE_BYTES + 1)
-    except OSError as e:
-        raise UnknownHardwareError(f"system file '{where}': cannot read it ({e.strerror})") from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise HardwareSpecError(f"{where}: too big for a system YAML (over {MAX_FILE_BYTES:,} bytes; one is a few KB)")
-    try:
-        return yaml.load(raw.decode("utf-8"), Loader=_ChipLoader)
-    except UnicodeDecodeError as e:
-        raise HardwareSpecError(f"{where}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start:,}); save "
-                                "the system YAML as UTF-8") from None
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise HardwareSpecError(f"{where}: not valid YAML{at}: {str(e.problem or e.context)[:120]}") from None
-    except (yaml.YAMLError, RecursionError) as e:
-        raise HardwareSpecError(f"{where}: not valid YAML: {str(e).splitlines()[0][:120] if str(e) else 'nested too deeply'}") from None

@@ -21,11 +21,10 @@ from __future__ import annotations
 import dataclasses
 
 from .capture import CapturedStep
-from .costs import MATRIX_CLASSES, Cost, rule_for
+from .costs import Cost
 from .errors import PrecisionError
-from .execution import _through_views
+from .execution import weight_reads
 from .hardware import Hardware
-from .memory import placeholder_kinds
 from .precision import Precision
 from .roofline import step_costs
 
@@ -46,34 +45,12 @@ def check_formats(hardware: Hardware, weights: str, kv: str) -> None:
                              "with (Hopper, Ada, Blackwell and MI300 do); use int8 or int4")
 
 
-def _weight_reads(step: CapturedStep) -> dict[int, list]:
-    """Node index -> the parameter placeholders (fx nodes) it reads, through views, as a matmul,
-    convolution or attention operand. Cached in step.extra."""
-    key = "weight_reads"
-    if key not in step.extra:
-        nodes = list(step.graph.nodes)
-        kinds = placeholder_kinds(step, nodes)
-        index = {node: i for i, node in enumerate(n for n in nodes if "roofline" in n.meta)}
-        found: dict[int, list] = {}
-        for node in nodes:
-            op = node.meta.get("roofline")
-            rule = rule_for(op) if op is not None else None
-            if rule is None or rule.op_class not in MATRIX_CLASSES:
-                continue
-            for arg in node.all_input_nodes:
-                source = _through_views(arg)
-                if kinds.get(source) == "parameters" and source.meta["tensor_meta"].is_float:
-                    found.setdefault(index[node], []).append(source)
-        step.extra[key] = found
-    return step.extra[key]
-
-
 def served_costs(step: CapturedStep, precision: Precision, weights: str = "auto", kv: str = "auto") -> tuple[Cost, ...]:
     """The step's costs with the weights and the KV cache in their served formats (module doc)."""
     costs = list(step_costs(step, precision))
     if weights != "auto":
         saved = precision.matrix_bytes - WEIGHT_BYTES[weights]
-        for i, reads in _weight_reads(step).items():
+        for i, reads in weight_reads(step).items():
             less = round(sum(source.meta["tensor_meta"].numel for source in reads) * saved)
             costs[i] = dataclasses.replace(costs[i], bytes_read=max(0, costs[i].bytes_read - less))
     if kv != "auto":
@@ -87,7 +64,7 @@ def served_costs(step: CapturedStep, precision: Precision, weights: str = "auto"
 
 def weight_bytes(step: CapturedStep, precision: Precision, weights: str = "auto") -> float:
     """Bytes of the parameters as served: matmul weights in `weights`, the rest at the precision."""
-    distinct = {source for reads in _weight_reads(step).values() for source in reads}
+    distinct = {source for reads in weight_reads(step).values() for source in reads}
     quantised = sum(source.meta["tensor_meta"].numel for source in distinct)
     size = WEIGHT_BYTES.get(weights, precision.matrix_bytes)
     return quantised * size + (step.parameters - quantised) * precision.other_bytes
