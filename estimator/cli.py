@@ -192,8 +192,14 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--top", type=int, default=25, help="rows to show, largest time first (0: all)")
     est.add_argument("--json", metavar="FILE", help="also write the report as JSON (- for stdout only)")
     est.add_argument("--strict", action="store_true", help="fail if any op has no cost rule")
+    est.add_argument("--no-cache", action="store_true", help="capture again instead of reading the step from the "
+                     "disk cache of captured steps (`roofline cache info`), and do not write it there")
     add_cluster_options(est)
     est.set_defaults(run=_estimate)
+    cache = sub.add_parser("cache", help="the disk cache of captured steps: `cache info`, `cache clear`")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    cache_sub.add_parser("info", help="where the cache is, its entries and size").set_defaults(run=_cache_info)
+    cache_sub.add_parser("clear", help="remove every cached step").set_defaults(run=_cache_clear)
     hw = sub.add_parser("hardware", help="the chip catalog: `hardware list`, `hardware show ID|FILE.yaml`, "
                         "`hardware systems`")
     hw_sub = hw.add_subparsers(dest="hardware_command", required=True)
@@ -576,6 +582,26 @@ def _compare(args) -> int:
     return 0
 
 
+def _cache_info(args) -> int:
+    from .step_cache import cache_dir, usage
+
+    files, size = usage()
+    print(f"{cache_dir()}: {files:,} cached steps, {size / 1e6:,.1f} MB (ROOFLINE_CACHE_DIR moves it; "
+          "`roofline cache clear` empties it)")
+    return 0
+
+
+def _cache_clear(args) -> int:
+    from .step_cache import cache_dir, clear
+
+    try:
+        files, size = clear()
+    except OSError as e:
+        raise RooflineError(f"clearing the step cache {cache_dir()} failed: {e.strerror or e}") from None
+    print(f"removed {files:,} cached steps ({size / 1e6:,.1f} MB) from {cache_dir()}")
+    return 0
+
+
 def _models(args) -> int:
     from rich.progress import Progress
     from rich.table import Table
@@ -605,8 +631,22 @@ def _models(args) -> int:
     return 0
 
 
-def _estimate(args) -> int:
+def _capture_step(args, settings: dict):
+    """The model of `args` built and captured with `settings` (estimator.step_cache's key fields)."""
     from .capture import capture
+    from .model_source import load_hf_config, load_model
+
+    batch = settings["batch"]
+    if args.hf_config:
+        model, inputs, name = load_hf_config(args.hf_config, args.hf_class, batch, args.seq, args.image, args.inputs)
+    else:
+        model, inputs, name = load_model(args.model, batch=batch, seq=args.seq, image=args.image)
+    return capture(model, inputs, mode=settings["mode"], model_name=name, optimizer=settings["optimizer"],
+                   accumulate=settings["accumulate"], recompute=settings["recompute"], dispatch=settings["dispatch"],
+                   moe_skew=settings["moe_skew"])
+
+
+def _estimate(args) -> int:
     from .chips import side_by_side
     from .cli_cluster import check_options as check_cluster_options, does_not_fit, resolve_system, run as run_cluster, \
         wants_cluster
@@ -614,8 +654,8 @@ def _estimate(args) -> int:
     from .execution import check_execution
     from .hardware import load_hardware
     from .memory import max_batch, step_memory
-    from .model_source import load_hf_config, load_model
     from .render import full_report
+    from .step_cache import load as load_step, model_identity, save as save_step, step_key
     from .render_plan import does_not_fit_advice, memory_line, side_by_side_table
     from .report import evaluate
 
@@ -650,18 +690,22 @@ def _estimate(args) -> int:
         """The step at `batch` (None: the model's default; cached, so the max-batch searches of
         several chips and the layout search share their probes)."""
         if (batch, recompute) not in captured:
-            if args.hf_config:
-                model, inputs, name = load_hf_config(args.hf_config, args.hf_class, batch, args.seq, args.image,
-                                                     args.inputs)
-            else:
-                model, inputs, name = load_model(args.model, batch=batch, seq=args.seq, image=args.image)
-            step = capture(model, inputs, mode=mode, model_name=name, optimizer=args.optimizer or DEFAULT_OPTIMIZER,
-                           accumulate=args.accumulate, recompute=recompute,
-                           dispatch=dispatch_for(chip.kind for chip in chips), moe_skew=args.moe_skew)
+            settings = dict(batch=batch, seq=args.seq, image=args.image, mode=mode,
+                            optimizer=args.optimizer or DEFAULT_OPTIMIZER, accumulate=args.accumulate,
+                            recompute=recompute, dispatch=dispatch_for(chip.kind for chip in chips),
+                            moe_skew=args.moe_skew)
+            identity = None if args.no_cache else model_identity(args.model, args.hf_config, args.hf_class,
+                                                                 args.inputs)
+            key = None if identity is None else step_key(identity, **settings)
+            step = None if key is None else load_step(key)
+            if step is None:
+                step = _capture_step(args, settings)
+                if key is not None:
+                    save_step(key, step)
             if batch is not None and step.batch != batch:
-                raise RooflineError(f"{name} ignores the batch size (asked {batch}, built {step.batch}), so the "
-                                    "largest batch that fits cannot be searched: give a zoo model, --hf-config, or "
-                                    "a FUNC that takes batch=")
+                raise RooflineError(f"{step.model_name} ignores the batch size (asked {batch}, built {step.batch}), so "
+                                    "the largest batch that fits cannot be searched: give a zoo model, --hf-config, "
+                                    "or a FUNC that takes batch=")
             captured[(batch, recompute)] = step
         return captured[(batch, recompute)]
 

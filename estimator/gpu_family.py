@@ -122,12 +122,17 @@ def families_path() -> Path:
 
 
 @functools.cache
-def _families() -> dict:
+def _families_document() -> dict:
+    """families.yaml, read once per process (libyaml's loader where installed: the file is large)."""
     path = families_path()
-    data = yaml.safe_load(path.read_text())
+    data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     if not isinstance(data, dict) or not isinstance(data.get("families"), dict):
         raise HardwareSpecError(f"{path}: expected a mapping with key 'families'")
-    return data["families"]
+    return data
+
+
+def _families() -> dict:
+    return _families_document()["families"]
 
 
 @functools.cache
@@ -135,7 +140,7 @@ def load_shapes() -> KernelShapes:
     """The shared `kernel_shapes` of families.yaml."""
     path = families_path()
     try:
-        k = yaml.safe_load(path.read_text())["kernel_shapes"]
+        k = _families_document()["kernel_shapes"]
         shapes = KernelShapes(
             batch_norm_channel_gbps={str(a): float(b) for a, b in k["batch_norm_channel_gbps"].items()},
             batch_norm_nchw_ratio=float(k["batch_norm_nchw_ratio"]),

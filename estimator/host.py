@@ -93,7 +93,7 @@ def load_host(host_id: str) -> HostProfile:
         raise HardwareSpecError(f"unknown host {host_id!r}{did_you_mean(host_id, host_ids())}; "
                                 f"catalog hosts: {', '.join(host_ids())}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         raise HardwareSpecError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
