@@ -186,6 +186,14 @@ def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precisi
                       max(cost.flops / vector, cost.bytes / bandwidth))
 
 
+def kernel_signature(node: OpNode) -> tuple:
+    """Everything kernel_time reads from `node` (op name, phase, GEMM dims, depthwise, the activation's
+    shape and layout): two nodes with equal signatures and equal costs take equal times on any chip."""
+    x = _activation(node)
+    return (node.op.overloadpacket.__name__, node.phase, tuple(gemm_dims(node)), is_depthwise(node),
+            None if x is None else (x.shape, x.channels_last))
+
+
 def _activation(node: OpNode):
     """The op's first 4-D floating input (its activation), else its first input, else None."""
     floats = [t for t in node.inputs if t.is_float]

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 from .capture import CapturedStep
 from .costs import MATRIX_CLASSES, Cost, rule_for
-from .device_model import TRANSPOSE_KERNEL, gemm_dims, kernel_time, layout_transpose_bytes
+from .device_model import TRANSPOSE_KERNEL, gemm_dims, kernel_signature, kernel_time, layout_transpose_bytes
 from .errors import RooflineError
 from .foreach_optimizer import PASSES, launches
 from .gpu_family import DEFAULT_FAMILY, Family, load_family
@@ -203,12 +203,20 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
     if grad_owner is None:
         grad_owner = max((i for i, c in enumerate(costs) if c.op_class != "free"), default=0)
     kernels, issued_to, first_update = [], 0, True
+    signatures, memo = kernel_signatures(step), {}
+
+    def timed(index: int, cost: Cost, fused: bool = False, shard: int = 1, graph: bool = in_graph):
+        """kernel_time of node `index`, once per distinct (signature, cost, ...) in this step."""
+        key = (signatures[index], cost, fused, shard, graph)
+        if key not in memo:
+            memo[key] = kernel_time(step.nodes[index], cost, hardware, precision, family, graph, fused, shard)
+        return memo[key]
 
     def add_casts(owner: int, metas, read_bytes: int, write_bytes: int) -> None:
         for meta in metas:
             elements = -(-meta.distinct // shards[owner])
             cast = Cost(0, read_bytes * elements, write_bytes * elements, "memory")
-            t = kernel_time(step.nodes[owner], cast, hardware, precision, family, in_graph)
+            t = timed(owner, cast)
             kernels.append(Kernel((owner,), cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
 
     for members, cost in _groups(step, costs, precision, execution):
@@ -223,11 +231,10 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
         sync = grad_scaler and node.phase == "optimizer" and first_update
         first_update = first_update and not (node.phase == "optimizer")
         if execution == "eager" and node.phase == "optimizer" and step.optimizer in PASSES:
-            kernels.extend(_foreach_kernels(members[0], node, step.optimizer, hardware, precision, family, host,
-                                            host_s, sync, shards[members[0]]))
+            kernels.extend(_foreach_kernels(members[0], node, step.optimizer, precision, host, host_s, sync,
+                                            shards[members[0]], timed))
             continue
-        t = kernel_time(node, cost, hardware, precision, family, in_graph, fused=len(members) > 1,
-                        shard=shards[members[0]])
+        t = timed(members[0], cost, fused=len(members) > 1, shard=shards[members[0]])
         kernels.append(Kernel(members, host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s, sync))
         if len(members) > 1:
             continue
@@ -235,7 +242,7 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
         transposed = layout_transpose_bytes(node, cost, precision, hardware)
         if transposed:
             copy = Cost(0, transposed // 2, transposed // 2, "memory", kernel=TRANSPOSE_KERNEL)
-            t = kernel_time(node, copy, hardware, precision, family, in_graph)
+            t = timed(members[0], copy)
             kernels.append(Kernel(members, 0.0, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
         # autocast runs an fp32-list op (layer norm, softmax, a loss) on an fp32 copy of its half
         # input, and the next matrix op casts its fp32 output back: two casts (the same in backward)
@@ -243,7 +250,7 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
             for elements, read, write in autocast_activation_casts(node, cost, precision):
                 elements = -(-elements // shards[members[0]])
                 cast = Cost(0, elements * read, elements * write, "memory")
-                t = kernel_time(node, cast, hardware, precision, family, in_graph)
+                t = timed(members[0], cast)
                 kernels.append(Kernel(members, cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
     if in_graph and kernels:
         kernels[0] = Kernel(kernels[0].members, host.graph_launch_s, kernels[0].compute_s, kernels[0].memory_s,
@@ -251,8 +258,8 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
     return kernels
 
 
-def _foreach_kernels(index: int, node, optimizer: str, hardware, precision, family, host, host_s: float,
-                     sync: bool, shard: int = 1) -> list[Kernel]:
+def _foreach_kernels(index: int, node, optimizer: str, precision, host, host_s: float, sync: bool, shard: int,
+                     timed) -> list[Kernel]:
     """The eager default update (estimator.foreach_optimizer): each pass's multi-tensor launches, the
     first pass carrying the step's bookkeeping (`host_s`), every later pass one more op on the host.
     `shard`: this GPU updates 1/shard of the elements (as many tensors, each a part)."""
@@ -264,12 +271,20 @@ def _foreach_kernels(index: int, node, optimizer: str, hardware, precision, fami
         n = launches(tensors, elements, one.depth)
         per_launch = Cost(elements // n, one.read * elements * size // n, one.written * elements * size // n,
                           "optimizer")
-        t = kernel_time(node, per_launch, hardware, precision, family)
+        t = timed(index, per_launch, graph=False)
         for launch in range(n):
             issue = (host_s if p == 0 else host.op_s) if launch == 0 else 0.0
             kernels.append(Kernel((index,), issue, t.compute_s, t.memory_s, t.floor_s, t.roofline_s,
                                   sync and p == 0 and launch == 0))
     return kernels
+
+
+def kernel_signatures(step: CapturedStep) -> list[tuple]:
+    """device_model.kernel_signature of every node; chip-independent, so computed once per step
+    (cached in step.extra)."""
+    if "kernel_signatures" not in step.extra:
+        step.extra["kernel_signatures"] = [kernel_signature(node) for node in step.nodes]
+    return step.extra["kernel_signatures"]
 
 
 def autocast_activation_casts(node, cost: Cost, precision: Precision) -> list[tuple[int, int, int]]:
@@ -348,7 +363,15 @@ def _through_views(node):
 def eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: Precision) -> list[float]:
     """Host seconds per node in eager mode: dispatch (+ autograd record, + autocast) per op, a view
     dispatch per free op, the module calls entered at the node, the optimizer's bookkeeping; forward
-    and backward costs times the host's in-situ multipliers (ops inside a real model)."""
+    and backward costs times the host's in-situ multipliers (ops inside a real model). Kept in
+    step.extra per host and precision (a node's class does not change with its shard)."""
+    key = ("eager_host_costs", host, precision.name)
+    if key not in step.extra:
+        step.extra[key] = _eager_host_costs(step, costs, host, precision)
+    return step.extra[key]
+
+
+def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: Precision) -> list[float]:
     out = []
     train = step.mode == "train"
     forward, backward = host.in_situ_forward, host.in_situ_backward  # ops inside a real model
@@ -375,6 +398,12 @@ def modules_entered(step: CapturedStep) -> list[int]:
     included) that the previous forward node was not already inside; 0 outside the forward and loss.
 
     Example: nodes owned by 'layer1.0.conv1' then 'layer1.0.bn1' enter 4 modules, then 1."""
+    if "modules_entered" not in step.extra:
+        step.extra["modules_entered"] = _modules_entered(step)
+    return step.extra["modules_entered"]
+
+
+def _modules_entered(step: CapturedStep) -> list[int]:
     out, previous = [], []
     for node in step.nodes:
         if node.phase not in ("forward", "loss"):

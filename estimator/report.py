@@ -84,25 +84,27 @@ class Report:
         """How many times the node runs per step: the micro-batches, except the optimizer's once."""
         return 1 if node.phase == "optimizer" else self.step.accumulate
 
-    def _phase_sum(self, phases: tuple[str, ...]):
-        flops = useful = nbytes = 0
-        time_s = roofline_s = 0.0
+    def _part_sums(self) -> dict[str, tuple]:
+        """Per part of the step ("forward" with the loss, "backward", "optimizer"): FLOPs, useful
+        FLOPs, bytes, time and roofline time per step, summed in node order in one pass."""
+        sums = {part: [0, 0, 0, 0.0, 0.0] for part in ("forward", "backward", "optimizer")}
         for node, cost, t in zip(self.step.nodes, self.costs, self.times):
-            if node.phase in phases:
-                n = self._repeats(node)
-                flops += n * cost.flops
-                useful += n * cost.useful_flops
-                nbytes += n * cost.bytes
-                time_s += n * t.total_s
-                roofline_s += n * t.roofline_s
-        return flops, useful, nbytes, time_s, roofline_s
+            n = self._repeats(node)
+            acc = sums["forward" if node.phase == "loss" else node.phase]
+            acc[0] += n * cost.flops
+            acc[1] += n * cost.useful_flops
+            acc[2] += n * cost.bytes
+            acc[3] += n * t.total_s
+            acc[4] += n * t.roofline_s
+        return {part: tuple(acc) for part, acc in sums.items()}
 
     def totals(self) -> dict:
         """Step totals. `*_time_s` is the achievable estimate (the prediction);
         `roofline_step_time_s` the datasheet bound no chip can beat."""
-        f_flops, f_useful, f_bytes, f_time, f_roof = self._phase_sum(("forward", "loss"))
-        b_flops, b_useful, b_bytes, b_time, b_roof = self._phase_sum(("backward",))
-        o_flops, o_useful, o_bytes, o_time, o_roof = self._phase_sum(("optimizer",))
+        parts = self._part_sums()
+        f_flops, f_useful, f_bytes, f_time, f_roof = parts["forward"]
+        b_flops, b_useful, b_bytes, b_time, b_roof = parts["backward"]
+        o_flops, o_useful, o_bytes, o_time, o_roof = parts["optimizer"]
         step_time = f_time + b_time + o_time + self.timeline.sync_s
         model_flops = f_useful + b_useful + o_useful
         peak = self.hardware.matrix_peak(self.precision)

@@ -1,0 +1,62 @@
+"""Wall time of `roofline estimate` against `python -c "import torch"`, in fresh processes.
+
+Each round runs, in this order, with an empty step cache at the start of the round:
+  * `python -c "import torch"` (the baseline),
+  * the first estimate: nothing cached, the step is captured (and written to the cache),
+  * the same step on another chip: read from the cache,
+  * the first estimate again with --no-cache (capture without touching the cache).
+Prints the median of --rounds rounds and each one's ratio to the baseline. The machine may be
+shared: the ratios come from runs interleaved in one round.
+
+    python bench/cli_speed.py [--model resnet50] [--rounds 3] [-- extra estimate options]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def wall_s(argv: list[str], env: dict) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed: {done.stderr.strip()[-300:]}")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--first-chip", default="a100-80gb-sxm")
+    parser.add_argument("--second-chip", default="h100-sxm")
+    parser.add_argument("extra", nargs="*", help="more estimate options (after --), default --train")
+    args = parser.parse_args()
+    extra = args.extra or ["--train"]
+    roofline = [sys.executable, "-m", "estimator.cli", "estimate", args.model, *extra]
+    runs = {"import torch": [], "first estimate (captures)": [], "another chip (cached step)": [],
+            "first estimate, --no-cache": []}
+    for _ in range(args.rounds):
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, ROOFLINE_CACHE_DIR=cache)
+            runs["import torch"].append(wall_s([sys.executable, "-c", "import torch"], env))
+            runs["first estimate (captures)"].append(wall_s(roofline + ["--hardware", args.first_chip], env))
+            runs["another chip (cached step)"].append(wall_s(roofline + ["--hardware", args.second_chip], env))
+            runs["first estimate, --no-cache"].append(wall_s(roofline + ["--hardware", args.first_chip,
+                                                                         "--no-cache"], env))
+    base = runs["import torch"]
+    print(f"roofline estimate {args.model} {' '.join(extra)}: median of {args.rounds} rounds, fresh processes")
+    print(f"{'what':<32}{'median s':>10}{'x import torch':>16}")
+    for what, times in runs.items():
+        ratios = [t / b for t, b in zip(times, base)]
+        print(f"{what:<32}{statistics.median(times):>10.2f}{statistics.median(ratios):>15.2f}x")
+    print("targets: first estimate <= 1.6x, another chip from the cache <= 1.3x")
+
+
+if __name__ == "__main__":
+    main()
