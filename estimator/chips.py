@@ -63,15 +63,16 @@ def usd_per_million(price_usd: float | None, per_s: float) -> float | None:
 
 def side_by_side(step: CapturedStep, chips: list[Hardware], precision: str | Precision,
                  capture_at: Callable[[int], CapturedStep] | None = None, execution: str = "eager") -> list[ChipRow]:
-    """One row per chip, in the order given. `capture_at(batch)` re-captures the step at another
-    batch for the max-batch search; None skips the search. `execution`: estimator.execution's mode."""
+    """One row per chip, in the order given. `capture_at(batch)` captures the step at another batch
+    for the max-batch search (once: with `step`, the two captures every chip's search derives its
+    steps from; memory.max_batch); None skips the search. `execution`: estimator.execution's mode."""
     precision = get_precision(precision) if isinstance(precision, str) else precision
     memory = step_memory(step, precision, optimizer=step.optimizer)
     rows = []
     for hw in chips:
         t = evaluate(step, hw, precision, execution).totals()
         per_s = t["throughput_tokens_per_s"] or t["throughput_samples_per_s"]
-        biggest = (max_batch(capture_at, hw.memory_capacity_bytes, precision, optimizer=step.optimizer)
+        biggest = (max_batch(capture_at, hw.memory_capacity_bytes, precision, step.optimizer, known=step)
                    if capture_at else None)
         rows.append(ChipRow(hw.id, t["step_time_s"], t["throughput_samples_per_s"], t["throughput_tokens_per_s"],
                             t["utilization"], memory.peak_bytes, hw.memory_capacity_bytes, biggest,

@@ -745,7 +745,8 @@ def _estimate(args) -> int:
         biggest = None
         if args.max_batch:
             with err.status("searching the largest batch that fits…"):
-                biggest = max_batch(capture_at, hardware.memory_capacity_bytes, precision, optimizer=step.optimizer)
+                biggest = max_batch(capture_at, hardware.memory_capacity_bytes, precision, optimizer=step.optimizer,
+                                   known=step)
         data = report.to_dict(args.by, args.depth)
         data["memory"] = {"parameters_bytes": memory.parameters_bytes, "gradients_bytes": memory.gradients_bytes,
                           "optimizer_bytes": memory.optimizer_bytes, "activations_bytes": memory.activations_bytes,

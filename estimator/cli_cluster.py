@@ -105,7 +105,7 @@ def run(args, capture_at, hardware, system, precision, err) -> tuple[dict, list]
         with err.status("trying layouts…") as status:
             ranked = search_layouts(lambda micro, recompute: capture_at(micro, recompute), system, hardware,
                                     precision, gpus, global_batch, per_node, args.execution,
-                                    say=lambda line: status.update(line))
+                                    say=lambda line: status.update(line), known=step)
         if not ranked:
             raise RooflineError(_nothing_fits(step, precision, hardware, per_node, gpus))
         best = ranked[0]

@@ -5,8 +5,9 @@ Candidates at a fixed global batch (sequences per optimizer step): tp dividing t
 node, the heads and the width (with sp when tp > 1, as Megatron runs large tp); pp dividing the
 blocks; ddp, zero1, zero2, distopt or fsdp over the data-parallel rest (fsdp without pp); micro-batches
 dividing each replica's share of the global batch; activation recompute off or on. Memory is
-checked first (cheap, analytic); only layouts that fit are timed. Each (micro-batch, recompute)
-pair is one capture, shared by every layout that uses it.
+checked first (cheap, analytic); only layouts that fit are timed. Each recompute setting takes two
+captures, from which estimator.batch_scaling derives every micro-batch's step (each shared by
+every layout that uses it); one of them may be a step the caller already holds.
 
 Example:
     >>> ranked = search_layouts(capture_at, system, hardware, precision, gpus=64, global_batch=512)
@@ -15,8 +16,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
+from .batch_scaling import steps_by_batch
 from .capture import CapturedStep
 from .cluster import ClusterResult, check_layout, divisors, layout_memory, model_width, predict_cluster
 from .errors import LayoutError
@@ -55,10 +58,23 @@ def candidate_layouts(gpus: int, gpus_per_node: int, step: CapturedStep) -> list
 
 def search_layouts(capture_at: CaptureAt, system: System, hardware: Hardware, precision: Precision, gpus: int,
                    global_batch: int, gpus_per_node: int | None = None, execution: str = "eager",
-                   say: Callable[[str], None] = lambda line: None) -> list[ClusterResult]:
-    """Layouts that fit, fastest first (module doc); recompute is tried only when nothing fits without it."""
+                   say: Callable[[str], None] = lambda line: None, known: CapturedStep | None = None
+                   ) -> list[ClusterResult]:
+    """Layouts that fit, fastest first (module doc); recompute is tried only when nothing fits without it.
+    `known`: a step `capture_at` already made, one of the two captures of its recompute setting."""
     gpus_per_node = gpus_per_node or system.gpus_per_node
-    first = capture_at(MICRO_BATCHES[0], False)
+
+    @functools.cache
+    def steps_of(recompute: bool) -> Callable[[int], CapturedStep]:
+        say(f"capturing{' with recompute' if recompute else ''}")
+        return steps_by_batch(lambda batch: capture_at(batch, recompute),
+                              known if known is not None and known.recompute == recompute else None)
+
+    @functools.cache
+    def step_at(micro: int, recompute: bool) -> CapturedStep:
+        return steps_of(recompute)(micro)
+
+    first = step_at(MICRO_BATCHES[0], False)
     layouts = candidate_layouts(gpus, gpus_per_node, first)
     results = []
     for recompute in (False, True):
@@ -68,11 +84,7 @@ def search_layouts(capture_at: CaptureAt, system: System, hardware: Hardware, pr
                       and (lay.pp == 1 or global_batch // (micro * lay.dp) >= lay.pp)]  # the pipeline fills
             if not needed:
                 continue
-            if (micro, recompute) == (MICRO_BATCHES[0], False):
-                step = first
-            else:
-                say(f"capturing micro-batch {micro}{' with recompute' if recompute else ''}")
-                step = capture_at(micro, recompute)
+            step = step_at(micro, recompute)
             for layout, accumulate in needed:
                 at = dataclasses.replace(step, accumulate=accumulate)
                 if layout_memory(at, precision, layout, hardware.memory_capacity_bytes)["fits"]:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .capture import CapturedStep
 from .costs import MATRIX_CLASSES, Cost, rule_for
@@ -63,8 +63,7 @@ DEFAULT_SM_COUNT = 100  # for an accelerator YAML without sm_count (an A100-size
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Kernel:
+class Kernel(NamedTuple):  # a tuple: a step makes thousands per chip
     members: tuple[int, ...]  # node indices
     host_s: float
     compute_s: float
@@ -141,6 +140,13 @@ def _node_times(step, costs, kernels, timeline, repeats) -> tuple[NodeTime, ...]
     """Share each kernel's times (per run; waits per run too) among its members by their bytes."""
     parts = [[0.0] * 7 for _ in step.nodes]  # compute, memory, floor, roofline, host, wait, device
     for k, kernel in enumerate(kernels):
+        if len(kernel.members) == 1:  # the whole kernel (a share of 1.0 multiplies exactly)
+            values = (kernel.compute_s, kernel.memory_s, kernel.floor_s, kernel.roofline_s, kernel.host_s,
+                      timeline.wait_s[k] / max(1, repeats[k]), kernel.device_s)
+            part = parts[kernel.members[0]]
+            for j in range(7):
+                part[j] += values[j]
+            continue
         weights = [costs[i].bytes + costs[i].flops * 1e-3 for i in kernel.members]  # FLOPs only split ties
         total = sum(weights)
         wait = timeline.wait_s[k] / max(1, repeats[k])

@@ -41,7 +41,7 @@ and no cast copies; fp8 training keeps fp32 masters and fp8 copies, as Transform
 
 :func:`measure_step_memory` runs a real step and tracks every storage the ops create (see
 its doc); bench/memory_accuracy.py sets the two side by side. :func:`max_batch` finds the
-largest batch that fits a memory capacity with few captures.
+largest batch that fits a memory capacity from two captures.
 
 Example:
     >>> step = capture(model, (torch.randn(8, 3, 224, 224),), mode="train", optimizer=None)
@@ -62,6 +62,7 @@ from torch import fx
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from .batch_scaling import steps_by_batch
 from .capture import CapturedStep, DefaultLoss
 from .costs import MATRIX_CLASSES, rule_for
 from .optimizer import STATE_TENSORS, check_optimizer
@@ -324,23 +325,26 @@ def placeholder_kinds(step: CapturedStep, nodes: list[fx.Node]) -> dict[fx.Node,
 
 
 def max_batch(make_step: Callable[[int], CapturedStep], capacity_bytes: int, precision: str | Precision = "fp32",
-              optimizer: str | None = None, limit: int = 1 << 20) -> int:
-    """The largest batch b <= `limit` whose step (``make_step(b)``) has a peak within
+              optimizer: str | None = None, limit: int = 1 << 20, known: CapturedStep | None = None) -> int:
+    """The largest batch b <= `limit` whose step (``make_step(b)``, a capture) has a peak within
     `capacity_bytes`; 0 when batch 1 does not fit.
 
-    Each probe is a capture, so the search uses that the peak grows about linearly with the
-    batch: after batch 1 it probes one past the batch that a line through the two largest
-    batches that fit predicts (at most 8x the largest, and 2x while there is one point), then
-    narrows the bracket [fits, does not fit] by interpolating the peak between its ends,
-    falling back to bisection whenever a probe did not halve the bracket. A linear peak takes
-    4 probes; the bisection fallback bounds the worst case to about twice a plain bisection.
-    The peak is assumed to grow with the batch (a larger batch never fits where a smaller
-    one does not).
+    At most two captures: estimator.batch_scaling derives the step at any batch from `known` (a
+    step already captured, optional) and one capture at twice its batch, or from batches 2 and 4
+    (steps_by_batch, which captures every probe only where the two captures do not scale). Each
+    probe is then step_memory of a derived step (no capture). The search uses that the peak
+    grows about linearly with the batch (exactly: the largest of affine functions, one per op,
+    where every size is at most linear in the batch): after batch 1 it probes one past the batch
+    that a line through the two largest batches that fit predicts (at most 8x the largest, and
+    2x while there is one point), then narrows the bracket [fits, does not fit] by interpolating
+    the peak between its ends, falling back to bisection whenever a probe did not halve the
+    bracket. A linear peak takes 4 probes. The peak is assumed to grow with the batch.
     """
+    step_at = steps_by_batch(make_step, known)
     peaks: dict[int, int] = {}
 
     def fits(batch: int) -> bool:
-        peaks[batch] = step_memory(make_step(batch), precision, optimizer).peak_bytes
+        peaks[batch] = step_memory(step_at(batch), precision, optimizer).peak_bytes
         return peaks[batch] <= capacity_bytes
 
     if not fits(1):
