@@ -279,3 +279,20 @@ def test_module_calls_counted_from_the_capture_equal_the_real_calls():
     real_calls = len(calls)
     step = capture(model, (x,), mode="inference")
     assert sum(modules_entered(step)) == real_calls == 7  # 2 Sequentials, 2 Linears, ReLU, GELU, LayerNorm
+
+
+@pytest.mark.parametrize("execution", ["eager", "cuda-graphs", "compiled"])
+def test_kernels_timed_once_per_signature_equal_timing_every_node(monkeypatch, execution):
+    """Re-costing times each distinct (kernel signature, cost) once per chip; with every node made
+    distinct (no sharing) the step's per-node times and totals are the same to the last bit."""
+    import estimator.execution as execution_module
+
+    model, inputs = roofline_zoo.get("resnet18").build(batch=2, image=64)
+    step = capture(model, inputs, "train", dispatch="cuda")
+    shared = evaluate(step, A100, "amp-bf16", execution)
+    assert len(set(execution_module.kernel_signatures(step))) < len(step.nodes)  # something to share
+    fresh = capture(model, inputs, "train", dispatch="cuda")
+    monkeypatch.setattr(execution_module, "kernel_signatures", lambda s: list(range(len(s.nodes))))
+    alone = evaluate(fresh, A100, "amp-bf16", execution)
+    assert alone.times == shared.times
+    assert alone.totals() == shared.totals()
