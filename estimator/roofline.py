@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .capture import CapturedStep
+from .capture import CapturedStep, OpNode
 from .costs import MATRIX_CLASSES, Cost, rule_for, unsupported_cost
 from .hardware import Hardware
 from .kernels import kernel_key
@@ -69,9 +69,42 @@ def step_costs(step: CapturedStep, precision: Precision) -> tuple[Cost, ...]:
     key = ("costs", precision.name)
     cached = step.extra.get(key)
     if cached is None:
-        cached = tuple(_node_cost(node, precision) for node in step.nodes)
+        seen: dict = {}  # a repeated block's ops differ from the first block's only in their module path
+
+        def cost(node: OpNode) -> Cost:
+            same = _cost_key(node)
+            if same is None:
+                return _node_cost(node, precision)
+            if same not in seen:
+                seen[same] = _node_cost(node, precision)
+            return seen[same]
+
+        cached = tuple(cost(node) for node in step.nodes)
         step.extra[key] = cached
     return cached
+
+
+def _cost_key(node: OpNode):
+    """What a cost rule reads of a node (all but its module path and type), hashable; None where
+    an argument cannot be made so."""
+    try:
+        key = (node.op, node.phase, _frozen(node.args), _frozen(node.kwargs), node.inputs, node.outputs)
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _frozen(value):
+    if isinstance(value, list):
+        return ("list", *(_frozen(v) for v in value))
+    if isinstance(value, tuple):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return ("dict", *((k, _frozen(v)) for k, v in value.items()))
+    if type(value) in (bool, float):  # 1, 1.0 and True hash alike
+        return type(value).__name__, value
+    return value
 
 
 def _node_cost(node, precision: Precision) -> Cost:
