@@ -609,14 +609,18 @@ def _models(args) -> int:
     import roofline_zoo
 
     from .model_source import zoo_summary
+    from .parallel_work import finished, usable_cores, worker_pool
 
-    rows = []
-    with Progress(console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task("capturing zoo models", total=len(roofline_zoo.ZOO))
-        for name in sorted(roofline_zoo.ZOO, key=lambda n: (roofline_zoo.get(n).family, n)):
-            progress.update(task, description=f"capturing {name}")
-            rows.append(zoo_summary(name))
-            progress.advance(task)
+    names = sorted(roofline_zoo.ZOO, key=lambda n: (roofline_zoo.get(n).family, n))
+    by_name = {}
+    with worker_pool(min(usable_cores(), len(names))) as pool, \
+            Progress(console=Console(stderr=True), transient=True) as progress:  # the workers start before the bar
+        task = progress.add_task("capturing zoo models", total=len(names))
+        jobs = {pool.submit(zoo_summary, name): name for name in names}
+        for job in finished(jobs):
+            by_name[jobs[job]] = job.result()
+            progress.update(task, advance=1, description=f"captured {jobs[job]}")
+    rows = [by_name[name] for name in names]
     if args.json:
         print(json_text(rows))
         return 0
@@ -724,6 +728,7 @@ def _estimate(args) -> int:
         return 0
     with err.status(f"capturing {args.model or args.hf_config}…"):
         step = capture_at(args.batch)
+    memory = None
     if len(chips) > 1:
         with err.status("memory and the largest batch per chip…"):
             rows = side_by_side(step, chips, precision, capture_at, args.execution)
@@ -762,7 +767,8 @@ def _estimate(args) -> int:
         write_json(Path(args.json), data)
         err.print(f"wrote {args.json}")
     if peak_bytes > max(c.memory_capacity_bytes for c in chips):  # fits nowhere: say so, after the numbers
-        raise RooflineError(does_not_fit_advice(step_memory(step, precision, optimizer=step.optimizer), step, chips))
+        raise RooflineError(does_not_fit_advice(memory or step_memory(step, precision, optimizer=step.optimizer), step,
+                                                chips))
     return 0
 
 

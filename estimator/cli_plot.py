@@ -65,6 +65,8 @@ def add_parsers(sub) -> None:
                      "local chip); batches that do not fit are noted in the report, not fatal")
     _add_measure_options(rep)
     rep.add_argument("--no-svg", action="store_true", help="write PNG figures only")
+    rep.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes for the captures and "
+                     "figures (default: the cores this process may use; 1: all in this process)")
     rep.add_argument("--out", required=True, help="output folder (created if missing)")
     rep.add_argument("--force", action="store_true", help="overwrite report files in --out that this tool did not "
                      "write there (by default such a file stops the run)")
@@ -132,6 +134,7 @@ def _precision(args, precisions: dict[str, str], chip) -> str:
 
 
 def run_report(args) -> int:
+    from .parallel_work import usable_cores, worker_pool
     from .report_build import ReportSettings, build_report, work_units
 
     chips, precisions = _chips(args.hardware, "")
@@ -141,8 +144,11 @@ def run_report(args) -> int:
                               warmup=args.warmup, runs=args.runs, max_measure_s=args.max_measure_s,
                               svg=not args.no_svg)
     out_dir = check_output_folder("--out", args.out, REPORT_NAMES, force=args.force)  # before any work
-    with _progress(work_units(settings), "report") as advance:
-        build_report(settings, out_dir, advance)
+    if args.jobs is not None and args.jobs < 1:
+        raise RooflineError(f"--jobs must be at least 1, got {args.jobs}")
+    jobs = min(args.jobs or usable_cores(), len(settings.models) * (len(settings.batches) + 1))
+    with worker_pool(jobs) as pool, _progress(work_units(settings), "report") as advance:  # workers before the bar
+        build_report(settings, out_dir, advance, pool)
     mark_written(out_dir, REPORT_NAMES)
     print(f"wrote {out_dir / 'report.html'} (self-contained), {out_dir / 'report.md'}, {out_dir / 'report.json'}, "
           f"figures/ and tables/")

@@ -11,14 +11,23 @@ ratios (5.1) and per-layer-type breakdowns (5.2). Output folder layout:
     DIR/report.json   every number, SI units
     DIR/figures/*.png and *.svg,  DIR/tables/*.csv
 
+Each model at each batch, each model's training step with its two figures, and each other
+figure is a job: given a pool (parallel_work.worker_pool) the jobs run in its worker processes,
+else here one after another; the folder's content is the same either way. Measurements run
+here, alone, after every capture has ended.
+
 Example:
     >>> build_report(ReportSettings(models=["resnet18", "vit_b_16"], chips=[load_hardware("a100-80gb-sxm")],
     ...                             batches=[1, 64]), Path("out"))
+    >>> with worker_pool(usable_cores()) as pool:
+    ...     build_report(settings, Path("out"), pool=pool)
 """
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -28,7 +37,8 @@ from matplotlib.figure import Figure as MplFigure
 from . import commentary, plot_charts, plot_roofline
 from .errors import RooflineError
 from .hardware import Hardware, catalog_and_local
-from .plot_style import save_figure
+from .parallel_work import InlineExecutor, finished
+from .plot_style import save_figures
 from .report_page import Figure, Section, Table, write_pages
 from .study import (PhaseSplit, Progress, RankCorrelation, Study, StudyPoint, measure_phase_splits, measure_points,
                     rank_correlations)
@@ -55,26 +65,78 @@ class ReportSettings:
 
 @dataclass
 class _Output:
+    """The report's jobs on `pool` and its figures, listed in the report's order."""
+
     out_dir: Path
     svg: bool
+    pool: Executor
     progress: Progress | None
-    figures: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)  # report.json's list
+    pending: dict[Future, list[str]] = field(default_factory=dict)  # jobs under way -> their progress texts
+
+    def advance(self, done: str) -> None:
+        if self.progress:
+            self.progress(done)
 
     def skip(self, name: str) -> None:
         """A figure not drawn (no data for it): the progress still advances."""
-        if self.progress:
-            self.progress(f"figure {name} skipped")
+        self.advance(f"figure {name} skipped")
 
-    def save(self, fig: MplFigure, name: str, caption: str) -> Figure:
-        """Write `fig` as figures/NAME.png (and .svg); the report's Figure for it."""
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        save_figure(fig, self.out_dir / "figures" / f"{stem}.png")
-        if self.svg:
-            save_figure(fig, self.out_dir / "figures" / f"{stem}.svg")
-        self.figures.append(f"figures/{stem}.png")
-        if self.progress:
-            self.progress(f"figure {stem}")
-        return Figure(f"figures/{stem}.png", caption)
+    def submit(self, texts: list[str], job: Callable, *args) -> Future:
+        """Run job(*args) on the pool; the progress advances by `texts` when it ends."""
+        future = self.pool.submit(job, *args)
+        self.pending[future] = texts
+        return future
+
+    def figure(self, name: str, caption: str, make: Callable[..., MplFigure], *args) -> Figure:
+        """Draw make(*args) as figures/NAME.png (and .svg) in a job; the report's Figure for it."""
+        self.submit([f"figure {_stem(name)}"], _draw, make, args, self.out_dir, _stem(name), self.svg)
+        return self.drawn(name, caption)
+
+    def drawn(self, name: str, caption: str) -> Figure:
+        """The report's Figure for figures/NAME.png, which a job draws (`figure`, `_training`)."""
+        self.figures.append(f"figures/{_stem(name)}.png")
+        return Figure(self.figures[-1], caption)
+
+    def wait(self, futures: Iterable[Future] | None = None) -> None:
+        """Until the jobs of `futures` (default: all) have ended, advancing the progress as any job ends."""
+        wanted = set(self.pending if futures is None else futures) & set(self.pending)
+        for future in finished(list(self.pending)) if wanted else ():
+            for text in self.pending.pop(future):
+                self.advance(text)
+            wanted.discard(future)
+            if not wanted:
+                break
+
+
+def _stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _draw(make: Callable[..., MplFigure], args: tuple, out_dir: Path, stem: str, svg: bool) -> None:
+    """A job: write make(*args) as figures/STEM.png and, with `svg`, .svg."""
+    save_figures(make(*args), [out_dir / "figures" / f"{stem}{suffix}" for suffix in (".png", ".svg")[:1 + svg]])
+
+
+def _study(settings: ReportSettings) -> Study:
+    return Study(settings.models, settings.chips, settings.batches, settings.precision, settings.train_batch,
+                 settings.seq, settings.image, settings.chip_precisions)
+
+
+def _batch_points(settings: ReportSettings, model: str, batch: int) -> list[StudyPoint]:
+    """A job: `model` at `batch` captured and costed on every chip."""
+    return _study(settings).batch_points(model, batch)
+
+
+def _training(settings: ReportSettings, model: str, out_dir: Path) -> list[PhaseSplit]:
+    """A job: `model`'s training step captured and costed on every chip, its breakdown and
+    per-layer roofline figures written (they need the step, which stays in the worker)."""
+    study = _study(settings)
+    reports = {chip.id: study.report(model, study.train_batch, chip, mode="train") for chip in study.chips}
+    _draw(plot_charts.breakdown, (reports[_breakdown_chip(study).id], "pie"), out_dir, _stem(f"breakdown_{model}"),
+          settings.svg)
+    _draw(plot_roofline.layer_roofline, (list(reports.values()),), out_dir, _stem(f"roofline_{model}"), settings.svg)
+    return study.model_phase_splits(model)
 
 
 def work_units(settings: ReportSettings) -> int:
@@ -86,32 +148,38 @@ def work_units(settings: ReportSettings) -> int:
     return study + measured + figures
 
 
-def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | None = None) -> dict:
+def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | None = None,
+                 pool: Executor | None = None) -> dict:
     """Run everything and write the folder (see the module doc); returns report.json's content."""
     _check(settings)
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    study = Study(settings.models, settings.chips, settings.batches, settings.precision, settings.train_batch,
-                  settings.seq, settings.image, settings.chip_precisions)
-    points = study.points(progress)
-    splits = study.phase_splits(progress)
-    if settings.measure:
+    study = _study(settings)
+    output = _Output(out_dir, settings.svg, pool or InlineExecutor(), progress)
+    chips_section = _chips_section(settings, output)
+    batch_jobs = {(model, batch): output.submit([f"{model} batch {batch}"], _batch_points, settings, model, batch)
+                  for model in study.models for batch in study.batches}
+    training_jobs = {model: output.submit([f"{model} training batch {study.train_batch}",
+                                           f"figure breakdown_{_stem(model)}", f"figure roofline_{_stem(model)}"],
+                                          _training, settings, model, out_dir) for model in study.models}
+    output.wait(batch_jobs.values())
+    points = [p for model in study.models for batch in study.batches for p in batch_jobs[(model, batch)].result()]
+    if settings.measure:  # timed alone, after every job has ended
+        output.wait()
         points = measure_points(study, points, "local", settings.warmup, settings.runs, settings.max_measure_s,
                                 progress)
-        splits = measure_phase_splits(study, splits, "local", settings.warmup, settings.runs,
-                                      settings.max_measure_s, progress)
+        splits = measure_phase_splits(study, _splits(study, training_jobs, output), "local", settings.warmup,
+                                      settings.runs, settings.max_measure_s, progress)
     try:
         correlation = rank_correlations(points, [c.id for c in settings.chips])
     except RooflineError as e:  # too few (model, batch) pairs: the report says so and goes on
         correlation = f"No rank correlation: {e}."
-    output = _Output(out_dir, settings.svg, progress)
-    sections = [
-        _chips_section(settings, output),
-        _models_section(study, points, output),
-        _latency_section(study, points, correlation, settings.measure, output),
-        _phases_section(study, splits),
-        _breakdown_section(study, output),
-        _layer_rooflines_section(study, output),
-    ]
+    sections = [chips_section, _models_section(study, points, output),  # their figure jobs start now
+                _latency_section(study, points, correlation, settings.measure, output)]
+    if not settings.measure:
+        splits = _splits(study, training_jobs, output)
+    sections += [_phases_section(study, splits), _breakdown_section(study, output),
+                 _layer_rooflines_section(study, output)]
+    output.wait()
     context = (f"{len(settings.models)} models · inference batches {', '.join(map(str, study.batches))} · "
                f"chips {', '.join(f'{c.id} ({study.precision_of(c).name})' for c in settings.chips)} · training batch "
                f"{settings.train_batch} · {'measured on this machine' if settings.measure else 'predictions only'} · "
@@ -125,6 +193,12 @@ def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | N
             "comments": {s.title: s.paragraphs for s in sections}, "figures": output.figures}
     (out_dir / "report.json").write_text(json.dumps(data, indent=2))
     return data
+
+
+def _splits(study: Study, training_jobs: dict[str, Future], output: _Output) -> list[PhaseSplit]:
+    """The training jobs' phase splits in the study's model order, once they have ended."""
+    output.wait(training_jobs.values())
+    return [s for model in study.models for s in training_jobs[model].result()]
 
 
 def _check(settings: ReportSettings) -> None:
@@ -153,8 +227,8 @@ def _chips_section(settings: ReportSettings, output: _Output) -> Section:
     chips = _catalog_chips(settings)
     if len(chips) < MIN_CHIPS_FIGURE:
         raise RooflineError(f"the chips figure needs at least {MIN_CHIPS_FIGURE} chips, found {len(chips)}")
-    figure = output.save(plot_roofline.chips_roofline(chips), "chips",
-                         "Rooflines of the catalog chips (dense 16-bit matrix peak where the chip has one, else fp32).")
+    figure = output.figure("chips", "Rooflines of the catalog chips (dense 16-bit matrix peak where the chip has "
+                           "one, else fp32).", plot_roofline.chips_roofline, chips)
     rows = [(c.id, c.name, c.kind, f"{_chip_peak(c) / 1e12:,.4g}", f"{c.memory_bytes_per_s / 1e9:,.0f}",
              f"{_chip_peak(c) / c.memory_bytes_per_s:,.1f}", f"{c.memory_capacity_bytes / 1e9:,.0f}") for c in chips]
     table = Table("Chips", ("chip", "name", "kind", "peak TFLOP/s (16-bit or fp32)", "bandwidth GB/s",
@@ -178,12 +252,12 @@ def _ridge(chip: Hardware) -> str:
 
 
 def _models_section(study: Study, points: list[StudyPoint], output: _Output) -> Section:
-    figures = [output.save(plot_charts.models_overview(points), "models",
-                           "FLOPs, parameters, memory footprint and arithmetic intensity per model; intensity vs batch.")]
+    figures = [output.figure("models", "FLOPs, parameters, memory footprint and arithmetic intensity per model; "
+                             "intensity vs batch.", plot_charts.models_overview, points)]
     for chip in study.chips:
-        figures.append(output.save(plot_roofline.models_roofline(points, chip, study.precision_of(chip).name),
-                                   f"models_roofline_{chip.id}",
-                                   f"Each model at each batch on the {chip.id} roofline (predicted; hollow: measured)."))
+        figures.append(output.figure(f"models_roofline_{chip.id}", f"Each model at each batch on the {chip.id} "
+                                     "roofline (predicted; hollow: measured).", plot_roofline.models_roofline, points,
+                                     chip, study.precision_of(chip).name))
     rows = [(p.model, p.batch, p.chip, f"{p.flops / 1e9:,.2f}", f"{p.parameters / 1e6:,.1f}",
              f"{p.memory_bytes / 1e6:,.0f}", f"{p.intensity:,.1f}", p.bound, f"{p.memory_bound_share:.0%}",
              f"{p.predicted_s * 1e3:,.3f}", _ms(p.measured_s), f"{p.predicted_samples_per_s:,.1f}",
@@ -201,17 +275,17 @@ def _latency_section(study: Study, points: list[StudyPoint], correlation: RankCo
     (`correlation` is then a RankCorrelation, else the sentence saying why there is none)."""
     figures = []
     for chip in study.chips:
-        figures.append(output.save(plot_charts.latency_scatter(points, chip.id), f"scatter_{chip.id}",
-                                   f"Predicted latency vs FLOPs and parameters, and throughput vs batch, on {chip.id}."))
+        figures.append(output.figure(f"scatter_{chip.id}", f"Predicted latency vs FLOPs and parameters, and "
+                                     f"throughput vs batch, on {chip.id}.", plot_charts.latency_scatter, points, chip.id))
     if measured and any(p.measured_s for p in points):
-        figures.append(output.save(plot_charts.latency_scatter(points, "local", measured=True), "scatter_local_measured",
-                                   "Measured latency and throughput on this machine."))
+        figures.append(output.figure("scatter_local_measured", "Measured latency and throughput on this machine.",
+                                     plot_charts.latency_scatter, points, "local", True))
     if isinstance(correlation, str):
         output.skip("correlation")
         return Section("3-4. Latency, throughput and the gap to peak", commentary.gap_comments(points) + [correlation],
                        figures)
-    figures.append(output.save(plot_charts.correlation_heatmap(correlation), "correlation",
-                               f"Spearman rank correlations over {correlation.samples} (model, batch) pairs."))
+    figures.append(output.figure("correlation", f"Spearman rank correlations over {correlation.samples} (model, "
+                                 "batch) pairs.", plot_charts.correlation_heatmap, correlation))
     labels = correlation.labels
     table = Table("Spearman rank correlation", ("",) + labels,
                   [(a,) + tuple(f"{v:.2f}" for v in row) for a, row in zip(labels, correlation.matrix)],
@@ -232,22 +306,23 @@ def _phases_section(study: Study, splits: list[PhaseSplit]) -> Section:
     return Section("5.1 Training: forward vs backward", commentary.phase_comments(splits), [], [table])
 
 
+def _breakdown_chip(study: Study) -> Hardware:
+    """The chip of the breakdown figures: the first that is not this machine."""
+    return next((c for c in study.chips if c.id != "local"), study.chips[0])
+
+
 def _breakdown_section(study: Study, output: _Output) -> Section:
-    chip = next((c for c in study.chips if c.id != "local"), study.chips[0])
-    figures = [output.save(plot_charts.breakdown(study.report(model, study.train_batch, chip, mode="train"),
-                                                 style="pie"), f"breakdown_{model}",
-                           f"{model}: time, FLOPs and bytes per layer type, forward and backward, on {chip.id}.")
-               for model in study.models]
+    chip = _breakdown_chip(study)
+    figures = [output.drawn(f"breakdown_{model}", f"{model}: time, FLOPs and bytes per layer type, forward and "
+                            f"backward, on {chip.id}.") for model in study.models]
     text = [f"Training step at batch {study.train_batch} on {chip.id}: shares of predicted time, FLOPs and bytes "
             "moved per layer type, forward (top) and backward with the optimizer's update (bottom)."]
     return Section("5.2 Where a training step's time goes, per layer type", text, figures, folded=True)
 
 
 def _layer_rooflines_section(study: Study, output: _Output) -> Section:
-    figures = [output.save(plot_roofline.layer_roofline([study.report(model, study.train_batch, chip, mode="train")
-                                                         for chip in study.chips]), f"roofline_{model}",
-                           f"{model}: every layer's forward and backward on each chip's roofline.")
-               for model in study.models]
+    figures = [output.drawn(f"roofline_{model}", f"{model}: every layer's forward and backward on each chip's "
+                            "roofline.") for model in study.models]
     text = ["Every layer of each model's training step as a point on each chip's roofline: forward in blue, "
             "backward in red, area by predicted time; the star is the whole step."]
     return Section("Per-layer rooflines", text, figures, folded=True)

@@ -196,27 +196,37 @@ class Study:
         """One point per model, batch and chip, in that order."""
         points = []
         for model in self.models:
-            family = roofline_zoo.ZOO[model].family if model in roofline_zoo.ZOO else "user"
             for batch in self.batches:
-                step = self.step(model, batch)
-                memory = {p.name: step_memory(step, p) for p in {p.name: p for p in self.precisions.values()}.values()}
-                for chip in self.chips:
-                    at = memory[self.precision_of(chip).name]
-                    points.append(_point(self.report(model, batch, chip), family, at.peak_bytes, at.parameters_bytes))
+                points += self.batch_points(model, batch)
                 if progress:
                     progress(f"{model} batch {batch}")
         return points
+
+    def batch_points(self, model: str, batch: int) -> list[StudyPoint]:
+        """The points of `model` at `batch`, one per chip (a unit of `points` a worker can run)."""
+        family = roofline_zoo.ZOO[model].family if model in roofline_zoo.ZOO else "user"
+        step = self.step(model, batch)
+        memory = {p.name: step_memory(step, p) for p in {p.name: p for p in self.precisions.values()}.values()}
+        at = {chip.id: memory[self.precision_of(chip).name] for chip in self.chips}
+        return [_point(self.report(model, batch, chip), family, at[chip.id].peak_bytes, at[chip.id].parameters_bytes)
+                for chip in self.chips]
 
     def phase_splits(self, progress: Progress | None = None) -> list[PhaseSplit]:
         """Forward vs backward of each model's training step at `train_batch`, on every chip."""
         splits = []
         for model in self.models:
-            for chip in self.chips:
-                totals = self.report(model, self.train_batch, chip, mode="train").totals()
-                splits.append(PhaseSplit(model, self.train_batch, chip.id, totals["forward_flops"],
-                                         totals["backward_flops"], totals["forward_time_s"], totals["backward_time_s"]))
+            splits += self.model_phase_splits(model)
             if progress:
                 progress(f"{model} training batch {self.train_batch}")
+        return splits
+
+    def model_phase_splits(self, model: str) -> list[PhaseSplit]:
+        """`model`'s splits, one per chip (a unit of `phase_splits` a worker can run)."""
+        splits = []
+        for chip in self.chips:
+            totals = self.report(model, self.train_batch, chip, mode="train").totals()
+            splits.append(PhaseSplit(model, self.train_batch, chip.id, totals["forward_flops"],
+                                     totals["backward_flops"], totals["forward_time_s"], totals["backward_time_s"]))
         return splits
 
 
