@@ -2,7 +2,9 @@
 
 Runs the command as a user would, in a fresh process, into a temporary folder; prints the wall
 time, the CPU time it used (all its processes), the ratio to the target, and the cores it could
-use. Timings on a shared machine are noisy: repeat, and compare runs made back to back.
+use. Each repeat starts with an empty step cache of its own (the first run captures every
+step) and runs again on what the first wrote (estimator.step_cache). Timings on a shared
+machine are noisy: repeat, and compare runs made back to back.
 
     python bench/report_speed.py [--hardware local,a100-80gb-sxm] [--repeats 1] [--jobs N]
 
@@ -23,7 +25,7 @@ from estimator.parallel_work import usable_cores
 TARGET_S = 30.0
 
 
-def run_once(hardware: str, jobs: int | None) -> tuple[float, float]:
+def run_once(hardware: str, jobs: int | None, env: dict) -> tuple[float, float]:
     """(wall s, CPU s of the command and its workers) of one report."""
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "estimator.cli", "report", "--hardware", hardware, "--out", out, "--force"]
@@ -31,7 +33,7 @@ def run_once(hardware: str, jobs: int | None) -> tuple[float, float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, check=False,
-                              env={**os.environ, "CI": "true"})
+                              env={**env, "CI": "true"})
         wall_s = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
@@ -48,8 +50,12 @@ def main() -> None:
     print(f"roofline report --hardware {args.hardware} (10 models x 3 batches, predictions only); "
           f"{usable_cores()} usable cores, load average {os.getloadavg()[0]:.1f}")
     for _ in range(args.repeats):
-        wall_s, cpu_s = run_once(args.hardware, args.jobs)
-        print(f"wall {wall_s:6.1f} s  cpu {cpu_s:6.1f} s  ratio to the {TARGET_S:.0f} s target {wall_s / TARGET_S:.2f}")
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "ROOFLINE_CACHE_DIR": cache}
+            for what in ("empty cache", "cached steps"):
+                wall_s, cpu_s = run_once(args.hardware, args.jobs, env)
+                print(f"{what:<13} wall {wall_s:6.1f} s  cpu {cpu_s:6.1f} s  ratio to the {TARGET_S:.0f} s target "
+                      f"{wall_s / TARGET_S:.2f}")
 
 
 if __name__ == "__main__":

@@ -261,6 +261,8 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.set_defaults(run=_compare)
     models = sub.add_parser("models", help="list the zoo: family, parameters, default input, forward GFLOPs")
     models.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    models.add_argument("--no-cache", action="store_true", help="capture every model again instead of reading the "
+                        "disk cache of captured steps")
     models.set_defaults(run=_models)
     req = sub.add_parser("required", help="back of the envelope: the TFLOPS a throughput needs by the 3x rule and "
                                           "by our traced count, the peak ratio on each chip, and the chips it takes")
@@ -616,7 +618,7 @@ def _models(args) -> int:
     with worker_pool(min(usable_cores(), len(names))) as pool, \
             Progress(console=Console(stderr=True), transient=True) as progress:  # the workers start before the bar
         task = progress.add_task("capturing zoo models", total=len(names))
-        jobs = {pool.submit(zoo_summary, name): name for name in names}
+        jobs = {pool.submit(zoo_summary, name, not args.no_cache): name for name in names}
         for job in finished(jobs):
             by_name[jobs[job]] = job.result()
             progress.update(task, advance=1, description=f"captured {jobs[job]}")
@@ -659,7 +661,7 @@ def _estimate(args) -> int:
     from .hardware import load_hardware
     from .memory import max_batch, step_memory
     from .render import full_report
-    from .step_cache import load as load_step, model_identity, save as save_step, step_key
+    from .step_cache import cached_capture, model_identity
     from .render_plan import does_not_fit_advice, memory_line, side_by_side_table
     from .report import evaluate
 
@@ -700,12 +702,7 @@ def _estimate(args) -> int:
                             moe_skew=args.moe_skew)
             identity = None if args.no_cache else model_identity(args.model, args.hf_config, args.hf_class,
                                                                  args.inputs)
-            key = None if identity is None else step_key(identity, **settings)
-            step = None if key is None else load_step(key)
-            if step is None:
-                step = _capture_step(args, settings)
-                if key is not None:
-                    save_step(key, step)
+            step = cached_capture(identity, settings, lambda: _capture_step(args, settings))
             if batch is not None and step.batch != batch:
                 raise RooflineError(f"{step.model_name} ignores the batch size (asked {batch}, built {step.batch}), so "
                                     "the largest batch that fits cannot be searched: give a zoo model, --hf-config, "

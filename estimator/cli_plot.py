@@ -74,6 +74,8 @@ def add_parsers(sub) -> None:
 
 
 def _add_inputs(parser: argparse.ArgumentParser, precision_help: str = "default fp32") -> None:
+    parser.add_argument("--no-cache", action="store_true", help="capture again instead of reading steps from the "
+                        "disk cache of captured steps (`roofline cache info`), and do not write them there")
     parser.add_argument("--precision", choices=list(PRECISIONS), metavar="P",
                         help=f"one of {', '.join(PRECISIONS)} ({precision_help})")
     parser.add_argument("--seq", type=int, help="sequence length (token models)")
@@ -142,7 +144,7 @@ def run_report(args) -> int:
                               batches=_batches(args.batch, ""), precision=args.precision or "fp32",
                               train_batch=args.train_batch, seq=args.seq, image=args.image, measure=args.measure,
                               warmup=args.warmup, runs=args.runs, max_measure_s=args.max_measure_s,
-                              svg=not args.no_svg)
+                              svg=not args.no_svg, use_cache=not args.no_cache)
     out_dir = check_output_folder("--out", args.out, REPORT_NAMES, force=args.force)  # before any work
     if args.jobs is not None and args.jobs < 1:
         raise RooflineError(f"--jobs must be at least 1, got {args.jobs}")
@@ -250,7 +252,8 @@ def _study_points(args, chips, precisions):
     from .study import Study, measure_points
 
     study = Study(names(args.models or DEFAULT_MODELS, "--models"), chips, _batches(args.batch, "1,8,64"),
-                  args.precision or "fp32", seq=args.seq, image=args.image, chip_precisions=precisions)
+                  args.precision or "fp32", seq=args.seq, image=args.image, chip_precisions=precisions,
+                  use_cache=not args.no_cache)
     total = len(study.models) * len(study.batches) * (2 if args.measure else 1)
     with _progress(total, "study") as advance:
         points = study.points(advance)

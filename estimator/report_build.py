@@ -61,6 +61,7 @@ class ReportSettings:
     runs: int = 3
     max_measure_s: float = 120.0
     svg: bool = True  # also write each figure as SVG
+    use_cache: bool = True  # captured steps from and to the disk cache (estimator.step_cache)
 
 
 @dataclass
@@ -120,7 +121,7 @@ def _draw(make: Callable[..., MplFigure], args: tuple, out_dir: Path, stem: str,
 
 def _study(settings: ReportSettings) -> Study:
     return Study(settings.models, settings.chips, settings.batches, settings.precision, settings.train_batch,
-                 settings.seq, settings.image, settings.chip_precisions)
+                 settings.seq, settings.image, settings.chip_precisions, settings.use_cache)
 
 
 def _batch_points(settings: ReportSettings, model: str, batch: int) -> list[StudyPoint]:

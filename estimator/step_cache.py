@@ -16,8 +16,8 @@ step is captured again. Entries beyond ROOFLINE_CACHE_MAX_BYTES (default 2 GiB) 
 use first.
 
 Example:
-    >>> key = step_key(model_identity("resnet50"), batch=32, mode="train")
-    >>> step = load(key) or save(key, capture(...))
+    >>> settings = dict(batch=32, seq=None, image=None, mode="train", ...)  # CAPTURE_SETTINGS
+    >>> step = cached_capture(model_identity("resnet50"), settings, lambda: capture(...))
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from .capture import CapturedStep
 from .step_store import FORMAT, dumps, loads
@@ -113,6 +114,23 @@ def model_identity(spec: str | None = None, hf_config: str | None = None, hf_cla
     if found is None or not found.origin or not Path(found.origin).is_file():
         return None
     return {"module": target, "func": func, "content": _digest_files([Path(found.origin)])}
+
+
+# what a capture is made with, besides the model: every caller keys with all of them, so that the
+# same step is one entry whichever command captured it
+CAPTURE_SETTINGS = ("batch", "seq", "image", "mode", "optimizer", "accumulate", "recompute", "dispatch", "moe_skew")
+
+
+def cached_capture(identity: dict | None, settings: dict, make: Callable[[], CapturedStep],
+                   use_cache: bool = True) -> CapturedStep:
+    """The step of `identity` captured with `settings` (keys CAPTURE_SETTINGS): from the cache,
+    else `make()` written to it. `identity` None (see model_identity) or `use_cache` False: make()."""
+    if set(settings) != set(CAPTURE_SETTINGS):
+        raise ValueError(f"capture settings {sorted(settings)}, expected {sorted(CAPTURE_SETTINGS)}")
+    if identity is None or not use_cache:
+        return make()
+    key = step_key(identity, **settings)
+    return load(key) or save(key, make())
 
 
 def step_key(identity: dict, **settings) -> str:

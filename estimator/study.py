@@ -27,8 +27,10 @@ from .errors import RooflineError
 from .hardware import Hardware
 from .memory import step_memory
 from .model_source import load_model
+from .optimizer import DEFAULT_OPTIMIZER
 from .precision import Precision, get_precision
 from .report import Report, evaluate
+from .step_cache import cached_capture, model_identity
 
 Progress = Callable[[str], None]  # called once per unit of work, with what was just done
 
@@ -138,7 +140,7 @@ class Study:
 
     def __init__(self, models: list[str], chips: list[Hardware], batches: list[int], precision: str | Precision = "fp32",
                  train_batch: int = 8, seq: int | None = None, image: int | None = None,
-                 chip_precisions: dict[str, str] | None = None):
+                 chip_precisions: dict[str, str] | None = None, use_cache: bool = True):
         if not models:
             raise RooflineError("a study needs at least one model")
         if not chips:
@@ -148,6 +150,7 @@ class Study:
         if train_batch < 1:
             raise RooflineError(f"the training batch must be a positive integer, got {train_batch}")
         self.models = list(dict.fromkeys(models))
+        self.use_cache = use_cache  # read and write captured steps in the disk cache (estimator.step_cache)
         self.chips = list(chips)
         self.batches = sorted(set(batches))
         default = get_precision(precision) if isinstance(precision, str) else precision
@@ -173,9 +176,16 @@ class Study:
         """The captured step (cached: one capture per model, batch and mode)."""
         key = (model, batch, mode)
         if key not in self._steps:
-            net, inputs, name = load_model(model, batch=batch, **self.sizes(model))
-            self._steps[key] = capture(net, inputs, mode=mode, model_name=name,
-                                       dispatch=dispatch_for(chip.kind for chip in self.chips))
+            sizes = self.sizes(model)
+            settings = dict(batch=batch, seq=sizes.get("seq"), image=sizes.get("image"), mode=mode,
+                            optimizer=DEFAULT_OPTIMIZER, accumulate=1, recompute=False,
+                            dispatch=dispatch_for(chip.kind for chip in self.chips), moe_skew=1.0)
+
+            def make() -> CapturedStep:
+                net, inputs, name = load_model(model, batch=batch, **sizes)
+                return capture(net, inputs, mode=mode, model_name=name, dispatch=settings["dispatch"])
+
+            self._steps[key] = cached_capture(model_identity(model), settings, make, self.use_cache)
         return self._steps[key]
 
     def sizes(self, model: str) -> dict:

@@ -142,3 +142,33 @@ def test_eviction_keeps_the_cache_under_its_limit(monkeypatch):
     names = [p.name for p in step_cache.entries()]
     assert len(names) == 2 and f"{3:064d}.step" in names  # the newest stays
     assert step_cache.usage()[1] <= 2 * size + size // 2
+
+
+def test_study_and_models_share_the_cache(monkeypatch):
+    import sys
+
+    import estimator.study as study_module
+    from estimator.model_source import zoo_summary
+    from estimator.study import Study
+
+    chip = load_hardware("a100-80gb-sxm")
+    first = Study(["resnet18"], [chip], [2], image=64).step("resnet18", 2)
+    row = zoo_summary("resnet18")
+    assert step_cache.usage()[0] == 2
+
+    def no_capture(*a, **k):
+        raise AssertionError("captured although the step is cached")
+
+    monkeypatch.setattr(study_module, "capture", no_capture)
+    monkeypatch.setattr(sys.modules["estimator.capture"], "capture", no_capture)  # the package's name is the function
+    assert Study(["resnet18"], [chip], [2], image=64).step("resnet18", 2).nodes == first.nodes
+    assert zoo_summary("resnet18") == row
+    with pytest.raises(AssertionError, match="captured although"):
+        Study(["resnet18"], [chip], [2], image=64, use_cache=False).step("resnet18", 2)
+    with pytest.raises(AssertionError, match="captured although"):
+        zoo_summary("resnet18", use_cache=False)
+
+
+def test_cached_capture_takes_every_setting():
+    with pytest.raises(ValueError, match="capture settings"):
+        step_cache.cached_capture({"zoo": "resnet18"}, {"batch": 2}, lambda: None)
