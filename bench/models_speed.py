@@ -12,28 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import subprocess
-import sys
-import tempfile
-import time
 
+from command_timing import cold_then_cached
 from estimator.parallel_work import usable_cores
 
 TARGET_S = 10.0
-
-
-def run_once(env: dict) -> tuple[float, float]:
-    """(wall s, CPU s of the command and its workers) of one `roofline models --json`."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "estimator.cli", "models", "--json"], capture_output=True, text=True,
-                          check=False, env=env)
-    wall_s = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
-        sys.exit(f"roofline models failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
-    return wall_s, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main() -> None:
@@ -42,12 +25,7 @@ def main() -> None:
     args = parser.parse_args()
     print(f"roofline models: {usable_cores()} usable cores, load average {os.getloadavg()[0]:.1f}")
     for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "ROOFLINE_CACHE_DIR": cache}
-            for what in ("empty cache", "cached steps"):
-                wall_s, cpu_s = run_once(env)
-                print(f"{what:<13} wall {wall_s:6.1f} s  cpu {cpu_s:6.1f} s  ratio to the {TARGET_S:.0f} s target "
-                      f"{wall_s / TARGET_S:.2f}")
+        cold_then_cached(["models", "--json"], TARGET_S)
 
 
 if __name__ == "__main__":

@@ -14,31 +14,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import subprocess
-import sys
 import tempfile
-import time
 
+from command_timing import cold_then_cached
 from estimator.parallel_work import usable_cores
 
 TARGET_S = 30.0
-
-
-def run_once(hardware: str, jobs: int | None, env: dict) -> tuple[float, float]:
-    """(wall s, CPU s of the command and its workers) of one report."""
-    with tempfile.TemporaryDirectory() as out:
-        command = [sys.executable, "-m", "estimator.cli", "report", "--hardware", hardware, "--out", out, "--force"]
-        command += ["--jobs", str(jobs)] if jobs else []
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        start = time.perf_counter()
-        done = subprocess.run(command, capture_output=True, text=True, check=False,
-                              env={**env, "CI": "true"})
-        wall_s = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode:
-        sys.exit(f"roofline report failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
-    return wall_s, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
 
 def main() -> None:
@@ -50,12 +31,9 @@ def main() -> None:
     print(f"roofline report --hardware {args.hardware} (10 models x 3 batches, predictions only); "
           f"{usable_cores()} usable cores, load average {os.getloadavg()[0]:.1f}")
     for _ in range(args.repeats):
-        with tempfile.TemporaryDirectory() as cache:
-            env = {**os.environ, "ROOFLINE_CACHE_DIR": cache}
-            for what in ("empty cache", "cached steps"):
-                wall_s, cpu_s = run_once(args.hardware, args.jobs, env)
-                print(f"{what:<13} wall {wall_s:6.1f} s  cpu {cpu_s:6.1f} s  ratio to the {TARGET_S:.0f} s target "
-                      f"{wall_s / TARGET_S:.2f}")
+        with tempfile.TemporaryDirectory() as out:
+            command = ["report", "--hardware", args.hardware, "--out", out, "--force"]
+            cold_then_cached(command + (["--jobs", str(args.jobs)] if args.jobs else []), TARGET_S)
 
 
 if __name__ == "__main__":
