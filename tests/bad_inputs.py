@@ -270,6 +270,11 @@ def all_cases() -> list[Case]:
     for name, extra in BAD_SERVING:
         add(f"serve-{name}", "serve", *extra)
     add("models-unknown-flag", "models", "--colour")
+    add("cache-without-action", "cache")
+    add("cache-unknown-action", "cache", "empty")
+    add("cache-clear-extra-argument", "cache", "clear", "everything")
+    add("estimate-no-cache-unknown-model", "estimate", "resnet5", "--no-cache")
+    add("models-no-cache-value", "models", "--no-cache=yes")
     add("unknown-command", "estimat", "resnet18")
     add("no-command")
     return cases

@@ -172,3 +172,15 @@ def test_study_and_models_share_the_cache(monkeypatch):
 def test_cached_capture_takes_every_setting():
     with pytest.raises(ValueError, match="capture settings"):
         step_cache.cached_capture({"zoo": "resnet18"}, {"batch": 2}, lambda: None)
+
+
+def test_a_cache_folder_that_is_a_file_only_costs_captures(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a user's file")
+    monkeypatch.setenv("ROOFLINE_CACHE_DIR", str(blocker))
+    argv = ["estimate", "resnet18", "--image", "64", "--json", "-"]
+    assert json.loads(_run(argv, capsys)) == json.loads(_run(argv, capsys))
+    assert blocker.read_text() == "a user's file"
+    assert "0 cached steps" in _run(["cache", "info"], capsys)
+    assert _run(["cache", "clear"], capsys).startswith("removed 0 cached steps")
+    assert blocker.read_text() == "a user's file"
