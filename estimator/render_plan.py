@@ -62,9 +62,13 @@ def side_by_side_table(step: CapturedStep, precision: Precision, rows: list[Chip
 def does_not_fit_advice(memory, step: CapturedStep, chips) -> str:
     """Why the step fits on none of `chips`, and what can help, with the numbers. When the
     weights, gradients and optimizer state alone exceed the largest memory, no batch size,
-    recompute or accumulation helps: only sharding over several chips or a bigger chip does."""
+    recompute or accumulation helps: only sharding over several chips or a bigger chip does. The
+    floor is the weights and optimizer state, which live through the step, plus the larger of
+    autocast's weight copies (alive from the forward to their last backward use) and the
+    gradients (made in the backward, alive until the update): never both whole at once."""
     largest = max(c.memory_capacity_bytes for c in chips)
-    state = memory.parameters_bytes + memory.weight_copies_bytes + memory.gradients_bytes + memory.optimizer_bytes
+    state = (memory.parameters_bytes + memory.optimizer_bytes
+             + max(memory.weight_copies_bytes, memory.gradients_bytes))
     names = ", ".join(c.id for c in chips)
     head = f"the step needs {memory.peak_bytes / 1e9:,.2f} GB at batch {step.batch} but the largest memory among {names} " \
            f"is {largest / 1e9:,.0f} GB"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -82,11 +83,15 @@ def test_a_step_that_fits_nowhere_is_refused_after_the_numbers(capsys):
                  "--seq", "1024", "--train"]) == 2
     captured = capsys.readouterr()
     assert "chips side by side" in captured.out
-    # GPT-2 XL's fp32 weights, gradients, Adam state and half weight copies alone exceed 24 GB:
-    # no batch helps, sharding over two chips or a bigger chip does
+    # GPT-2 XL's fp32 weights and Adam state, with its gradients (larger than autocast's half weight
+    # copies, which are freed before the last gradients exist) exceed 24 GB: no batch helps, sharding
+    # over two chips or a bigger chip does
     message = " ".join(captured.err.split())
     assert "but the largest memory among t4, rtx-4090 is 24 GB; the weights, gradients and optimizer state alone" in message
     assert "shard them over at least 2 chips" in message and "smaller --batch" not in message
+    needs, alone = (float(re.search(pattern, message).group(1).replace(",", "")) for pattern in
+                    (r"the step needs ([\d,.]+) GB", r"optimizer state alone take ([\d,.]+) GB"))
+    assert alone <= needs  # the floor is part of the step's own peak
 
 
 def test_a_step_too_big_only_for_its_activations_gets_batch_advice(capsys):
