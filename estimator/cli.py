@@ -638,18 +638,17 @@ def _models(args) -> int:
 
 
 def _capture_step(args, settings: dict):
-    """The model of `args` built and captured with `settings` (estimator.step_cache's key fields)."""
+    """The model of `args` built and captured with `settings` (estimator.step_cache.capture_settings)."""
     from .capture import capture
     from .model_source import load_hf_config, load_model
+    from .step_cache import capture_options
 
     batch = settings["batch"]
     if args.hf_config:
         model, inputs, name = load_hf_config(args.hf_config, args.hf_class, batch, args.seq, args.image, args.inputs)
     else:
         model, inputs, name = load_model(args.model, batch=batch, seq=args.seq, image=args.image)
-    return capture(model, inputs, mode=settings["mode"], model_name=name, optimizer=settings["optimizer"],
-                   accumulate=settings["accumulate"], recompute=settings["recompute"], dispatch=settings["dispatch"],
-                   moe_skew=settings["moe_skew"])
+    return capture(model, inputs, model_name=name, **capture_options(settings))
 
 
 def _estimate(args) -> int:
@@ -661,7 +660,7 @@ def _estimate(args) -> int:
     from .hardware import load_hardware
     from .memory import max_batch, step_memory
     from .render import full_report
-    from .step_cache import cached_capture, model_identity
+    from .step_cache import cached_capture, capture_settings, model_identity
     from .render_plan import does_not_fit_advice, memory_line, side_by_side_table
     from .report import evaluate
 
@@ -696,10 +695,9 @@ def _estimate(args) -> int:
         """The step at `batch` (None: the model's default; cached, so the max-batch searches of
         several chips and the layout search share their probes)."""
         if (batch, recompute) not in captured:
-            settings = dict(batch=batch, seq=args.seq, image=args.image, mode=mode,
-                            optimizer=args.optimizer or DEFAULT_OPTIMIZER, accumulate=args.accumulate,
-                            recompute=recompute, dispatch=dispatch_for(chip.kind for chip in chips),
-                            moe_skew=args.moe_skew)
+            settings = capture_settings(batch, args.seq, args.image, mode, args.optimizer or DEFAULT_OPTIMIZER,
+                                        args.accumulate, recompute, dispatch_for(chip.kind for chip in chips),
+                                        args.moe_skew)
             identity = None if args.no_cache else model_identity(args.model, args.hf_config, args.hf_class,
                                                                  args.inputs)
             step = cached_capture(identity, settings, lambda: _capture_step(args, settings))

@@ -219,16 +219,15 @@ def zoo_summary(name: str, use_cache: bool = True) -> dict:
     """One line of `roofline models`: family, parameters, default input, forward GFLOPs at batch 1
     (the step from the disk cache of captured steps unless `use_cache` is False)."""
     from .capture import capture
-    from .optimizer import DEFAULT_OPTIMIZER
     from .precision import PRECISIONS
     from .roofline import step_costs
-    from .step_cache import cached_capture, model_identity
+    from .step_cache import cached_capture, capture_options, capture_settings, model_identity
 
     entry = roofline_zoo.get(name)
-    settings = dict(batch=1, seq=None, image=None, mode="inference", optimizer=DEFAULT_OPTIMIZER, accumulate=1,
-                    recompute=False, dispatch="cpu", moe_skew=1.0)
+    settings = capture_settings(1)
     step = cached_capture(model_identity(name), settings,
-                          lambda: capture(*entry.build(batch=1), mode="inference", model_name=name), use_cache)
+                          lambda: capture(*entry.build(batch=1), model_name=name, **capture_options(settings)),
+                          use_cache)
     flops = sum(c.flops for c in step_costs(step, PRECISIONS["fp32"]))
     default = (f"3x{entry.default_image}x{entry.default_image} image" if entry.input_kind == "image"
                else f"{entry.default_seq} tokens (vocab {entry.vocab_size})")

@@ -73,26 +73,21 @@ def step_costs(step: CapturedStep, precision: Precision) -> tuple[Cost, ...]:
 
         def cost(node: OpNode) -> Cost:
             same = _cost_key(node)
-            if same is None:
+            try:
+                if same not in seen:
+                    seen[same] = _node_cost(node, precision)
+                return seen[same]
+            except TypeError:  # an argument that does not hash
                 return _node_cost(node, precision)
-            if same not in seen:
-                seen[same] = _node_cost(node, precision)
-            return seen[same]
 
         cached = tuple(cost(node) for node in step.nodes)
         step.extra[key] = cached
     return cached
 
 
-def _cost_key(node: OpNode):
-    """What a cost rule reads of a node (all but its module path and type), hashable; None where
-    an argument cannot be made so."""
-    try:
-        key = (node.op, node.phase, _frozen(node.args), _frozen(node.kwargs), node.inputs, node.outputs)
-        hash(key)
-    except TypeError:
-        return None
-    return key
+def _cost_key(node: OpNode) -> tuple:
+    """What a cost rule reads of a node: all but its module path and type (lists made tuples)."""
+    return node.op, node.phase, _frozen(node.args), _frozen(node.kwargs), node.inputs, node.outputs
 
 
 def _frozen(value):

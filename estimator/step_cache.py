@@ -16,8 +16,9 @@ step is captured again. Entries beyond ROOFLINE_CACHE_MAX_BYTES (default 2 GiB) 
 use first.
 
 Example:
-    >>> settings = dict(batch=32, seq=None, image=None, mode="train", ...)  # CAPTURE_SETTINGS
-    >>> step = cached_capture(model_identity("resnet50"), settings, lambda: capture(...))
+    >>> settings = capture_settings(32, mode="train")
+    >>> step = cached_capture(model_identity("resnet50"), settings,
+    ...                       lambda: capture(*build(32), **capture_options(settings)))
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from .capture import CapturedStep
+from .optimizer import DEFAULT_OPTIMIZER
 from .step_store import FORMAT, dumps, loads
 
 log = logging.getLogger(__name__)
@@ -119,6 +121,21 @@ def model_identity(spec: str | None = None, hf_config: str | None = None, hf_cla
 # what a capture is made with, besides the model: every caller keys with all of them, so that the
 # same step is one entry whichever command captured it
 CAPTURE_SETTINGS = ("batch", "seq", "image", "mode", "optimizer", "accumulate", "recompute", "dispatch", "moe_skew")
+CAPTURE_OPTIONS = CAPTURE_SETTINGS[3:]  # the settings that are capture()'s own keyword arguments
+
+
+def capture_settings(batch: int | None, seq: int | None = None, image: int | None = None, mode: str = "inference",
+                     optimizer: str = DEFAULT_OPTIMIZER, accumulate: int = 1, recompute: bool = False,
+                     dispatch: str = "cpu", moe_skew: float = 1.0) -> dict:
+    """Every CAPTURE_SETTINGS field, with capture()'s own defaults: build the model at (batch, seq,
+    image), then capture it with capture_options(settings), so the key and the capture agree."""
+    return dict(batch=batch, seq=seq, image=image, mode=mode, optimizer=optimizer, accumulate=accumulate,
+                recompute=recompute, dispatch=dispatch, moe_skew=moe_skew)
+
+
+def capture_options(settings: dict) -> dict:
+    """The keyword arguments of capture() among `settings`."""
+    return {name: settings[name] for name in CAPTURE_OPTIONS}
 
 
 def cached_capture(identity: dict | None, settings: dict, make: Callable[[], CapturedStep],
@@ -168,13 +185,17 @@ def save(key: str, step: CapturedStep) -> CapturedStep:
     try:
         data = dumps(step)
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".writing-", delete=False) as out:
-            out.write(data)
-        os.replace(out.name, folder / f"{key}{SUFFIX}")
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".writing-")
     except Exception as e:  # PicklingError, TypeError, OSError: not caching is always safe
         log.debug("not caching step %s: %s", key, e)
-        if "out" in locals():
-            Path(out.name).unlink(missing_ok=True)
+        return step
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, folder / f"{key}{SUFFIX}")
+    except OSError as e:  # a full disk: the half-written file goes
+        log.debug("not caching step %s: %s", key, e)
+        Path(temporary).unlink(missing_ok=True)
         return step
     _evict(folder)
     return step

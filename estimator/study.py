@@ -27,10 +27,9 @@ from .errors import RooflineError
 from .hardware import Hardware
 from .memory import step_memory
 from .model_source import load_model
-from .optimizer import DEFAULT_OPTIMIZER
 from .precision import Precision, get_precision
 from .report import Report, evaluate
-from .step_cache import cached_capture, model_identity
+from .step_cache import cached_capture, capture_options, capture_settings, model_identity
 
 Progress = Callable[[str], None]  # called once per unit of work, with what was just done
 
@@ -177,13 +176,12 @@ class Study:
         key = (model, batch, mode)
         if key not in self._steps:
             sizes = self.sizes(model)
-            settings = dict(batch=batch, seq=sizes.get("seq"), image=sizes.get("image"), mode=mode,
-                            optimizer=DEFAULT_OPTIMIZER, accumulate=1, recompute=False,
-                            dispatch=dispatch_for(chip.kind for chip in self.chips), moe_skew=1.0)
+            settings = capture_settings(batch, sizes.get("seq"), sizes.get("image"), mode,
+                                        dispatch=dispatch_for(chip.kind for chip in self.chips))
 
             def make() -> CapturedStep:
                 net, inputs, name = load_model(model, batch=batch, **sizes)
-                return capture(net, inputs, mode=mode, model_name=name, dispatch=settings["dispatch"])
+                return capture(net, inputs, model_name=name, **capture_options(settings))
 
             self._steps[key] = cached_capture(model_identity(model), settings, make, self.use_cache)
         return self._steps[key]
