@@ -223,7 +223,8 @@ def predict_cluster(step: CapturedStep, system: System, hardware: Hardware, prec
                             plan.replicated_share())
     shards = plan.shards()
     chip = (hardware.id, hardware.memory_bytes_per_s, tuple(sorted(hardware.matrix_flops_per_s.items())))
-    key = ("cluster_times", chip, precision.name, execution, shards)  # layouts that split alike share them
+    # layouts that split alike share them; a step re-made with another accumulate shares its extra
+    key = ("cluster_times", chip, precision.name, execution, shards, step.accumulate)
     if key not in step.extra:
         step.extra[key] = run_step(step, costs, hardware, precision, execution, shards)
     times, timeline = step.extra[key]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .capture import OpNode
 from .costs import Cost
@@ -133,46 +134,48 @@ def gemm_time_s(dims, flops_per_s: float, family: Family, sm_count: int, skinny:
     the best tile shape, with tile and wave quantization and split-K (module docstring);
     `skinny`: a matmul library kernel, which has thin tiles for few rows (SKINNY_TILE)."""
     total = 0.0
-    smallest = min(min(tm, tn) for tm, tn, _ in family.tile_rates)
+    smallest, k_half = family.smallest_tile_side, family.k_half
     for batch, m, n, k in dims:
         if m * n * k == 0:
             continue
         best = math.inf
-        tiles = family.tile_rates
+        shapes = family.tile_rates
         if skinny and min(m, n) < smallest:  # thin tiles at the smallest tile's rate (SKINNY_TILE)
-            rate = min(r for _, _, r in tiles)
-            tiles = tiles + ((SKINNY_TILE, smallest, rate), (smallest, SKINNY_TILE, rate))
-        for tm, tn, rate in tiles:
+            rate = min(r for _, _, r in shapes)
+            shapes = shapes + ((SKINNY_TILE, smallest, rate), (smallest, SKINNY_TILE, rate))
+        for tm, tn, rate in shapes:
             tiles = batch * -(-m // tm) * -(-n // tn)
-            split = 1
-            if tiles < sm_count:
-                split = max(1, min(sm_count // tiles, k // SPLIT_K_MIN))
-            tile_s = 2 * tm * tn * (k / split + family.k_half) * sm_count / (flops_per_s * rate)
-            best = min(best, -(-tiles * split // sm_count) * tile_s)
+            split = max(1, min(sm_count // tiles, k // SPLIT_K_MIN)) if tiles < sm_count else 1
+            tile_s = 2 * tm * tn * (k / split + k_half) * sm_count / (flops_per_s * rate)
+            waves_s = -(-tiles * split // sm_count) * tile_s
+            if waves_s < best:
+                best = waves_s
         total += best
     return total
 
 
 def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precision, family: Family,
-                in_graph: bool = False, fused: bool = False, shard: int = 1) -> KernelTime:
+                in_graph: bool = False, fused: bool = False, shard: int = 1,
+                signature: KernelShape | None = None) -> KernelTime:
     """Device time of the kernel that runs `node` (module docstring); `in_graph`: replayed in a CUDA
     graph; `fused`: a compiler's kernel of several ops starting at `node`, costed by `cost` alone;
     `shard`: one GPU's part of a GEMM split `shard` ways (`cost` is already that part), its
-    largest dimension divided (sharded_dims)."""
+    largest dimension divided (sharded_dims). `signature`: the node's kernel_signature, when known."""
+    signature = signature or kernel_signature(node)
     floor = family.graph_kernel_s if in_graph else family.kernel_floor_s
     bandwidth = hardware.memory_bytes_per_s
-    op_class = cost.op_class
+    op_class, nbytes = cost.op_class, cost.bytes
     tf32_conv = op_class == "conv" and convolutions_on_tf32(hardware, precision)
-    if op_class in ("matmul", "conv", "attention") and (fused or not is_depthwise(node)):
+    if op_class in ("matmul", "conv", "attention") and (fused or not signature.depthwise):
         key = "tf32" if tf32_conv else precision.matrix_key
         peak = hardware.matrix_flops_per_s[key] if tf32_conv else hardware.matrix_peak(precision)
-        roofline = max(cost.flops / peak, cost.bytes / bandwidth)
-        memory_s = cost.bytes / (bandwidth * bandwidth_fraction(hardware, family, "copy"))
+        roofline = max(cost.flops / peak, nbytes / bandwidth)
+        memory_s = nbytes / (bandwidth * bandwidth_fraction(hardware, family, "copy"))
         if op_class == "attention":
-            fraction = family.attention_backward if node.phase == "backward" else family.attention_forward
+            fraction = family.attention_backward if signature.phase == "backward" else family.attention_forward
             return KernelTime(cost.flops / (peak * fraction), memory_s, floor, roofline)
         efficiency = gemm_efficiency(hardware, family, key) * (family.conv_efficiency if op_class == "conv" else 1.0)
-        dims = [] if fused else sharded_dims(gemm_dims(node), shard)
+        dims = () if fused else sharded_dims(signature.dims, shard)
         compute_s = (gemm_time_s(dims, peak * efficiency, family, hardware.sm_count, op_class == "matmul") if dims
                      else cost.flops / (peak * efficiency))
         return KernelTime(compute_s, memory_s, floor, roofline, tf32_conv)
@@ -180,38 +183,57 @@ def kernel_time(node: OpNode, cost: Cost, hardware: Hardware, precision: Precisi
     vector = hardware.vector_peak(precision)
     large = bandwidth_fraction(hardware, family, kind)
     # the shape slows the streaming (bytes / shape), not the fixed ramp of a small kernel (half_bytes)
-    shape = min(1.0 / large, shape_factor(node, cost, precision, kind, large * bandwidth))
-    fraction = large * cost.bytes / (cost.bytes / shape + family.bandwidth_half_bytes) if cost.bytes else 1.0
-    return KernelTime(cost.flops / (vector * hardware.achievable.vector), cost.bytes / (bandwidth * fraction), floor,
-                      max(cost.flops / vector, cost.bytes / bandwidth))
+    shape = min(1.0 / large, shape_factor(signature, cost, precision, kind, large * bandwidth))
+    fraction = large * nbytes / (nbytes / shape + family.bandwidth_half_bytes) if nbytes else 1.0
+    return KernelTime(cost.flops / (vector * hardware.achievable.vector), nbytes / (bandwidth * fraction), floor,
+                      max(cost.flops / vector, nbytes / bandwidth))
 
 
-def kernel_signature(node: OpNode) -> tuple:
-    """Everything kernel_time reads from `node` (op name, phase, GEMM dims, depthwise, the activation's
-    shape and layout): two nodes with equal signatures and equal costs take equal times on any chip."""
+class Activation(NamedTuple):
+    shape: tuple[int, ...]
+    channels_last: bool
+
+
+class KernelShape(NamedTuple):
+    """Everything kernel_time reads from an op node: two nodes with equal shapes and equal costs
+    take equal times on any chip (estimator.execution times each distinct pair once)."""
+    name: str  # the aten op's name
+    phase: str
+    dims: tuple[tuple[int, int, int, int], ...]  # gemm_dims
+    depthwise: bool
+    activation: Activation | None  # the op's activation (_activation): shape and layout
+
+
+def kernel_signature(node: OpNode) -> KernelShape:
+    """The node's KernelShape. Example: a 3x3 convolution's has one GEMM in `dims`."""
     x = _activation(node)
-    return (node.op.overloadpacket.__name__, node.phase, tuple(gemm_dims(node)), is_depthwise(node),
-            None if x is None else (x.shape, x.channels_last))
+    return KernelShape(node.op.overloadpacket.__name__, node.phase, tuple(gemm_dims(node)), is_depthwise(node),
+                       None if x is None else Activation(x.shape, x.channels_last))
 
 
 def _activation(node: OpNode):
-    """The op's first 4-D floating input (its activation), else its first input, else None."""
-    floats = [t for t in node.inputs if t.is_float]
-    return next((t for t in floats if len(t.shape) == 4), floats[0] if floats else None)
+    """The op's first 4-D floating input (its activation), else its first floating input, else None."""
+    first = None
+    for t in node.inputs:
+        if t.is_float:
+            if len(t.shape) == 4:
+                return t
+            first = first or t
+    return first
 
 
-def shape_factor(node: OpNode, cost: Cost, precision: Precision, kind: str, large_bytes_per_s: float) -> float:
+def shape_factor(signature: KernelShape, cost: Cost, precision: Precision, kind: str, large_bytes_per_s: float) -> float:
     """Multiplier on a kind's large-kernel fraction from the shape and layout of the op's tensors
-    (families.yaml kernel_shapes; module docstring). `large_bytes_per_s`: the kind's large-kernel
+    (its kernel_signature; families.yaml kernel_shapes; module docstring). `large_bytes_per_s`: the kind's large-kernel
     rate on this chip, which the per-channel law of NCHW batch norm is capped by."""
     shapes = load_shapes()
     if cost.kernel == TRANSPOSE_KERNEL:
         return shapes.transpose_ratio
-    x = _activation(node)
+    x = signature.activation
     if x is None:
         return 1.0
-    half = precision.float_bytes(cost.op_class, node.op.overloadpacket.__name__) == 2
-    backward = node.phase == "backward"
+    half = precision.float_bytes(cost.op_class, signature.name) == 2
+    backward = signature.phase == "backward"
     if kind == "batch_norm" and len(x.shape) == 4 and not x.channels_last:
         rate = shapes.batch_norm_channel_gbps[f"{'half' if half else 'fp32'}_{'backward' if backward else 'forward'}"]
         return min(shapes.batch_norm_nchw_ratio, x.shape[1] * rate * 1e9 / large_bytes_per_s)
@@ -231,12 +253,12 @@ def shape_factor(node: OpNode, cost: Cost, precision: Precision, kind: str, larg
     return 1.0
 
 
-def layout_transpose_bytes(node: OpNode, cost: Cost, precision: Precision, hardware: Hardware) -> int:
+def layout_transpose_bytes(node: OpNode, cost: Cost, precision: Precision) -> int:
     """Bytes of the NCHW <-> NHWC copies cuDNN makes around a 16-bit convolution (forward or
     backward) with a spatial kernel on NCHW tensors: each activation read and written once more
-    (2 x the op's activation bytes); 0 for other ops, channels_last tensors, 1x1 kernels, depthwise
-    convolutions and CPUs."""
-    if cost.op_class != "conv" or hardware.kind == "cpu" or precision.matrix_bytes != 2 or is_depthwise(node):
+    (2 x the op's activation bytes); 0 for other ops, channels_last tensors, 1x1 kernels and depthwise
+    convolutions. GPUs only: a CPU has no cuDNN (estimator.execution does not ask)."""
+    if cost.op_class != "conv" or precision.matrix_bytes != 2 or is_depthwise(node):
         return 0
     name = node.op.overloadpacket.__name__
     weight_at = {"convolution": 1, "convolution_backward": 2}.get(name)

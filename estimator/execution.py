@@ -40,9 +40,11 @@ import dataclasses
 import logging
 from typing import NamedTuple
 
+import numpy as np
+
 from .capture import CapturedStep
 from .costs import MATRIX_CLASSES, Cost, rule_for
-from .device_model import TRANSPOSE_KERNEL, gemm_dims, kernel_signature, kernel_time, layout_transpose_bytes
+from .device_model import TRANSPOSE_KERNEL, kernel_signature, kernel_time, layout_transpose_bytes
 from .errors import RooflineError
 from .foreach_optimizer import PASSES, launches
 from .gpu_family import DEFAULT_FAMILY, Family, load_family
@@ -63,18 +65,32 @@ DEFAULT_SM_COUNT = 100  # for an accelerator YAML without sm_count (an A100-size
 log = logging.getLogger(__name__)
 
 
-class Kernel(NamedTuple):  # a tuple: a step makes thousands per chip
-    members: tuple[int, ...]  # node indices
-    host_s: float
-    compute_s: float
-    memory_s: float
-    floor_s: float
-    roofline_s: float
-    sync_before: bool = False
+NO_HOST, CAST_HOST, OP_HOST, GRAPH_HOST = range(4)  # a kernel's host term besides its eager span
+PLANS_KEPT = 8  # kernel plans kept per step (a cluster search makes one per way of sharding)
 
-    @property
-    def device_s(self) -> float:
-        return max(self.compute_s, self.memory_s) + self.floor_s
+
+class KernelPlan(NamedTuple):
+    """A step's kernels under one precision, execution mode and sharding, with nothing of the chip
+    in it, so that re-costing on another chip times each distinct kernel once and looks up the rest.
+
+    Kernel k runs timed[timed_of[k]] = (node index, cost, fused, shard, in_graph): one call of
+    device_model.kernel_time (of roofline.node_time on a CPU). Its host cost is the eager host costs
+    of nodes host_from[k]:host_to[k] plus its host term (NO_HOST, CAST_HOST: an autocast cast,
+    OP_HOST: one op dispatch, GRAPH_HOST: the CUDA graph's launch). It runs repeats[k] times per
+    step, in `order`. Node share_node[j] owns the fraction share[j] of kernel share_kernel[j].
+
+    Example: ResNet-50's batch-32 training step makes 776 kernels from 121 distinct timings."""
+    timed: list[tuple[int, Cost, bool, int, bool]]
+    timed_of: np.ndarray
+    host_from: np.ndarray
+    host_to: np.ndarray
+    host_term: np.ndarray
+    sync_before: list[bool]
+    order: list[int]
+    repeats: np.ndarray
+    share_node: np.ndarray
+    share_kernel: np.ndarray
+    share: np.ndarray
 
 
 def check_execution(execution: str, hardware: Hardware) -> str:
@@ -110,61 +126,90 @@ def run_step(step: CapturedStep, costs: tuple[Cost, ...], hardware: Hardware, pr
     state: estimator.cluster): its FLOPs, bytes and GEMM size shrink, its launches and host work
     stay, as each GPU still runs every kernel on its part."""
     check_execution(execution, hardware)
-    shards = shards or (1,) * len(costs)
-    costs = tuple(c if n == 1 else shard_cost(c, n) for c, n in zip(costs, shards))
-    if hardware.kind == "cpu":
-        kernels = _cpu_kernels(step, costs, hardware, precision, execution)
-        sync_s, serial = 0.0, True
+    cpu = hardware.kind == "cpu"
+    plan, costs = kernel_plan(step, costs, precision, execution, shards, cpu)
+    if cpu:
+        times = [node_time(cost, hardware, precision) for _, cost, _, _, _ in plan.timed]
+        table = [(t.compute_s, t.memory_s, 0.0, t.roofline_s, t.overhead_s) for t in times]
+        terms, spans, sync_s = (0.0,) * 4, 0.0, 0.0
     else:
         family, host, sm_count = execution_defaults(hardware)
         hardware = dataclasses.replace(hardware, sm_count=sm_count)
-        kernels = _accelerator_kernels(step, costs, hardware, precision, execution, family, host, shards)
-        sync_s, serial = host.step_sync_s, False
-    order = _order(step, kernels)
-    timeline = schedule([k.host_s for k in kernels], [k.device_s for k in kernels], [k.sync_before for k in kernels],
-                        sync_s, serial=serial, order=order)
-    repeats = [0] * len(kernels)
-    for i in order:
-        repeats[i] += 1
-    return _node_times(step, costs, kernels, timeline, repeats), timeline
+        signatures = kernel_signatures(step)
+        times = [kernel_time(step.nodes[i], cost, hardware, precision, family, graph, fused, shard, signatures[i])
+                 for i, cost, fused, shard, graph in plan.timed]
+        table = [(t.compute_s, t.memory_s, t.floor_s, t.roofline_s, 0.0) for t in times]
+        cast_host_s = (0.0 if execution in IN_GRAPH else host.op_s if execution != "eager" else
+                       host.in_situ_forward * (host.op_s + host.autocast_s))
+        terms = (0.0, cast_host_s, host.op_s, host.graph_launch_s)
+        spans, sync_s = 0.0, host.step_sync_s
+        if execution == "eager":  # summed as PyTorch issues them, in order (no prefix-sum rounding)
+            pending = eager_host_costs(step, costs, host, precision)
+            spans = np.array([sum(pending[a:b]) for a, b in zip(plan.host_from.tolist(), plan.host_to.tolist())])
+    return _plan_times(step, plan, np.array(table).reshape(-1, 5), np.array(terms), spans, sync_s, serial=cpu)
 
 
-def _order(step: CapturedStep, kernels: list[Kernel]) -> list[int]:
-    """Kernel indices in run order: forward and backward once per micro-batch, then the optimizer."""
-    micro = [i for i, k in enumerate(kernels) if step.nodes[k.members[0]].phase != "optimizer"]
-    update = [i for i, k in enumerate(kernels) if step.nodes[k.members[0]].phase == "optimizer"]
-    return micro * step.accumulate + update
+def _plan_times(step, plan: KernelPlan, table, terms, spans, sync_s: float, serial: bool):
+    """Per-node times and timeline of `plan`, given each timed entry's (compute, memory, floor,
+    roofline, host) seconds, the host terms' seconds and each kernel's eager host span (or 0.0)."""
+    compute, memory, floor, roofline, own_host = table[plan.timed_of].T
+    device = np.maximum(compute, memory) + floor
+    host = own_host + spans + terms[plan.host_term]
+    timeline = schedule(host.tolist(), device.tolist(), plan.sync_before, sync_s, serial=serial, order=plan.order)
+    wait = np.array(timeline.wait_s) / np.maximum(plan.repeats, 1)
+    n = len(step.nodes)
+    parts = [np.bincount(plan.share_node, weights=column[plan.share_kernel] * plan.share, minlength=n)
+             for column in (compute, memory, floor, roofline, host, wait, device)]
+    return tuple(NodeTime(*p) for p in zip(*(part.tolist() for part in parts))), timeline
 
 
-def _node_times(step, costs, kernels, timeline, repeats) -> tuple[NodeTime, ...]:
-    """Share each kernel's times (per run; waits per run too) among its members by their bytes."""
-    parts = [[0.0] * 7 for _ in step.nodes]  # compute, memory, floor, roofline, host, wait, device
-    for k, kernel in enumerate(kernels):
-        if len(kernel.members) == 1:  # the whole kernel (a share of 1.0 multiplies exactly)
-            values = (kernel.compute_s, kernel.memory_s, kernel.floor_s, kernel.roofline_s, kernel.host_s,
-                      timeline.wait_s[k] / max(1, repeats[k]), kernel.device_s)
-            part = parts[kernel.members[0]]
-            for j in range(7):
-                part[j] += values[j]
-            continue
-        weights = [costs[i].bytes + costs[i].flops * 1e-3 for i in kernel.members]  # FLOPs only split ties
+def kernel_plan(step: CapturedStep, costs: tuple[Cost, ...], precision: Precision, execution: str,
+                shards: tuple[int, ...] | None, cpu: bool) -> tuple[KernelPlan, tuple[Cost, ...]]:
+    """The step's KernelPlan and its costs split by `shards`; kept in step.extra (the last
+    PLANS_KEPT, for these very `costs`, held so that their id stays theirs) so that another chip
+    re-uses it. The key has `accumulate`, as a step re-made with another one shares its extra."""
+    plans = step.extra.setdefault("kernel_plans", {})
+    key = (id(costs), precision.name, execution, shards, cpu, step.accumulate)
+    if key in plans and plans[key][0] is costs:
+        return plans[key][1:]
+    shards = shards or (1,) * len(costs)
+    split = tuple(c if n == 1 else shard_cost(c, n) for c, n in zip(costs, shards))
+    groups = _groups(step, split, precision, execution)
+    entries = ([(members, (members[0], cost, len(members) > 1, 1, False), (0, 0), NO_HOST, False)
+                for members, cost in groups] if cpu else _accelerator_kernels(step, split, precision, execution, groups,
+                                                                                shards))
+    plan = _make_plan(step, split, entries, by_cost=cpu)
+    if len(plans) >= PLANS_KEPT:
+        del plans[next(iter(plans))]
+    plans[key] = (costs, plan, split)
+    return plan, split
+
+
+def _make_plan(step, costs, entries, by_cost: bool) -> KernelPlan:
+    """KernelPlan of kernel entries (members, timed, host span, host term, sync before); timed
+    entries are shared by equal kernel signature and arguments (by cost alone when `by_cost`)."""
+    signatures = kernel_signatures(step)
+    timed, index, timed_of = [], {}, []
+    for _, entry, _, _, _ in entries:
+        key = entry[1] if by_cost else _timing_key(signatures, entry)
+        if key not in index:
+            index[key] = len(timed)
+            timed.append(entry)
+        timed_of.append(index[key])
+    micro = [k for k, e in enumerate(entries) if step.nodes[e[0][0]].phase != "optimizer"]
+    order = micro * step.accumulate + [k for k, e in enumerate(entries) if step.nodes[e[0][0]].phase == "optimizer"]
+    share_node, share_kernel, share = [], [], []
+    for k, (members, *_) in enumerate(entries):
+        weights = [costs[i].bytes + costs[i].flops * 1e-3 for i in members]  # FLOPs only split ties
         total = sum(weights)
-        wait = timeline.wait_s[k] / max(1, repeats[k])
-        for i, w in zip(kernel.members, weights):
-            share = w / total if total else 1 / len(kernel.members)
-            values = (kernel.compute_s, kernel.memory_s, kernel.floor_s, kernel.roofline_s, kernel.host_s, wait,
-                      kernel.device_s)
-            parts[i] = [a + share * b for a, b in zip(parts[i], values)]  # a node may own several kernels (casts)
-    return tuple(NodeTime(*p) for p in parts)
-
-
-def _cpu_kernels(step, costs, hardware, precision, execution) -> list[Kernel]:
-    groups = _groups(step, costs, precision, execution)
-    kernels = []
-    for members, cost in groups:
-        t = node_time(cost, hardware, precision)
-        kernels.append(Kernel(members, t.overhead_s, t.compute_s, t.memory_s, 0.0, t.roofline_s))
-    return kernels
+        for i, w in zip(members, weights):
+            share_node.append(i)
+            share_kernel.append(k)
+            share.append(1.0 if len(members) == 1 else w / total if total else 1 / len(members))
+    return KernelPlan(timed, np.array(timed_of, dtype=np.intp), np.array([e[2][0] for e in entries], dtype=np.intp),
+                      np.array([e[2][1] for e in entries], dtype=np.intp), np.array([e[3] for e in entries], dtype=np.intp),
+                      [e[4] for e in entries], order, np.bincount(np.array(order, dtype=np.intp), minlength=len(entries)),
+                      np.array(share_node, dtype=np.intp), np.array(share_kernel, dtype=np.intp), np.array(share))
 
 
 def _groups(step, costs, precision, execution) -> list[tuple[tuple[int, ...], Cost]]:
@@ -195,13 +240,18 @@ def shard_cost(cost: Cost, n: int) -> Cost:
                 None if cost.model_flops is None else part(cost.model_flops), cost.kernel)
 
 
-def _accelerator_kernels(step, costs, hardware, precision, execution, family, host, shards) -> list[Kernel]:
+def _timing_key(signatures: list, timed: tuple) -> tuple:
+    """What makes two timed entries (node index, cost, fused, shard, in_graph) take equal times."""
+    return (signatures[timed[0]], *timed[1:])
+
+
+def _accelerator_kernels(step, costs, precision, execution, groups, shards) -> list[tuple]:
+    """The kernel entries of a GPU step (_make_plan): each group's kernel, with autocast's casts,
+    cuDNN's layout copies and the eager optimizer's foreach passes around it."""
     in_graph = execution in IN_GRAPH
-    pending = eager_host_costs(step, costs, host, precision) if execution == "eager" else [0.0] * len(costs)
     grad_scaler = precision.name == "amp-fp16" and step.mode == "train" and not in_graph  # a graph cannot sync
     casts = amp_weight_casts(step) if precision.amp else {}
-    cast_host_s = (0.0 if in_graph else host.op_s if execution != "eager" else
-                   host.in_situ_forward * (host.op_s + host.autocast_s))
+    cast_term = NO_HOST if in_graph else CAST_HOST
     # in training, each half weight's gradient is cast back to the fp32 master gradient: charged
     # before the optimizer's update (or the step's last kernel when it has none)
     back = [m for metas in casts.values() for m in metas] if step.mode == "train" else []
@@ -209,66 +259,55 @@ def _accelerator_kernels(step, costs, hardware, precision, execution, family, ho
     if grad_owner is None:
         grad_owner = max((i for i, c in enumerate(costs) if c.op_class != "free"), default=0)
     kernels, issued_to, first_update = [], 0, True
-    signatures, memo = kernel_signatures(step), {}
-
-    def timed(index: int, cost: Cost, fused: bool = False, shard: int = 1, graph: bool = in_graph):
-        """kernel_time of node `index`, once per distinct (signature, cost, ...) in this step."""
-        key = (signatures[index], cost, fused, shard, graph)
-        if key not in memo:
-            memo[key] = kernel_time(step.nodes[index], cost, hardware, precision, family, graph, fused, shard)
-        return memo[key]
 
     def add_casts(owner: int, metas, read_bytes: int, write_bytes: int) -> None:
         for meta in metas:
             elements = -(-meta.distinct // shards[owner])
             cast = Cost(0, read_bytes * elements, write_bytes * elements, "memory")
-            t = timed(owner, cast)
-            kernels.append(Kernel((owner,), cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
+            kernels.append(((owner,), (owner, cast, False, 1, in_graph), (0, 0), cast_term, False))
 
-    for members, cost in _groups(step, costs, precision, execution):
-        node = step.nodes[members[0]]
+    for members, cost in groups:
+        first = members[0]
+        node = step.nodes[first]
         # autocast's weight copies, just before their first reader; the gradients' casts back
-        add_casts(members[0], casts.get(members[0], ()), 4, precision.matrix_bytes)
-        if back and members[0] == grad_owner:
+        add_casts(first, casts.get(first, ()), 4, precision.matrix_bytes)
+        if back and first == grad_owner:
             add_casts(grad_owner, back, precision.matrix_bytes, 4)
         # eager: the host work of this op and of the views and module calls since the last kernel
-        host_s = 0.0 if in_graph else host.op_s if execution in FUSED else sum(pending[issued_to:members[-1] + 1])
+        span = (issued_to, max(issued_to, members[-1] + 1)) if execution == "eager" else (0, 0)
+        term = NO_HOST if in_graph or execution == "eager" else OP_HOST
         issued_to = max(issued_to, members[-1] + 1)
         sync = grad_scaler and node.phase == "optimizer" and first_update
         first_update = first_update and not (node.phase == "optimizer")
         if execution == "eager" and node.phase == "optimizer" and step.optimizer in PASSES:
-            kernels.extend(_foreach_kernels(members[0], node, step.optimizer, precision, host, host_s, sync,
-                                            shards[members[0]], timed))
+            kernels.extend(_foreach_kernels(first, node, step.optimizer, precision, span, sync, shards[first]))
             continue
-        t = timed(members[0], cost, fused=len(members) > 1, shard=shards[members[0]])
-        kernels.append(Kernel(members, host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s, sync))
+        kernels.append((members, (first, cost, len(members) > 1, shards[first], in_graph), span, term, sync))
         if len(members) > 1:
             continue
         # cuDNN's NCHW <-> NHWC copies around a 16-bit convolution: launched inside the library call
-        transposed = layout_transpose_bytes(node, cost, precision, hardware)
+        transposed = layout_transpose_bytes(node, cost, precision)
         if transposed:
             copy = Cost(0, transposed // 2, transposed // 2, "memory", kernel=TRANSPOSE_KERNEL)
-            t = timed(members[0], copy)
-            kernels.append(Kernel(members, 0.0, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
+            kernels.append((members, (first, copy, False, 1, in_graph), (0, 0), NO_HOST, False))
         # autocast runs an fp32-list op (layer norm, softmax, a loss) on an fp32 copy of its half
         # input, and the next matrix op casts its fp32 output back: two casts (the same in backward)
         if execution not in FUSED:
             for elements, read, write in autocast_activation_casts(node, cost, precision):
-                elements = -(-elements // shards[members[0]])
+                elements = -(-elements // shards[first])
                 cast = Cost(0, elements * read, elements * write, "memory")
-                t = timed(members[0], cast)
-                kernels.append(Kernel(members, cast_host_s, t.compute_s, t.memory_s, t.floor_s, t.roofline_s))
+                kernels.append((members, (first, cast, False, 1, in_graph), (0, 0), cast_term, False))
     if in_graph and kernels:
-        kernels[0] = Kernel(kernels[0].members, host.graph_launch_s, kernels[0].compute_s, kernels[0].memory_s,
-                            kernels[0].floor_s, kernels[0].roofline_s)
+        members, timed, _, _, sync = kernels[0]
+        kernels[0] = (members, timed, (0, 0), GRAPH_HOST, sync)
     return kernels
 
 
-def _foreach_kernels(index: int, node, optimizer: str, precision, host, host_s: float, sync: bool, shard: int,
-                     timed) -> list[Kernel]:
+def _foreach_kernels(index: int, node, optimizer: str, precision, span: tuple[int, int], sync: bool,
+                     shard: int) -> list[tuple]:
     """The eager default update (estimator.foreach_optimizer): each pass's multi-tensor launches, the
-    first pass carrying the step's bookkeeping (`host_s`), every later pass one more op on the host.
-    `shard`: this GPU updates 1/shard of the elements (as many tensors, each a part)."""
+    first pass carrying the step's bookkeeping (the eager host `span`), every later pass one more op
+    on the host. `shard`: this GPU updates 1/shard of the elements (as many tensors, each a part)."""
     params = node.args[0]
     tensors, elements = len(params), -(-sum(p.numel for p in params) // shard)
     size = precision.float_bytes("optimizer")
@@ -277,11 +316,9 @@ def _foreach_kernels(index: int, node, optimizer: str, precision, host, host_s: 
         n = launches(tensors, elements, one.depth)
         per_launch = Cost(elements // n, one.read * elements * size // n, one.written * elements * size // n,
                           "optimizer")
-        t = timed(index, per_launch, graph=False)
         for launch in range(n):
-            issue = (host_s if p == 0 else host.op_s) if launch == 0 else 0.0
-            kernels.append(Kernel((index,), issue, t.compute_s, t.memory_s, t.floor_s, t.roofline_s,
-                                  sync and p == 0 and launch == 0))
+            issue = ((span, NO_HOST) if p == 0 else ((0, 0), OP_HOST)) if launch == 0 else ((0, 0), NO_HOST)
+            kernels.append(((index,), (index, per_launch, False, 1, False), *issue, sync and p == 0 and launch == 0))
     return kernels
 
 
@@ -381,9 +418,9 @@ def _eager_host_costs(step: CapturedStep, costs, host: HostProfile, precision: P
     out = []
     train = step.mode == "train"
     forward, backward = host.in_situ_forward, host.in_situ_backward  # ops inside a real model
-    for node, cost, entered in zip(step.nodes, costs, modules_entered(step)):
-        library = (host.conv_op_s * len(gemm_dims(node)) if cost.op_class == "conv" else
-                   host.matmul_op_s * len(gemm_dims(node)) if cost.op_class == "matmul" else 0.0)
+    for node, cost, entered, signature in zip(step.nodes, costs, modules_entered(step), kernel_signatures(step)):
+        library = (host.conv_op_s * len(signature.dims) if cost.op_class == "conv" else
+                   host.matmul_op_s * len(signature.dims) if cost.op_class == "matmul" else 0.0)
         if node.phase == "backward":
             out.append(backward * (host.view_s if cost.op_class == "free" else host.backward_op_s + library))
             continue

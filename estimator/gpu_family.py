@@ -71,6 +71,11 @@ class Family:
         """(tile_m, tile_n, tile_rate) of every tile shape, computed once."""
         return tuple((m, n, self.tile_rate((m, n))) for m, n in self.gemm_tiles)
 
+    @functools.cached_property
+    def smallest_tile_side(self) -> int:
+        """The shortest side of any tile shape (a GEMM thinner than it gets the skinny tiles)."""
+        return min(min(m, n) for m, n in self.gemm_tiles)
+
     def tile_rate(self, tile: tuple[int, int]) -> float:
         """Per-SM rate of a tile relative to the largest: log-linear in tile area between the
         smallest (small_tile_throughput) and the largest (1)."""

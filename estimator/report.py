@@ -28,6 +28,7 @@ from .roofline import NodeTime, step_costs
 from .timeline import Timeline
 
 GROUPINGS = ("layer", "type", "op")
+PARTS = ("forward", "backward", "optimizer")  # the loss is summed with the forward
 
 
 @dataclass(frozen=True)
@@ -86,17 +87,34 @@ class Report:
 
     def _part_sums(self) -> dict[str, tuple]:
         """Per part of the step ("forward" with the loss, "backward", "optimizer"): FLOPs, useful
-        FLOPs, bytes, time and roofline time per step, summed in node order in one pass."""
-        sums = {part: [0, 0, 0, 0.0, 0.0] for part in ("forward", "backward", "optimizer")}
-        for node, cost, t in zip(self.step.nodes, self.costs, self.times):
-            n = self._repeats(node)
-            acc = sums["forward" if node.phase == "loss" else node.phase]
-            acc[0] += n * cost.flops
-            acc[1] += n * cost.useful_flops
-            acc[2] += n * cost.bytes
-            acc[3] += n * t.total_s
-            acc[4] += n * t.roofline_s
-        return {part: tuple(acc) for part, acc in sums.items()}
+        FLOPs, bytes, time and roofline time per step, summed in node order. The cost sums do not
+        depend on the chip: they are kept in step.extra for these costs (a re-cost re-uses them)."""
+        parts = self._node_parts()
+        kept = self.step.extra.get("part_cost_sums")
+        if kept is None or kept[0] is not self.costs or kept[1] is not parts:
+            flops, useful, nbytes = [0] * 3, [0] * 3, [0] * 3
+            for (p, n), cost in zip(parts, self.costs):
+                flops[p] += n * cost.flops
+                useful[p] += n * cost.useful_flops
+                nbytes[p] += n * cost.bytes
+            kept = (self.costs, parts, (flops, useful, nbytes))
+            self.step.extra["part_cost_sums"] = kept
+        flops, useful, nbytes = kept[2]
+        time, roofline = [0.0] * 3, [0.0] * 3
+        for (p, n), t in zip(parts, self.times):
+            time[p] += n * t.total_s
+            roofline[p] += n * t.roofline_s
+        return {part: (flops[p], useful[p], nbytes[p], time[p], roofline[p]) for p, part in enumerate(PARTS)}
+
+    def _node_parts(self) -> list[tuple[int, int]]:
+        """Per node: the index in PARTS of its part (the loss is the forward's) and how many times
+        it runs per step (_repeats). Kept in step.extra per micro-batch count (a step re-made with
+        another `accumulate` shares its extra)."""
+        key = ("node_parts", self.step.accumulate)
+        if key not in self.step.extra:
+            self.step.extra[key] = [(PARTS.index("forward" if n.phase == "loss" else n.phase), self._repeats(n))
+                                    for n in self.step.nodes]
+        return self.step.extra[key]
 
     def totals(self) -> dict:
         """Step totals. `*_time_s` is the achievable estimate (the prediction);

@@ -152,7 +152,7 @@ def test_amp_casts_each_weight_once_per_forward():
     # under amp, cuDNN's layout transposes around each half NCHW convolution with a spatial kernel
     # (16 3x3 and the 7x7 stem, forward and backward) and autocast's casts around the fp32 loss
     precision = PRECISIONS["amp-bf16"]
-    transposes = sum(bool(layout_transpose_bytes(n, c, precision, A100)) for n, c in zip(step.nodes, amp.costs))
+    transposes = sum(bool(layout_transpose_bytes(n, c, precision)) for n, c in zip(step.nodes, amp.costs))
     activation_casts = sum(len(autocast_activation_casts(n, c, precision)) for n, c in zip(step.nodes, amp.costs))
     assert transposes == 2 * 17
     assert activation_casts > 0
@@ -292,7 +292,47 @@ def test_kernels_timed_once_per_signature_equal_timing_every_node(monkeypatch, e
     shared = evaluate(step, A100, "amp-bf16", execution)
     assert len(set(execution_module.kernel_signatures(step))) < len(step.nodes)  # something to share
     fresh = capture(model, inputs, "train", dispatch="cuda")
-    monkeypatch.setattr(execution_module, "kernel_signatures", lambda s: list(range(len(s.nodes))))
+    monkeypatch.setattr(execution_module, "_timing_key", lambda signatures, timed: timed)  # node index first
     alone = evaluate(fresh, A100, "amp-bf16", execution)
     assert alone.times == shared.times
     assert alone.totals() == shared.totals()
+
+
+def test_one_kernel_plan_serves_every_chip_and_equals_a_fresh_step(monkeypatch):
+    """Re-costing on other chips builds the step's kernel plan once; each chip's times are those of
+    a step that never saw another chip, to the last bit."""
+    import estimator.execution as execution_module
+
+    model, inputs = roofline_zoo.get("resnet18").build(batch=2, image=64)
+    step = capture(model, inputs, "train", dispatch="cuda")
+    built = []
+    make_plan = execution_module._make_plan
+    monkeypatch.setattr(execution_module, "_make_plan", lambda *a, **k: built.append(1) or make_plan(*a, **k))
+    chips = [A100, load_hardware("h100-sxm"), load_hardware("t4"), load_hardware("mi300x")]
+    reports = [evaluate(step, chip, "amp-fp16") for chip in chips]
+    assert len(built) == 1
+    for chip, report in zip(chips, reports):
+        fresh = evaluate(capture(model, inputs, "train", dispatch="cuda"), chip, "amp-fp16")
+        assert report.times == fresh.times and report.totals() == fresh.totals()
+    assert len({r.totals()["step_time_s"] for r in reports}) == len(chips)  # the chips differ
+
+
+def test_a_step_remade_with_another_accumulate_is_costed_for_it():
+    """dataclasses.replace(step, accumulate=n) shares the step's extra data (kernel plans, cached
+    cluster times): every cache that depends on the micro-batch count must key on it."""
+    import dataclasses
+
+    from estimator.cluster import predict_cluster
+    from estimator.parallel_layout import parse_layout
+    from estimator.system import load_system
+
+    model, inputs = roofline_zoo.get("gpt2").build(batch=1, seq=32)
+    step = capture(model, inputs, "train", dispatch="cuda")
+    h100, dgx, layout = load_hardware("h100-sxm"), load_system("dgx-h100"), parse_layout("dp=2", 2)
+    evaluate(step, h100, "amp-bf16").totals()
+    predict_cluster(step, dgx, h100, PRECISIONS["amp-bf16"], layout, 8)
+    remade = dataclasses.replace(step, accumulate=3)
+    fresh = capture(model, inputs, "train", dispatch="cuda", accumulate=3)
+    assert evaluate(remade, h100, "amp-bf16").totals() == evaluate(fresh, h100, "amp-bf16").totals()
+    ours = predict_cluster(remade, dgx, h100, PRECISIONS["amp-bf16"], layout, 8).to_dict()
+    assert ours == predict_cluster(fresh, dgx, h100, PRECISIONS["amp-bf16"], layout, 8).to_dict()
