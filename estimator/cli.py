@@ -14,6 +14,7 @@ from rich.console import Console
 
 from .cli_args import int_list, names
 from .cli_cluster import add_options as add_cluster_options
+from .cli_help import DefaultsFormatter, VersionAction
 from .cli_plot import add_parsers as add_plot_parsers
 from .cli_serve import add_parser as add_serve_parser
 from .errors import RooflineError, UnsupportedOpError, did_you_mean
@@ -151,6 +152,10 @@ def _add_step_inputs(parser: argparse.ArgumentParser, batch_help: str) -> None:
 class _OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line naming the command's --help, not the whole usage."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsFormatter)  # subparsers are of this class too
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str):
         self.exit(2, f"error: {message[:300]} (see `{self.prog} --help`)\n")
 
@@ -158,6 +163,7 @@ class _OneLineParser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="roofline", description="Static roofline performance estimates "
                                      "for PyTorch models, forward and backward, on any chip.")
+    parser.add_argument("--version", action=VersionAction)
     sub = parser.add_subparsers(dest="command", required=True)
     est = sub.add_parser("estimate", help="per-layer FLOPs, bytes, bounds and step time of a model on a chip")
     est.add_argument("model", nargs="?", help="zoo name (`roofline models` lists them), FILE.py:FUNC or "
@@ -188,7 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     est.add_argument("--recompute", action="store_true", help="activation checkpointing per block: the backward "
                      "re-runs each repeated block's forward")
     est.add_argument("--by", default="layer", choices=("layer", "type", "op"), help="group rows by")
-    est.add_argument("--depth", type=int, help="cut layer paths to K components (e.g. 2: layer1.0)")
+    est.add_argument("--depth", type=int, metavar="K", help="cut layer paths to K components (e.g. 2: layer1.0; "
+                     "default: whole paths)")
     est.add_argument("--top", type=int, default=25, help="rows to show, largest time first (0: all)")
     est.add_argument("--json", metavar="FILE", help="also write the report as JSON (- for stdout only)")
     est.add_argument("--strict", action="store_true", help="fail if any op has no cost rule")
