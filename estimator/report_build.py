@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
@@ -192,7 +193,8 @@ def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | N
                 "labels": list(correlation.labels), "matrix": [list(r) for r in correlation.matrix],
                 "samples": correlation.samples},
             "comments": {s.title: s.paragraphs for s in sections}, "figures": output.figures}
-    (out_dir / "report.json").write_text(json.dumps(data, indent=2))
+    data = _finite(data)
+    (out_dir / "report.json").write_text(json.dumps(data, indent=2, allow_nan=False))
     return data
 
 
@@ -230,10 +232,14 @@ def _chips_section(settings: ReportSettings, output: _Output) -> Section:
         raise RooflineError(f"the chips figure needs at least {MIN_CHIPS_FIGURE} chips, found {len(chips)}")
     figure = output.figure("chips", "Rooflines of the catalog chips (dense 16-bit matrix peak where the chip has "
                            "one, else fp32).", plot_roofline.chips_roofline, chips)
-    rows = [(c.id, c.name, c.kind, f"{_chip_peak(c) / 1e12:,.4g}", f"{c.memory_bytes_per_s / 1e9:,.0f}",
-             f"{_chip_peak(c) / c.memory_bytes_per_s:,.1f}", f"{c.memory_capacity_bytes / 1e9:,.0f}") for c in chips]
-    table = Table("Chips", ("chip", "name", "kind", "peak TFLOP/s (16-bit or fp32)", "bandwidth GB/s",
-                            "ridge FLOP/B", "memory GB"), rows, "chips.csv")
+    rows = [(c.id, c.name, c.kind, plot_roofline.chip_precision(c).name, _chip_peak(c), c.memory_bytes_per_s,
+             _chip_peak(c) / c.memory_bytes_per_s, c.memory_capacity_bytes) for c in chips]
+    table = Table("Chips", ("chip", "name", "kind", "precision", "peak TFLOP/s (16-bit or fp32)", "bandwidth GB/s",
+                            "ridge FLOP/B", "memory GB"), rows, "chips.csv",
+                  ("chip", "name", "kind", "peak_precision", "peak_flops_per_s", "memory_bytes_per_s",
+                   "ridge_flops_per_byte", "memory_capacity_bytes"),
+                  (None, None, None, None, _scaled(1e-12, "{:,.4g}"), _scaled(1e-9, "{:,.0f}"), "{:,.1f}".format,
+                   _scaled(1e-9, "{:,.0f}")))
     ridges = sorted(chips, key=lambda c: _chip_peak(c) / c.memory_bytes_per_s)
     text = [f"{len(chips)} chips. Ridge points range from {_ridge(ridges[0])} ({ridges[0].id}) to "
             f"{_ridge(ridges[-1])} ({ridges[-1].id}): a layer needs at least that many FLOPs per byte moved to be "
@@ -259,14 +265,18 @@ def _models_section(study: Study, points: list[StudyPoint], output: _Output) -> 
         figures.append(output.figure(f"models_roofline_{chip.id}", f"Each model at each batch on the {chip.id} "
                                      "roofline (predicted; hollow: measured).", plot_roofline.models_roofline, points,
                                      chip, study.precision_of(chip).name))
-    rows = [(p.model, p.batch, p.chip, f"{p.flops / 1e9:,.2f}", f"{p.parameters / 1e6:,.1f}",
-             f"{p.memory_bytes / 1e6:,.0f}", f"{p.intensity:,.1f}", p.bound, f"{p.memory_bound_share:.0%}",
-             f"{p.predicted_s * 1e3:,.3f}", _ms(p.measured_s), f"{p.predicted_samples_per_s:,.1f}",
-             _fmt(p.measured_samples_per_s, "{:,.1f}"), p.measured_note) for p in points]
+    rows = [(p.model, p.batch, p.chip, p.flops, p.parameters, p.memory_bytes, p.intensity, p.bound,
+             p.memory_bound_share, p.predicted_s, p.measured_s, p.predicted_samples_per_s, p.measured_samples_per_s,
+             p.measured_note) for p in points]
     table = Table("Models at each batch on each chip (inference forward)",
                   ("model", "batch", "chip", "GFLOPs", "params M", "memory MB", "FLOP/B", "bound",
                    "time memory-bound", "predicted ms", "measured ms", "predicted samples/s", "measured samples/s",
-                   "note"), rows, "points.csv")
+                   "note"), rows, "points.csv",
+                  ("model", "batch", "chip", "flops", "parameters", "memory_bytes", "intensity_flops_per_byte", "bound",
+                   "memory_bound_share", "predicted_s", "measured_s", "predicted_samples_per_s",
+                   "measured_samples_per_s", "measured_note"),
+                  (None, None, None, _scaled(1e-9, "{:,.2f}"), _scaled(1e-6, "{:,.1f}"), _scaled(1e-6, "{:,.0f}"),
+                   "{:,.1f}".format, None, "{:.0%}".format, _MS, _MS, "{:,.1f}".format, "{:,.1f}".format, None))
     return Section("2. Models: compute, memory and intensity", commentary.bound_comments(points), figures, [table])
 
 
@@ -289,21 +299,27 @@ def _latency_section(study: Study, points: list[StudyPoint], correlation: RankCo
                                  "batch) pairs.", plot_charts.correlation_heatmap, correlation))
     labels = correlation.labels
     table = Table("Spearman rank correlation", ("",) + labels,
-                  [(a,) + tuple(f"{v:.2f}" for v in row) for a, row in zip(labels, correlation.matrix)],
-                  "correlation.csv")
+                  [(_snake(a),) + tuple(row) for a, row in zip(labels, correlation.matrix)], "correlation.csv",
+                  ("quantity",) + tuple(map(_snake, labels)),
+                  ({_snake(a): a for a in labels}.get,) + ("{:.2f}".format,) * len(labels))
     text = commentary.gap_comments(points) + commentary.proxy_comments(correlation, points)
     return Section("3-4. Latency, throughput and the gap to peak", text, figures, [table])
 
 
 def _phases_section(study: Study, splits: list[PhaseSplit]) -> Section:
-    rows = [(s.model, s.batch, s.chip, f"{s.forward_flops / 1e9:,.2f}", f"{s.backward_flops / 1e9:,.2f}",
-             f"1 : {s.flops_ratio:.2f}", f"{s.forward_s * 1e3:,.3f}", f"{s.backward_s * 1e3:,.3f}",
-             f"1 : {s.time_ratio:.2f}", _ms(s.measured_forward_s), _ms(s.measured_backward_s),
-             _fmt(s.measured_time_ratio, "1 : {:.2f}"), s.measured_note) for s in splits]
+    rows = [(s.model, s.batch, s.chip, s.forward_flops, s.backward_flops, s.flops_ratio, s.forward_s,
+             s.backward_s, s.time_ratio, s.measured_forward_s, s.measured_backward_s, s.measured_time_ratio,
+             s.measured_note) for s in splits]
+    ratio = "1 : {:.2f}".format
     table = Table(f"Forward : backward of a training step at batch {study.train_batch}",
                   ("model", "batch", "chip", "fwd GFLOPs", "bwd GFLOPs", "FLOPs fwd:bwd", "predicted fwd ms",
                    "predicted bwd ms", "time fwd:bwd", "measured fwd ms", "measured bwd ms", "measured fwd:bwd",
-                   "note"), rows, "forward_backward.csv")
+                   "note"), rows, "forward_backward.csv",
+                  ("model", "batch", "chip", "forward_flops", "backward_flops", "flops_ratio", "forward_s",
+                   "backward_s", "time_ratio", "measured_forward_s", "measured_backward_s", "measured_time_ratio",
+                   "measured_note"),  # the keys of report.json's phase_splits; ratios: backward / forward
+                  (None, None, None, _scaled(1e-9, "{:,.2f}"), _scaled(1e-9, "{:,.2f}"), ratio, _MS, _MS, ratio, _MS,
+                   _MS, ratio, None))
     return Section("5.1 Training: forward vs backward", commentary.phase_comments(splits), [], [table])
 
 
@@ -329,9 +345,23 @@ def _layer_rooflines_section(study: Study, output: _Output) -> Section:
     return Section("Per-layer rooflines", text, figures, folded=True)
 
 
-def _ms(seconds: float | None) -> str:
-    return "" if seconds is None else f"{seconds * 1e3:,.3f}"
+def _scaled(factor: float, pattern: str) -> Callable[[float], str]:
+    """How a page shows a raw SI value: times `factor` (1e-9: GFLOPs, GB), through `pattern`."""
+    return lambda value: pattern.format(value * factor)
 
 
-def _fmt(value: float | None, pattern: str) -> str:
-    return "" if value is None else pattern.format(value)
+_MS = _scaled(1e3, "{:,.3f}")  # seconds shown as milliseconds
+
+
+def _finite(data):
+    """`data` with every non-finite number (a ratio over zero, a correlation of constants) as None, for JSON."""
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return None if isinstance(data, float) and not math.isfinite(data) else data
+
+
+def _snake(label: str) -> str:
+    """A correlation label ("predicted latency", "FLOPs") as a CSV header."""
+    return re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")

@@ -5,8 +5,13 @@ paragraphs, figures (PNG files already in the output folder) and tables. The HTM
 every image as base64, so the single file can be mailed or opened anywhere; the Markdown
 links the PNGs and CSVs beside it.
 
+A table holds raw values (numbers in SI units, text, None for blank): its CSV writes them as
+they are under snake_case headers that name the unit (`csv_columns`), and the pages show them
+through per-column `formats` under people's headers (`columns`).
+
 Example:
-    >>> table = Table("points", ("model", "ms"), [("resnet50", "1.2")], "points.csv")
+    >>> table = Table("points", ("model", "ms"), [("resnet50", 1.2e-3)], "points.csv",
+    ...               csv_columns=("model", "time_s"), formats=(None, lambda s: f"{s * 1e3:,.3f}"))
     >>> write_pages("My study", "fp32", [Section("Results", ["text"], [], [table])], Path("out"))
     (PosixPath('out/report.html'), PosixPath('out/report.md'))
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +31,21 @@ FOLD_ROWS = 30  # HTML: longer tables start closed
 @dataclass(frozen=True)
 class Table:
     title: str
-    columns: tuple[str, ...]
-    rows: list[tuple]  # display values (already formatted strings or numbers)
+    columns: tuple[str, ...]  # the pages' headers, for people
+    rows: list[tuple]  # raw values: numbers in SI units, text, or None (blank)
     csv_name: str  # file name under tables/, written with the raw rows
+    csv_columns: tuple[str, ...] = ()  # the CSV's headers: snake_case with the unit (default: `columns`)
+    formats: tuple = ()  # per column, how the pages show a value: a callable, or None for str()
+
+    def shown_rows(self) -> list[tuple[str, ...]]:
+        """The rows as the pages show them."""
+        formats = self.formats or (None,) * len(self.columns)
+        return [tuple("" if _missing(v) else (f or str)(v) for v, f in zip(row, formats)) for row in self.rows]
+
+
+def _missing(value) -> bool:
+    """None or a non-finite number (a ratio over zero): a blank cell, in the CSV and on the pages."""
+    return value is None or (isinstance(value, float) and not math.isfinite(value))
 
 
 @dataclass(frozen=True)
@@ -50,8 +68,8 @@ def write_table_csv(table: Table, out_dir: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(table.columns)
-        writer.writerows(table.rows)
+        writer.writerow(table.csv_columns or table.columns)
+        writer.writerows(["" if _missing(v) else v for v in row] for row in table.rows)
     return path
 
 
@@ -108,7 +126,7 @@ def _html(title: str, context: str, sections: list[Section], out_dir: Path) -> s
 def _html_table(table: Table) -> str:
     esc = html.escape
     head = "".join(f"<th>{esc(c)}</th>" for c in table.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>" for row in table.rows)
+    rows = "".join("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in row) + "</tr>" for row in table.shown_rows())
     html_table = (f"<table><caption>{esc(table.title)} (<a href='tables/{esc(table.csv_name)}'>CSV</a>)</caption>"
                   f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
     if len(table.rows) > FOLD_ROWS:
@@ -127,6 +145,6 @@ def _markdown(title: str, context: str, sections: list[Section]) -> str:
         for table in section.tables:
             lines += [f"**{table.title}** ([CSV](tables/{table.csv_name}))", "",
                       "| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-            lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.rows]
+            lines += ["| " + " | ".join(row) + " |" for row in table.shown_rows()]
             lines.append("")
     return "\n".join(lines)

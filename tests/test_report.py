@@ -82,7 +82,8 @@ def test_report_folder_has_every_part(report_dir):
     with (out / "tables" / "forward_backward.csv").open() as f:
         splits = list(csv.DictReader(f))
     assert len(splits) == 3 * 2
-    assert all(row["FLOPs fwd:bwd"].startswith("1 : ") for row in splits)
+    assert all(1.0 < float(row["flops_ratio"]) < 4.0 for row in splits)  # raw backward / forward, not "1 : 2.00"
+    assert "| 1 : " in (out / "report.md").read_text()  # the page still shows it for people
     saved = json.loads((out / "report.json").read_text())
     assert saved["points"] == json.loads(json.dumps(data["points"]))
     assert list(saved["comments"]) == ["1. Chips", "2. Models: compute, memory and intensity",
@@ -108,14 +109,15 @@ def test_report_page_renders_in_headless_chromium(report_dir, tmp_path):
 def test_write_pages_tables_and_figures(tmp_path):
     (tmp_path / "figures").mkdir()
     Image.new("RGB", (30, 20), "red").save(tmp_path / "figures" / "a.png")
-    table = Table("T", ("model", "ms"), [("resnet50", "1.5"), ("a<b", "2")], "t.csv")
+    table = Table("T", ("model", "ms"), [("resnet50", 1.5e-3), ("a<b", None)], "t.csv", ("model", "time_s"),
+                  (None, lambda s: f"{s * 1e3:,.1f}"))
     html_path, md_path = write_pages("Title", "ctx", [Section("S", ["para & more"], [Figure("figures/a.png", "cap")],
                                                               [table], folded=True)], tmp_path)
     html = html_path.read_text()
     assert "para &amp; more" in html and "a&lt;b" in html and "<details>" in html
-    assert "| resnet50 | 1.5 |" in md_path.read_text()
-    assert list(csv.reader((tmp_path / "tables" / "t.csv").open())) == [["model", "ms"], ["resnet50", "1.5"],
-                                                                         ["a<b", "2"]]
+    assert "| resnet50 | 1.5 |" in md_path.read_text() and "| a<b |  |" in md_path.read_text()
+    assert list(csv.reader((tmp_path / "tables" / "t.csv").open())) == [["model", "time_s"], ["resnet50", "0.0015"],
+                                                                         ["a<b", ""]]
 
 
 def test_report_with_measure_adds_measured_points_and_notes_refusals(capsys, tmp_path, local_chip, monkeypatch):
