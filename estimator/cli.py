@@ -526,13 +526,14 @@ def _measure(args) -> int:
                 "efficiency", "predicted ms", "error", "spread"):
         table.add_column(col, justify="left" if col in ("model", "precision") else "right")
     for r in rows:
-        table.add_row(r["model"], str(r["batch"]), r["precision"], f"{r['gflops']:,.1f}", f"{r['latency_ms']:,.2f}",
-                      f"{r['delivered_tflops']:.3f}", f"{r['peak_tflops']:.3g}", f"{100 * r['efficiency']:.1f}%",
-                      f"{r['predicted_ms']:,.2f}", f"{r['error_pct']:+.1f}%", f"{r['spread_pct']:.1f}%")
+        table.add_row(r["model"], str(r["batch"]), r["precision"], f"{r['flops'] / 1e9:,.1f}",
+                      f"{r['latency_s'] * 1e3:,.2f}", f"{r['delivered_flops_per_s'] / 1e12:.3f}",
+                      f"{r['peak_flops_per_s'] / 1e12:.3g}", f"{r['efficiency']:.1%}", f"{r['predicted_s'] * 1e3:,.2f}",
+                      f"{r['error']:+.1%}", f"{r['spread']:.1%}")
     out = Console(width=None if sys.stdout.isatty() else 160)
     out.print(table)
     mean_eff = sum(r["efficiency"] for r in rows) / len(rows)
-    mape = sum(abs(r["error_pct"]) for r in rows) / len(rows)
+    mape = 100 * sum(abs(r["error"]) for r in rows) / len(rows)
     out.print(f"average efficiency {100 * mean_eff:.1f}%; prediction error (MAPE) {mape:.1f}% over {len(rows)} runs")
     out.print("GFLOPs are real FLOPs (1 multiply-accumulate = 2 FLOPs) of exactly what was timed, counted by "
               "torch-roofline; tools that report GMACs as 'GFLOPs' show half.")
@@ -639,7 +640,8 @@ def _models(args) -> int:
                          ("fwd GFLOPs", "right")):
         table.add_column(col, justify=justify)
     for r in rows:
-        table.add_row(r["name"], r["family"], f"{r['parameters']:,}", r["default_input"], f"{r['forward_gflops']:,.2f}")
+        table.add_row(r["name"], r["family"], f"{r['parameters']:,}", r["default_input"],
+                      f"{r['forward_flops'] / 1e9:,.2f}")
     Console(width=None if sys.stdout.isatty() else 120).print(table)
     return 0
 

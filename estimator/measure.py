@@ -392,14 +392,13 @@ def _checked_entry(zoo_name, batch, device, precision, warmup, runs, seq, image)
 
 
 def efficiency_table_rows(measurements) -> list[dict]:
-    """One dict per measurement for the CLI's table, in display units: GFLOP, ms, TFLOP/s.
-
-    `efficiency` is a fraction (0.295 prints as 29.5%); `error_pct` and `spread_pct` are
-    percentages already (error = (predicted - measured) / measured)."""
+    """One dict per measurement, for the CLI's table and `measure --json`, in SI units: FLOPs,
+    seconds, FLOP/s. `efficiency`, `error` ((predicted - measured) / measured, signed) and
+    `spread` are fractions (0.295 prints as 29.5%)."""
     return [{
         "model": m.model, "batch": m.batch, "precision": m.precision, "mode": m.mode,
-        "gflops": m.flops / 1e9, "latency_ms": m.latency_s * 1e3,
-        "delivered_tflops": m.delivered_flops_per_s / 1e12, "peak_tflops": m.peak_flops_per_s / 1e12,
-        "efficiency": m.efficiency, "predicted_ms": m.predicted_s * 1e3,
-        "error_pct": m.prediction_error * 100.0, "spread_pct": m.spread * 100.0,
+        "flops": m.flops, "latency_s": m.latency_s,
+        "delivered_flops_per_s": m.delivered_flops_per_s, "peak_flops_per_s": m.peak_flops_per_s,
+        "efficiency": m.efficiency, "predicted_s": m.predicted_s,
+        "error": m.prediction_error, "spread": m.spread,
     } for m in measurements]

@@ -232,4 +232,7 @@ def zoo_summary(name: str, use_cache: bool = True) -> dict:
     default = (f"3x{entry.default_image}x{entry.default_image} image" if entry.input_kind == "image"
                else f"{entry.default_seq} tokens (vocab {entry.vocab_size})")
     return {"name": name, "family": entry.family, "parameters": step.parameters, "default_input": default,
-            "forward_gflops": flops / 1e9, "reference": entry.reference}
+            "input_kind": entry.input_kind, "default_image": entry.default_image if entry.input_kind == "image" else None,
+            "default_seq": entry.default_seq if entry.input_kind == "tokens" else None,
+            "vocab_size": entry.vocab_size if entry.input_kind == "tokens" else None,
+            "forward_flops": flops, "reference": entry.reference}

@@ -13,7 +13,7 @@ itself (the CLI prints one line, no worker traceback), a worker that died as a R
 Example:
     >>> with worker_pool(usable_cores()) as pool:
     ...     for future in finished([pool.submit(zoo_summary, name) for name in names]):
-    ...         print(future.result()["forward_gflops"])
+    ...         print(future.result()["forward_flops"])
 """
 from __future__ import annotations
 

@@ -12,11 +12,13 @@ Example:
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless: no display is needed, and none is touched
+if "ipykernel" not in sys.modules:  # a Jupyter kernel keeps its inline backend: returned Figures show in the cell
+    matplotlib.use("Agg")  # headless: no display is needed, and none is touched
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
@@ -24,7 +26,10 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
+from .notebook_display import show_figures_inline  # noqa: E402
 from .output_paths import check_output_file  # noqa: E402
+
+show_figures_inline()  # in Jupyter, a Figure a cell returns shows as a PNG
 
 DPI = 150
 FORMATS = (".png", ".svg")

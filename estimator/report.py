@@ -240,6 +240,29 @@ class Report:
             "unsupported": self.unsupported(),
         }
 
+    # ---- notebook (estimator.notebook_display) ----------------------------------------------
+    def to_pandas(self, by: str = "layer", depth: int | None = None):
+        """rows(by, depth) as a pandas DataFrame: raw FLOPs, bytes and seconds, units in the column names."""
+        from .notebook_display import dataframe
+        return dataframe(self._records(by, depth))
+
+    def _records(self, by: str = "layer", depth: int | None = None) -> list[dict]:
+        return [{"name": r.name, "type": r.type, "forward_flops": r.forward_flops, "backward_flops": r.backward_flops,
+                 "forward_bytes": r.forward_bytes, "backward_bytes": r.backward_bytes, "bytes": r.bytes,
+                 "forward_time_s": r.forward_time_s, "backward_time_s": r.backward_time_s, "time_s": r.time_s,
+                 "roofline_time_s": r.roofline_time_s, "intensity_flops_per_byte": r.intensity, "bound": r.bound,
+                 "nodes": r.nodes} for r in self.rows(by, depth)]
+
+    def _repr_html_(self) -> str:
+        from .notebook_display import html_table, seconds, si
+        t = self.totals()
+        title = (f"{self.step.model_name} · {self.hardware.id} · {self.precision.name} · {self.step.mode} · "
+                 f"batch {self.step.batch}")
+        line = (f"step {seconds(t['step_time_s'])} ({t['step_bound']}-bound), {t['throughput_samples_per_s']:,.1f} "
+                f"samples/s, utilization {t['utilization']:.1%}, {si(t['step_flops'], 'FLOP')}, "
+                f"{si(t['step_bytes'], 'B')} moved; layers by time:")
+        return html_table(self._records(), title, (line,), limit=15)
+
 
 def evaluate(step: CapturedStep, hardware: Hardware, precision: str | Precision, execution: str = "eager") -> Report:
     """Cost a captured step on a chip at a precision and predict its time under an execution mode

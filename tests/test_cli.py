@@ -201,7 +201,8 @@ def test_models_lists_the_zoo_as_table_and_json(capsys, monkeypatch):
     assert code == 0, err
     rows = {r["name"]: r for r in json.loads(out)}
     assert rows["resnet18"]["parameters"] == 11_689_512  # torchvision ResNet18_Weights num_params
-    assert rows["resnet18"]["forward_gflops"] == pytest.approx(2 * 1.814, rel=0.03)  # 1.814 GMACs + BN/ReLU
+    assert rows["resnet18"]["forward_flops"] == pytest.approx(2 * 1.814e9, rel=0.03)  # 1.814 GMACs + BN/ReLU
+    assert (rows["resnet18"]["default_image"], rows["gpt2"]["default_seq"]) == (224, 1024)
     assert rows["gpt2"]["default_input"] == "1024 tokens (vocab 50257)"
     code, out, err = run(capsys, "models")
     assert code == 0 and "resnet18" in out and "11,689,512" in out
@@ -240,8 +241,8 @@ def test_measure_prints_the_efficiency_table(capsys, tmp_path):
     rows = json.loads(path.read_text())
     assert [r["batch"] for r in rows] == [1, 2]
     for r in rows:  # delivered = FLOPs / latency, efficiency = delivered / peak
-        assert r["delivered_tflops"] == pytest.approx(r["gflops"] / r["latency_ms"], rel=1e-3)
-        assert r["efficiency"] == pytest.approx(r["delivered_tflops"] / r["peak_tflops"], rel=1e-3)
+        assert r["delivered_flops_per_s"] == pytest.approx(r["flops"] / r["latency_s"], rel=1e-3)
+        assert r["efficiency"] == pytest.approx(r["delivered_flops_per_s"] / r["peak_flops_per_s"], rel=1e-3)
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -71,17 +71,17 @@ def test_training_counts_forward_loss_and_backward(inference, training):
 def test_table_rows(inference, training):
     rows = efficiency_table_rows([inference, training])
     assert [r["model"] for r in rows] == [MODEL, MODEL]
-    assert {"model", "batch", "precision", "gflops", "latency_ms", "delivered_tflops", "peak_tflops",
-            "efficiency", "predicted_ms", "error_pct", "spread_pct"} <= set(rows[0])
+    assert {"model", "batch", "precision", "flops", "latency_s", "delivered_flops_per_s", "peak_flops_per_s",
+            "efficiency", "predicted_s", "error", "spread"} <= set(rows[0])  # SI units, fractions
     r, m = rows[0], inference
-    assert r["gflops"] == pytest.approx(m.flops / 1e9)
-    assert r["latency_ms"] == pytest.approx(m.latency_s * 1e3)
-    assert r["delivered_tflops"] == pytest.approx(r["gflops"] / r["latency_ms"])  # GFLOP / ms = TFLOP/s
-    assert r["peak_tflops"] == pytest.approx(7.17)
-    assert r["efficiency"] == pytest.approx(r["delivered_tflops"] / r["peak_tflops"])
-    assert r["predicted_ms"] == pytest.approx(m.predicted_s * 1e3)
-    assert r["error_pct"] == pytest.approx((r["predicted_ms"] - r["latency_ms"]) / r["latency_ms"] * 100)
-    assert r["spread_pct"] == pytest.approx(m.spread * 100)
+    assert r["flops"] == m.flops
+    assert r["latency_s"] == pytest.approx(m.latency_s)
+    assert r["delivered_flops_per_s"] == pytest.approx(r["flops"] / r["latency_s"])
+    assert r["peak_flops_per_s"] == pytest.approx(7.17e12)
+    assert r["efficiency"] == pytest.approx(r["delivered_flops_per_s"] / r["peak_flops_per_s"])
+    assert r["predicted_s"] == pytest.approx(m.predicted_s)
+    assert r["error"] == pytest.approx((r["predicted_s"] - r["latency_s"]) / r["latency_s"])
+    assert r["spread"] == pytest.approx(m.spread)
     assert rows[1]["mode"] == "train"
 
 
