@@ -54,6 +54,23 @@ class ChipRow:
                 "cheapest": self.cheapest}
 
 
+class SideBySide(list):
+    """The ChipRows of side_by_side (a list: indexing, iteration and == work as on one), shown in
+    Jupyter as a table (`_repr_html_`) and as a DataFrame by `to_pandas()` (ChipRow.to_dict's keys)."""
+
+    def __init__(self, rows=(), title: str = ""):
+        super().__init__(rows)
+        self.title = title
+
+    def to_pandas(self):
+        from .notebook_display import dataframe
+        return dataframe([r.to_dict() for r in self])
+
+    def _repr_html_(self) -> str:
+        from .notebook_display import html_table
+        return html_table([r.to_dict() for r in self], self.title)
+
+
 def usd_per_million(price_usd: float | None, per_s: float) -> float | None:
     """Cost of a million samples (or tokens) at `per_s`, the price amortized as the module doc says."""
     if not price_usd or per_s <= 0:
@@ -62,7 +79,7 @@ def usd_per_million(price_usd: float | None, per_s: float) -> float | None:
 
 
 def side_by_side(step: CapturedStep, chips: list[Hardware], precision: str | Precision,
-                 capture_at: Callable[[int], CapturedStep] | None = None, execution: str = "eager") -> list[ChipRow]:
+                 capture_at: Callable[[int], CapturedStep] | None = None, execution: str = "eager") -> SideBySide:
     """One row per chip, in the order given. `capture_at(batch)` captures the step at another batch
     for the max-batch search (once: with `step`, the two captures every chip's search derives its
     steps from; memory.max_batch); None skips the search. `execution`: estimator.execution's mode."""
@@ -81,4 +98,6 @@ def side_by_side(step: CapturedStep, chips: list[Hardware], precision: str | Pre
     fastest = min(fitting, key=lambda r: r.step_time_s).chip
     priced = [r for r in fitting if r.usd_per_million is not None]
     cheapest = min(priced, key=lambda r: r.usd_per_million).chip if priced else None
-    return [dataclasses.replace(r, fastest=r.chip == fastest, cheapest=r.chip == cheapest) for r in rows]
+    title = f"{step.model_name} · {precision.name} · {step.mode} · batch {step.batch}: chips side by side"
+    return SideBySide([dataclasses.replace(r, fastest=r.chip == fastest, cheapest=r.chip == cheapest) for r in rows],
+                      title)

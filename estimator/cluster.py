@@ -159,6 +159,23 @@ class ClusterResult:
                 "critical_path": list(self.critical_path),
                 "per_unit": [dataclasses.asdict(u) for u in self.units]}
 
+    def summary(self) -> dict:
+        """The step's scalars of to_dict (collectives flattened to `collectives_<kind>_s`)."""
+        flat = {k: v for k, v in self.to_dict().items() if not isinstance(v, (dict, list)) and k != "mfu_convention"}
+        return flat | {f"collectives_{kind}_s": s for kind, s in self.collectives_s.items()}
+
+    def to_pandas(self, summary: bool = False):
+        """One row per unit and micro-batch on one GPU (seconds, elements), or with `summary` the
+        one-row summary(); raw numbers, units in the column names."""
+        from .notebook_display import dataframe
+        return dataframe([self.summary()] if summary else [dataclasses.asdict(u) for u in self.units])
+
+    def _repr_html_(self) -> str:
+        from .notebook_display import html_fields, html_table
+        title = f"{self.gpus} x {self.chip} ({self.system}), {self.layout.name}, {self.precision}"
+        return (html_fields(self.summary(), title)
+                + html_table([dataclasses.asdict(u) for u in self.units], "per unit and micro-batch, one GPU"))
+
 
 def check_layout(layout: Layout, structure: ModelStructure, hidden: int | None, gpus_per_node: int) -> None:
     """Refuse a layout the model cannot take: one LayoutError naming the value and the fix."""

@@ -46,6 +46,10 @@ class LayoutError(RooflineError):
     """A parallel layout that cannot run on the GPUs or the model given."""
 
 
+class MissingDependencyError(RooflineError, ImportError):
+    """An optional package a feature needs is not installed (the message says which extra has it)."""
+
+
 def quoted(value, limit: int = QUOTE_CHARS) -> str:
     """repr(value) for a message, at most about `limit` characters however big or deep the value.
 

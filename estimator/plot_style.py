@@ -23,6 +23,7 @@ if "ipykernel" not in sys.modules:  # a Jupyter kernel keeps its inline backend:
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
@@ -98,12 +99,13 @@ def si_label(value: float, unit: str) -> str:
 MARKER_HALF_PT = 3.5  # half the side of the box a marker occupies, in points
 LABEL_ON_LABEL_WEIGHT = 20.0  # cost of a pixel of label over label, against one of label over marker
 LEADER_FROM_PT = 12  # labels placed this far (points) or farther get a thin line to their point
+LINE_WIDTH_PX = 20.0  # a pixel of line under a label costs as much as this many pixels of label over marker
 
 
 def _label_offsets() -> list[tuple[float, float, str, str]]:
     """(dx, dy, ha, va) in points, tried nearest first: 8 directions at growing distances."""
     offsets = []
-    for radius in (5, 12, 20, 30, 45):
+    for radius in (5, 12, 20, 30, 45, 60):
         for ux, uy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1)):
             scale = radius / (2 ** 0.5) if ux and uy else radius
             ha = "left" if ux > 0 else "right" if ux < 0 else "center"
@@ -115,11 +117,14 @@ def _label_offsets() -> list[tuple[float, float, str, str]]:
 _LABEL_OFFSETS = _label_offsets()
 
 
-def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333", avoid=()) -> list:
+def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333", avoid=(),
+                 marker_half_pt=MARKER_HALF_PT, avoid_artists=()) -> list:
     """Label points (data coordinates) greedily: each label takes the first nearby offset whose
-    box overlaps no label placed before it and no marker (the labelled points and the extra
-    (x, y) points in `avoid`), else the offset with the least overlap. Call after the axes'
-    limits and scales are final. Returns the annotations.
+    box overlaps no label placed before it, no marker (the labelled points and the extra (x, y)
+    points in `avoid`) and none of `avoid_artists` (lines: their drawn path; texts: their box,
+    weighed as labels), else the offset with the least overlap. `marker_half_pt`: half a
+    marker's width in points, one for all or one per point of xs then avoid (a scatter of size
+    s has sqrt(s) / 2). Call after the axes' limits and scales are final. Returns the annotations.
 
     A label's box is measured once and moved to each offset by arithmetic (the text's size does
     not depend on where it sits); only the chosen offset becomes an annotation."""
@@ -127,10 +132,12 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
     fig.draw_without_rendering()  # lay the figure out so that extents are in their final place
     renderer = fig.canvas.get_renderer()
     pixels_per_pt = fig.dpi / 72
-    half = MARKER_HALF_PT * pixels_per_pt  # a marker's half width in pixels
-    markers = [Bbox.from_extents(px - half, py - half, px + half, py + half)
-               for px, py in ax.transData.transform(list(zip(xs, ys)) + list(avoid))]
+    centres = ax.transData.transform(list(zip(xs, ys)) + list(avoid)) if len(xs) or len(avoid) else []
+    halves = [marker_half_pt] * len(centres) if isinstance(marker_half_pt, (int, float)) else list(marker_half_pt)
+    markers = [Bbox.from_extents(px - h * pixels_per_pt, py - h * pixels_per_pt, px + h * pixels_per_pt,
+                                 py + h * pixels_per_pt) for (px, py), h in zip(centres, halves)]
     axes_box = ax.get_window_extent(renderer)
+    paths, text_boxes = _obstacles(avoid_artists, renderer)
     label_boxes, annotations = [], []
     for x, y, text in zip(xs, ys, texts):
         probe = ax.annotate(text, (x, y), xytext=(0, 0), textcoords="offset points", ha="left", va="bottom",
@@ -145,8 +152,9 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
             box = text_box.translated(shift_x, shift_y).padded(2)
             inside = axes_box.contains(box.x0, box.y0) and axes_box.contains(box.x1, box.y1)
             # a label on a label is worse than a label on a marker; outside the axes is worst
-            overlap = (LABEL_ON_LABEL_WEIGHT * sum(_overlap_area(box, other) for other in label_boxes)
-                       + sum(_overlap_area(box, marker) for marker in markers) + (0 if inside else 1e9))
+            overlap = (LABEL_ON_LABEL_WEIGHT * sum(_overlap_area(box, other) for other in label_boxes + text_boxes)
+                       + sum(_overlap_area(box, marker) for marker in markers)
+                       + LINE_WIDTH_PX * sum(_clipped_length(box, path) for path in paths) + (0 if inside else 1e9))
             if best is None or overlap < best[0]:
                 best = (overlap, box, dx, dy, ha, va)
             if overlap == 0:
@@ -160,6 +168,35 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
         label_boxes.append(box)
         annotations.append(annotation)
     return annotations
+
+
+def _obstacles(artists, renderer) -> tuple[list, list]:
+    """The display-space polylines of the Line2D artists and the boxes of the others (texts)."""
+    paths, boxes = [], []
+    for artist in artists:
+        if isinstance(artist, Line2D):
+            paths.append(artist.get_transform().transform(artist.get_xydata()))
+        else:
+            boxes.append(artist.get_window_extent(renderer))
+    return paths, boxes
+
+
+def _clipped_length(box, path) -> float:
+    """Pixels of the polyline `path` (N x 2, display space) inside `box` (Liang-Barsky per segment)."""
+    length = 0.0
+    for (x0, y0), (x1, y1) in zip(path[:-1], path[1:]):
+        dx, dy = x1 - x0, y1 - y0
+        t0, t1 = 0.0, 1.0
+        for p, q in ((-dx, x0 - box.x0), (dx, box.x1 - x0), (-dy, y0 - box.y0), (dy, box.y1 - y0)):
+            if p == 0:
+                if q < 0:
+                    t0, t1 = 1.0, 0.0
+                continue
+            t = q / p
+            t0, t1 = (max(t0, t), t1) if p < 0 else (t0, min(t1, t))
+        if t1 > t0:
+            length += (t1 - t0) * (dx * dx + dy * dy) ** 0.5
+    return length
 
 
 def _overlap_area(a, b) -> float:

@@ -195,7 +195,9 @@ class Report:
         return sorted(rows, key=lambda r: -r.time_s)
 
     def _module_types(self) -> dict[str, str]:
-        types = {}
+        """Module path -> class name: every module of the model (a container such as a
+        Sequential owns no op itself but heads the rows cut to its depth), else what the nodes say."""
+        types = dict(self.step.extra.get("module_types", {}))
         for node in self.step.nodes:
             types.setdefault(node.module_path, node.module_type)
         return types

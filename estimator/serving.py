@@ -133,6 +133,28 @@ class ServingResult:
                 "points": [dict(p.to_dict(self.generate), memory_bytes=self.memory_bytes(p.batch),
                                 fits=self.fits(p.batch)) for p in self.points]}
 
+    def _records(self) -> list[dict]:
+        return [{"batch": p.batch, "ttft_s": p.prefill.time_s, "time_per_token_s": p.time_per_token_s,
+                 "tokens_per_s_per_user": p.tokens_per_s_per_user, "tokens_per_s_per_gpu": p.tokens_per_s_per_gpu,
+                 "request_s": p.prefill.time_s + (self.generate - 1) * p.time_per_token_s,
+                 "prefill_flops": p.prefill.flops, "prefill_bytes": p.prefill.bytes,
+                 "last_decode_flops": p.decode[-1].flops, "last_decode_bytes": p.decode[-1].bytes,
+                 "kv_cache_bytes": p.kv_cache_bytes, "activations_bytes": p.activations_bytes,
+                 "memory_bytes": self.memory_bytes(p.batch), "fits": self.fits(p.batch)} for p in self.points]
+
+    def to_pandas(self):
+        """One row per batch: TTFT, time per output token, tokens/s, FLOPs, bytes and memory, raw."""
+        from .notebook_display import dataframe
+        return dataframe(self._records())
+
+    def _repr_html_(self) -> str:
+        from .notebook_display import html_table, si
+        title = (f"{self.model} on {self.gpus} x {self.chip} · {self.precision} · prompt {self.prompt} + "
+                 f"generate {self.generate} tokens · {self.execution}")
+        line = (f"weights {si(self.weights_bytes, 'B')} ({self.weights}) of {si(self.capacity_bytes, 'B')} per GPU, "
+                f"KV cache {si(self.kv_bytes_per_sequence, 'B')} per sequence ({self.kv}), max batch {self.max_batch}")
+        return html_table(self._records(), title, (line,))
+
 
 def check_prompt(config, prompt: int, generate: int) -> None:
     """The context must fit the model's positions; a RooflineError naming both otherwise."""

@@ -219,6 +219,19 @@ class Study:
         return [_point(self.report(model, batch, chip), family, at[chip.id].peak_bytes, at[chip.id].parameters_bytes)
                 for chip in self.chips]
 
+    def to_pandas(self, points: list[StudyPoint] | None = None):
+        """`points` (default: self.points(), captured on first use) as a pandas DataFrame, one row per
+        model, batch and chip: StudyPoint.to_dict's raw values (flops, bytes, memory_bytes, predicted_s...)."""
+        from .notebook_display import dataframe
+        return dataframe([p.to_dict() for p in (self.points() if points is None else points)])
+
+    def _repr_html_(self) -> str:
+        from .notebook_display import html_table
+        columns = ["model", "batch", "chip", "precision", "flops", "bytes", "intensity_flops_per_byte",
+                   "ridge_flops_per_byte", "bound", "predicted_s", "predicted_samples_per_s", "memory_bytes"]
+        title = f"Study: {len(self.models)} models x batches {self.batches} x {len(self.chips)} chips (inference)"
+        return html_table([p.to_dict() for p in self.points()], title, columns=columns, limit=60)
+
     def phase_splits(self, progress: Progress | None = None) -> list[PhaseSplit]:
         """Forward vs backward of each model's training step at `train_batch`, on every chip."""
         splits = []
