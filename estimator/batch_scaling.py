@@ -89,7 +89,8 @@ class BatchScaling:
                 new.meta["roofline"] = op
                 ops.append(op)
         return dataclasses.replace(self.first, graph=graph, nodes=tuple(ops), batch=batch,
-                                   extra={"structure": self.first.extra["structure"]})
+                                   extra={key: self.first.extra[key] for key in ("structure", "module_types")
+                                          if key in self.first.extra})
 
 
 def fit(first: CapturedStep, second: CapturedStep) -> BatchScaling | None:

@@ -374,6 +374,7 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
                         optimizer=optimizer if mode == "train" else None,
                         accumulate=accumulate if mode == "train" else 1, recompute=recompute and mode == "train",
                         extra={"structure": model_structure(model),
+                               "module_types": {path: type(m).__name__ for path, m in model.named_modules()},
                                "replayed_blocks": replay.replayed if replay is not None else 0})
 
 

@@ -59,3 +59,21 @@ def test_help_adds_a_default_only_where_the_text_lacks_it():
     assert "group rows by (default: layer)" in text
     assert "(default: 25)" in text
     assert "(default fp32) (default" not in text  # stated once, not twice
+
+
+def test_depth_rows_carry_the_type_of_the_module_at_that_depth():
+    """resnet18 at --depth 1: layer1 is a Sequential of BasicBlocks (it used to read Conv2d, the
+    type of its first op's module); at depth 2 layer1.0 is a BasicBlock; leaves keep their type."""
+    import roofline_zoo
+
+    from estimator.capture import capture
+    from estimator.hardware import load_hardware
+    from estimator.report import evaluate
+
+    model, inputs = roofline_zoo.get("resnet18").build(batch=1, device="meta")
+    report = evaluate(capture(model, inputs, mode="inference"), load_hardware("a100-80gb-sxm"), "fp32")
+    types = {r.name: r.type for r in report.rows("layer", depth=1)}
+    assert types["layer1"] == types["layer4"] == "Sequential"
+    assert types["conv1"] == "Conv2d" and types["fc"] == "Linear"
+    assert {r.name: r.type for r in report.rows("layer", depth=2)}["layer2.0"] == "BasicBlock"
+    assert {r.name: r.type for r in report.rows("layer")}["layer2.0.downsample.0"] == "Conv2d"
