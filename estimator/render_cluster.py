@@ -45,8 +45,8 @@ def cluster_summary(result: ClusterResult, model: str, run: dict | None = None) 
                   f"and inputs {other / 1e9:,.1f})")
     table.add_row("memory per GPU", memory)
     if run:
-        line = (f"{run['tokens']:.3g} tokens: {run['steps']:,} steps, {run['days']:,.1f} days, "
-                f"{run['gpu_hours']:,.0f} GPU-hours")
+        line = (f"{run['tokens']:.3g} tokens: {run['steps']:,} steps, {run['time_s'] / 86400:,.1f} days, "
+                f"{run['gpu_time_s'] / 3600:,.0f} GPU-hours")
         if run.get("cost_usd") is not None:
             line += f", US$ {run['cost_usd']:,.0f} at {run['usd_per_gpu_hour']:g}/GPU-hour"
         table.add_row("training run", line + " (no restarts or evaluation)")

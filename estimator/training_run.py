@@ -1,15 +1,15 @@
 """A whole training run from one step: wall-clock days, GPU-hours and cost for a token budget.
 
     steps      = tokens / (tokens per step)          (rounded up)
-    seconds    = steps x step time
-    GPU-hours  = seconds x GPUs / 3600
-    cost       = GPU-hours x US$ per GPU-hour        (where a price is given)
+    time       = steps x step time                  (seconds: a page shows days)
+    GPU time   = time x GPUs                        (GPU-seconds: a page shows GPU-hours)
+    cost       = GPU time / 3600 x US$ per GPU-hour (where a price is given)
 
 No restarts, checkpoints, evaluation or failures are counted: a lower bound on the wall clock.
 
 Example:
     >>> training_run(tokens=1e12, tokens_per_step=4_194_304, step_time_s=10.0, gpus=1024, usd_per_gpu_hour=2.0)
-    {'tokens': 1000000000000.0, 'steps': 238419, 'days': 27.59..., 'gpu_hours': 678169.6, 'cost_usd': 1356339.2}
+    {'tokens': 1000000000000.0, 'steps': 238419, 'time_s': 2384190.0, 'gpu_time_s': 2441410560.0, 'cost_usd': 1356339.2}
 """
 from __future__ import annotations
 
@@ -25,6 +25,6 @@ def training_run(tokens: float, tokens_per_step: float, step_time_s: float, gpus
                             "has none")
     steps = math.ceil(tokens / tokens_per_step)
     seconds = steps * step_time_s
-    gpu_hours = seconds * gpus / 3600
-    return {"tokens": tokens, "steps": steps, "days": seconds / 86400, "gpu_hours": gpu_hours,
-            "cost_usd": gpu_hours * usd_per_gpu_hour if usd_per_gpu_hour is not None else None}
+    gpu_seconds = seconds * gpus
+    return {"tokens": tokens, "steps": steps, "time_s": seconds, "gpu_time_s": gpu_seconds,
+            "cost_usd": gpu_seconds / 3600 * usd_per_gpu_hour if usd_per_gpu_hour is not None else None}

@@ -197,8 +197,9 @@ def test_cli_cluster_json_has_the_documented_fields(capsys):
     run = data["training_run"]
     steps = math.ceil(1e9 / (cluster["global_batch"] * 64))
     assert run["steps"] == steps
-    assert run["days"] == pytest.approx(steps * cluster["step_time_s"] / 86400)
-    assert run["cost_usd"] == pytest.approx(run["gpu_hours"] * 2)
+    assert run["time_s"] == pytest.approx(steps * cluster["step_time_s"])
+    assert run["gpu_time_s"] == pytest.approx(run["time_s"] * 16)
+    assert run["cost_usd"] == pytest.approx(run["gpu_time_s"] / 3600 * 2)
 
 
 def test_cli_does_not_fit_names_the_fewest_gpus(capsys):
