@@ -32,8 +32,8 @@ from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
 from .errors import RooflineError
 from .hardware import Hardware
-from .plot_style import (BACKWARD_COLOUR, FORWARD_COLOUR, MEASURED_COLOUR, new_figure, place_labels,
-                         series_colour, si_label)
+from .plot_style import (BACKWARD_COLOUR, FORWARD_COLOUR, MARKER_HALF_PT, MEASURED_COLOUR, new_figure,
+                         place_labels, series_colour, si_label)
 from .precision import PRECISIONS, Precision, get_precision
 from .report import Report, Row
 from .study import StudyPoint
@@ -48,6 +48,9 @@ DATACENTER_BANDWIDTH_BYTES_PER_S = 1.2e12
 LINE_STYLES = ("-", "--", "-.", ":")  # with 10 colours: 20 distinct lines
 RIDGE_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 BATCH_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "h")
+LABELLED_POINTS = 6  # the layers that take most of the time are named, at this many points at most
+LABEL_PAD_PX = 5  # clear space around a point's label
+LABEL_WIDTH = 24  # characters of a layer's path in its label; longer paths lose leading components
 
 
 # ---- 1. a model's layers on one or more chips ------------------------------------------------
@@ -74,6 +77,8 @@ def layer_roofline(reports: list[Report], measured_layers: dict[str, tuple[float
         _draw_layers(ax, report, scale, *measured[i])
         if share_y and i:
             ax.set_ylabel("")
+    for ax, report, (scale, _) in zip(axes, reports, units):  # once every panel is laid out
+        _label_points(ax, report, scale)
     return fig
 
 
@@ -147,6 +152,79 @@ def _draw_layers(ax: Axes, report: Report, scale: float, measured_layers: dict, 
     ax.set_title(f"{step.model_name} · {hw.name} · {report.precision.name} · {step.mode} · batch {step.batch}")
 
 
+class _Label(NamedTuple):
+    point: _LayerPoint  # where the label sits: the labelled layers' slower side
+    names: list[str]  # the layers it stands for, slowest first (several when their points coincide)
+    time_s: float  # their time, forward and backward
+    key: tuple  # (side, log10 x, log10 y) to 2 decimals: points with one key coincide on the figure
+
+
+def top_layer_labels(report: Report, count: int = LABELLED_POINTS) -> list[_Label]:
+    """Labels for the layers that take most of the step's time: layers in order of predicted time
+    (forward and backward), each at the point of its slower side, until `count` distinct points
+    are labelled; a layer whose point coincides with a labelled one (the same x and y to 1%, as
+    repeated blocks do) joins that label instead of hiding under a second one."""
+    labels: list[_Label] = []
+    sides = _sides(report)
+    for row in sorted(report.rows("layer"), key=lambda r: -r.time_s):
+        side = max(sides, key=lambda s: getattr(row, f"{s}_time_s"))
+        point = next(iter(_layer_points([row], side)), None)
+        if point is None:
+            continue  # no FLOPs on that side: not drawn
+        key = (side, round(math.log10(point.intensity), 2), round(math.log10(point.flops_per_s), 2))
+        same = next((i for i, label in enumerate(labels) if label.key == key), None)
+        if same is not None:
+            labels[same] = labels[same]._replace(names=labels[same].names + [row.name],
+                                                 time_s=labels[same].time_s + row.time_s)
+        elif len(labels) < count:
+            labels.append(_Label(point, [row.name], row.time_s, key))
+        else:
+            break
+    return labels
+
+
+def short_path(name: str, width: int = LABEL_WIDTH) -> str:
+    """A module path shortened from the left to whole components: "…h.11.mlp.c_fc"."""
+    if len(name) <= width:
+        return name
+    parts = name.split(".")
+    while len(parts) > 1 and len("…" + ".".join(parts)) > width:
+        parts.pop(0)
+    tail = "…" + ".".join(parts)
+    return tail if len(tail) <= width else tail[:width - 1] + "…"
+
+
+def _label_text(label: _Label, step_s: float) -> str:
+    alike = f" +{len(label.names) - 1} alike" if len(label.names) > 1 else ""
+    return f"{short_path(label.names[0])}{alike} · {label.time_s / step_s:.1%}"
+
+
+def _label_points(ax: Axes, report: Report, scale: float) -> None:
+    """Name the whole step and the layers that take most of the time beside their points, clear of
+    one another, of every point drawn, of the roofs and of the texts already on the axes."""
+    centres, halves = [], []
+    for collection in ax.collections:  # every marker drawn, at its own size
+        offsets, sizes = collection.get_offsets(), collection.get_sizes()
+        for i, (x, y) in enumerate(offsets):
+            centres.append((x, y))
+            halves.append(math.sqrt(sizes[i % len(sizes)]) / 2 if len(sizes) else MARKER_HALF_PT)
+    obstacles = list(ax.lines)
+    step = next(c for c in ax.collections if c.get_gid() == "step").get_offsets()[0]
+    place_labels(ax, [step[0]], [step[1]], ["whole step"], fontsize=8, fontweight="bold", colour="black",
+                 avoid=centres, marker_half_pt=[0.0] + halves, avoid_artists=obstacles + list(ax.texts),
+                 pad_px=LABEL_PAD_PX)[0].set(zorder=7, gid="step-label")
+    labels = top_layer_labels(report)
+    xs = [label.point.intensity for label in labels]
+    ys = [label.point.flops_per_s / scale for label in labels]
+    own = [0.0] * len(labels)  # the labelled points are among the markers drawn
+    texts = [_label_text(label, report.totals()["step_time_s"]) for label in labels]
+    placed = place_labels(ax, xs, ys, texts, fontsize=7, avoid=centres, marker_half_pt=own + halves,
+                          avoid_artists=obstacles + list(ax.texts), pad_px=LABEL_PAD_PX)
+    for annotation, label in zip(placed, labels):  # readable over grid lines, under no marker
+        annotation.set(zorder=7, gid="layer-label", bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
+                                                           "edgecolor": "none", "alpha": 0.8})
+
+
 def _layer_legend_label(side: str, report: Report, count: int) -> str:
     if side == "backward":
         return f"backward of a layer, incl. the optimizer ({count})"
@@ -162,8 +240,6 @@ def _draw_step(ax: Axes, report: Report, scale: float, measured_step_s: float | 
     y = totals["step_flops"] / totals["step_time_s"] / scale
     ax.scatter([x], [y], s=260, marker="*", color=STEP_COLOUR, edgecolors=MEASURED_COLOUR, linewidths=0.8,
                zorder=5, gid="step")
-    ax.annotate("whole step", (x, y), xytext=(9, -3), textcoords="offset points", fontsize=8, fontweight="bold",
-                va="top")
     handles = [_marker(STEP_COLOUR, "whole step (predicted)", marker="*", size=13)]
     if measured_step_s:
         my = totals["step_flops"] / measured_step_s / scale

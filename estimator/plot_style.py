@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
@@ -99,6 +100,7 @@ def si_label(value: float, unit: str) -> str:
 MARKER_HALF_PT = 3.5  # half the side of the box a marker occupies, in points
 LABEL_ON_LABEL_WEIGHT = 20.0  # cost of a pixel of label over label, against one of label over marker
 LEADER_FROM_PT = 12  # labels placed this far (points) or farther get a thin line to their point
+LEADER_CROSSING_PX = 3.0  # a pixel of leader across another marker or label, in pixels of label over marker
 LINE_WIDTH_PX = 20.0  # a pixel of line under a label costs as much as this many pixels of label over marker
 
 
@@ -118,13 +120,13 @@ _LABEL_OFFSETS = _label_offsets()
 
 
 def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333", avoid=(),
-                 marker_half_pt=MARKER_HALF_PT, avoid_artists=()) -> list:
+                 marker_half_pt=MARKER_HALF_PT, avoid_artists=(), pad_px: float = 2, fontweight: str = "normal") -> list:
     """Label points (data coordinates) greedily: each label takes the first nearby offset whose
     box overlaps no label placed before it, no marker (the labelled points and the extra (x, y)
     points in `avoid`) and none of `avoid_artists` (lines: their drawn path; texts: their box,
     weighed as labels), else the offset with the least overlap. `marker_half_pt`: half a
     marker's width in points, one for all or one per point of xs then avoid (a scatter of size
-    s has sqrt(s) / 2). Call after the axes' limits and scales are final. Returns the annotations.
+    s has sqrt(s) / 2); `pad_px`: clear space kept around each label. Call after the axes' limits and scales are final. Returns the annotations.
 
     A label's box is measured once and moved to each offset by arithmetic (the text's size does
     not depend on where it sits); only the chosen offset becomes an annotation."""
@@ -141,20 +143,26 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
     label_boxes, annotations = [], []
     for x, y, text in zip(xs, ys, texts):
         probe = ax.annotate(text, (x, y), xytext=(0, 0), textcoords="offset points", ha="left", va="bottom",
-                            fontsize=fontsize)
+                            fontsize=fontsize, fontweight=fontweight)
         probe.update_positions(renderer)
         text_box = Text.get_window_extent(probe, renderer)  # the text alone, its left-bottom corner at the point
         probe.remove()
+        px, py = ax.transData.transform((x, y))
+        crossable = [m for m in markers if not m.contains(px, py)] + label_boxes + text_boxes  # not its own marker
         best = None
         for dx, dy, ha, va in _LABEL_OFFSETS:
             shift_x = dx * pixels_per_pt - {"left": 0.0, "center": 0.5, "right": 1.0}[ha] * text_box.width
             shift_y = dy * pixels_per_pt - {"bottom": 0.0, "center": 0.5, "top": 1.0}[va] * text_box.height
-            box = text_box.translated(shift_x, shift_y).padded(2)
+            box = text_box.translated(shift_x, shift_y).padded(pad_px)
             inside = axes_box.contains(box.x0, box.y0) and axes_box.contains(box.x1, box.y1)
             # a label on a label is worse than a label on a marker; outside the axes is worst
             overlap = (LABEL_ON_LABEL_WEIGHT * sum(_overlap_area(box, other) for other in label_boxes + text_boxes)
                        + sum(_overlap_area(box, marker) for marker in markers)
                        + LINE_WIDTH_PX * sum(_clipped_length(box, path) for path in paths) + (0 if inside else 1e9))
+            if abs(dx) + abs(dy) >= LEADER_FROM_PT:  # its leader, from the point to the label's middle
+                leader = [(px, py), ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)]
+                overlap += LEADER_CROSSING_PX * sum(_clipped_length(other, leader) for other in crossable
+                                                    if _may_cross(other, leader))
             if best is None or overlap < best[0]:
                 best = (overlap, box, dx, dy, ha, va)
             if overlap == 0:
@@ -163,7 +171,8 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
         leader = {"arrowprops": {"arrowstyle": "-", "color": "#999999", "lw": 0.5, "shrinkA": 0, "shrinkB": 2}} \
             if abs(dx) + abs(dy) >= LEADER_FROM_PT else {}
         annotation = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                                 fontsize=fontsize, color=colour, annotation_clip=True, **leader)
+                                 fontsize=fontsize, fontweight=fontweight, color=colour, annotation_clip=True,
+                                 **leader)
         annotation.set_in_layout(False)
         label_boxes.append(box)
         annotations.append(annotation)
@@ -181,10 +190,16 @@ def _obstacles(artists, renderer) -> tuple[list, list]:
     return paths, boxes
 
 
+def _may_cross(box, segment) -> bool:
+    """False when the segment's bounding box misses `box` (a quick test before clipping)."""
+    (x0, y0), (x1, y1) = segment
+    return min(x0, x1) <= box.x1 and max(x0, x1) >= box.x0 and min(y0, y1) <= box.y1 and max(y0, y1) >= box.y0
+
+
 def _clipped_length(box, path) -> float:
     """Pixels of the polyline `path` (N x 2, display space) inside `box` (Liang-Barsky per segment)."""
     length = 0.0
-    for (x0, y0), (x1, y1) in zip(path[:-1], path[1:]):
+    for (x0, y0), (x1, y1) in pairwise(path):
         dx, dy = x1 - x0, y1 - y0
         t0, t1 = 0.0, 1.0
         for p, q in ((-dx, x0 - box.x0), (dx, box.x1 - x0), (-dy, y0 - box.y0), (dy, box.y1 - y0)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import numpy as np
+from matplotlib.text import Text
 import pytest
 from PIL import Image
 
@@ -12,7 +13,7 @@ from estimator.capture import capture
 from estimator.errors import RooflineError
 from estimator.hardware import catalog_ids, load_hardware
 from estimator.model_source import load_model
-from estimator.plot_roofline import chips_roofline, layer_roofline, models_roofline
+from estimator.plot_roofline import LABELLED_POINTS, chips_roofline, layer_roofline, models_roofline, short_path
 from estimator.report import evaluate
 from estimator.study import Study, with_measurements
 
@@ -163,3 +164,40 @@ def test_empty_inputs_are_refused_clearly(study_points):
         chips_roofline([load_hardware("a100-80gb-sxm")], "fp8")
     with pytest.raises(RooflineError, match="no study points for chip 'l4'"):
         models_roofline(study_points, load_hardware("l4"), "fp32")
+
+
+def _text_boxes(fig, gid: str):
+    """{text: its box in pixels (the text alone, not its leader)} of the annotations with this gid."""
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    return {t.get_text(): Text.get_window_extent(t, renderer) for t in fig.axes[0].texts if t.get_gid() == gid}
+
+
+def test_layer_roofline_names_the_slowest_layers_clear_of_each_other_and_of_the_roofs(train_report):
+    fig = layer_roofline([train_report])
+    labels = _text_boxes(fig, "layer-label")
+    assert 1 <= len(labels) <= LABELLED_POINTS
+    # a label reads "PATH · 12.3%" or "PATH +K alike · 12.3%": K more layers at the same point
+    named = [text.split(" · ")[0].split(" +")[0] for text in labels]
+    covered = sum(1 + int(text.split(" +")[1].split()[0]) if " alike" in text else 1 for text in labels)
+    rows = sorted((r for r in train_report.rows("layer") if r.forward_flops or r.backward_flops), key=lambda r: -r.time_s)
+    assert named[0] == short_path(rows[0].name)  # the slowest layer first
+    threshold = rows[covered - 1].time_s  # every layer named is among the `covered` slowest (ties allowed)
+    by_name = {short_path(r.name): r for r in rows}
+    assert all(by_name[name].time_s >= threshold * (1 - 1e-9) for name in named)
+    share = float(next(iter(labels)).split(" · ")[1].rstrip("%")) / 100
+    assert share == pytest.approx(rows[0].time_s / train_report.totals()["step_time_s"], abs=0.06)
+    boxes = list(labels.values()) + list(_text_boxes(fig, "step-label").values())
+    assert len(boxes) == len(labels) + 1
+    for i, a in enumerate(boxes):  # no label over another, nor over a roof or the ridge line
+        assert all(plot_style._overlap_area(a, b) == 0 for b in boxes[i + 1:])
+        for line in fig.axes[0].lines:
+            if (line.get_gid() or "").startswith(("roof", "ridge")):
+                path = line.get_transform().transform(line.get_xydata())
+                assert plot_style._clipped_length(a, path) == 0, (line.get_gid(), a)
+
+
+def test_short_path_keeps_the_end_of_a_long_module_path():
+    assert short_path("layer1.0.conv1") == "layer1.0.conv1"
+    assert short_path("model.decoder.layers.11.self_attn.q_proj", 24) == "…11.self_attn.q_proj"
+    assert len(short_path("a" * 40, 24)) == 24
