@@ -220,6 +220,13 @@ def _parser() -> argparse.ArgumentParser:
     hw_sys = hw_sub.add_parser("systems", help="multi-GPU systems and their networks (hardware/systems/)")
     hw_sys.add_argument("--json", action="store_true", help="JSON in SI units (bytes/s, seconds)")
     hw_sys.set_defaults(run=_hardware_systems)
+    hw_schema = hw_sub.add_parser("schema", help="the JSON Schema of the hardware, system or host YAMLs, for editors "
+                                  "(docs/hardware-schema.md)")
+    hw_schema.add_argument("--kind", choices=("hardware", "system", "host"), default="hardware",
+                           help="hardware (hardware/*.yaml, default), system (hardware/systems/) or host (hardware/hosts/)")
+    hw_schema.add_argument("--out", help="write it to this file (.json) instead of printing it")
+    hw_schema.add_argument("--force", action="store_true", help="with --out: overwrite an existing file")
+    hw_schema.set_defaults(run=_hardware_schema)
     cal = sub.add_parser("calibrate", help="measure this machine's roofs and write the `local` hardware YAML")
     cal.add_argument("--quick", action="store_true", help="fewer sizes and repeats: under a minute")
     cal.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="device to measure (default cpu)")
@@ -321,6 +328,24 @@ def _hardware_systems(args) -> int:
                       f"{s.inter.bus_bytes_per_s / 1e9:,.0f}" if s.inter else "-",
                       str(s.inter.nics_per_node) if s.inter else "-")
     Console(width=None if sys.stdout.isatty() else 160).print(table)
+    return 0
+
+
+def _hardware_schema(args) -> int:
+    import os
+
+    from .hardware_schema import schema_text
+    from .output_paths import check_output_file, write_text
+
+    text = schema_text(args.kind)
+    if not args.out:
+        print(text, end="")
+        return 0
+    path = check_output_file("--out", args.out, (".json",))
+    if os.path.lexists(path) and not args.force:
+        raise RooflineError(f"--out {args.out!r}: the file exists; add --force to overwrite it, or pick another path")
+    write_text(path, text)
+    print(f"wrote the {args.kind} schema to {path}")
     return 0
 
 
