@@ -11,6 +11,7 @@ Example:
     >>> rows = side_by_side(step, [load_hardware("a100-80gb-sxm"), load_hardware("h100-sxm")], "amp-bf16",
     ...                     capture_at=lambda b: capture(*build(b), mode="train"))
     >>> [(r.chip, r.fits, r.max_batch) for r in rows]
+    >>> rows.to_pandas()   # a SideBySide: a list of ChipRow; in Jupyter `rows` alone shows a table
 """
 from __future__ import annotations
 
