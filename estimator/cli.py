@@ -22,6 +22,7 @@ from .execution import EXECUTION_HELP, EXECUTIONS
 from .optimizer import DEFAULT_OPTIMIZER, OPTIMIZERS
 from .output_paths import check_output_file, json_text, write_json
 from .precision import PRECISIONS
+from .render_fit import FitTable, output_console
 
 
 
@@ -74,7 +75,7 @@ def _required(args) -> int:
             cells += [f"{c.traced_peak_ratio:.1%}", f"{c.predicted_utilization:.1%}",
                       f"{c.predicted_samples_per_s:,.4g}", f"{c.chips_needed:,}"]
         table.add_row(*cells)
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = output_console()
     if result.model:
         out.print(f"{result.model} · {'train' if result.train else 'inference'} · batch {result.batch}",
                   highlight=False)
@@ -305,7 +306,7 @@ def _hardware_list(args) -> int:
     if args.json:
         print(json_text([hw.to_dict() for hw in chips]))
         return 0
-    Console(width=None if sys.stdout.isatty() else 160).print(catalog_table(chips))
+    output_console().print(catalog_table(chips))
     return 0
 
 
@@ -327,7 +328,7 @@ def _hardware_systems(args) -> int:
                       f"{s.intra.ring_bytes_per_s / 1e9:,.0f}",
                       f"{s.inter.bus_bytes_per_s / 1e9:,.0f}" if s.inter else "-",
                       str(s.inter.nics_per_node) if s.inter else "-")
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    output_console().print(table)
     return 0
 
 
@@ -357,7 +358,7 @@ def _hardware_show(args) -> int:
     if args.json:
         print(json_text(hw.to_dict()))
         return 0
-    Console(width=None if sys.stdout.isatty() else 160).print(chip_sheet(hw))
+    output_console().print(chip_sheet(hw))
     return 0
 
 
@@ -482,7 +483,7 @@ def _measure_cluster(args, models: list[str], batches: list[int]) -> int:
     table.caption = ("1 process: the same step alone with the threads each process had; added by the cluster: the "
                      "step minus that (communication, and on a CPU the cores it takes from compute)")
     table.caption_justify = "left"
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    output_console().print(table)
     if args.json:
         write_json(Path(args.json), rows)
         err.print(f"wrote {args.json}")
@@ -555,7 +556,7 @@ def _measure(args) -> int:
                       f"{r['latency_s'] * 1e3:,.2f}", f"{r['delivered_flops_per_s'] / 1e12:.3f}",
                       f"{r['peak_flops_per_s'] / 1e12:.3g}", f"{r['efficiency']:.1%}", f"{r['predicted_s'] * 1e3:,.2f}",
                       f"{r['error']:+.1%}", f"{r['spread']:.1%}")
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = output_console()
     out.print(table)
     mean_eff = sum(r["efficiency"] for r in rows) / len(rows)
     mape = 100 * sum(abs(r["error"]) for r in rows) / len(rows)
@@ -570,7 +571,6 @@ def _measure(args) -> int:
 
 def _compare(args) -> int:
     import torch
-    from rich.table import Table
 
     import roofline_zoo
 
@@ -596,16 +596,17 @@ def _compare(args) -> int:
         measured = measure_layers(real_model, real_inputs, train=args.train, warmup=args.warmup, runs=args.runs)
     result = compare(report, measured, train=args.train)
     rows = result.rows if args.top <= 0 else result.rows[:args.top]
-    table = Table(title=f"{name} · {hardware.id} · fp32 · {mode} · batch {args.batch}: predicted vs measured "
-                        f"per layer (largest error first)", title_justify="left")
+    table = FitTable(title=f"{name} · {hardware.id} · fp32 · {mode} · batch {args.batch}: predicted vs measured "
+                           f"per layer (largest error first)", title_justify="left")
     for col in ("layer", "type", "predicted ms", "measured ms", "ratio", "bound"):
-        table.add_column(col, justify="left" if col in ("layer", "type", "bound") else "right")
+        table.add_column(col, justify="left" if col in ("layer", "type", "bound") else "right", name=col == "layer",
+                         priority={"type": 2, "bound": 1}.get(col, 0))
     for r in rows:
         ratio = f"{r.ratio:.2f}" if r.measured_s > 0 else "-"
         table.add_row(r.name, r.type, f"{r.predicted_s * 1e3:,.2f}", f"{r.measured_s * 1e3:,.2f}", ratio, r.bound)
     if len(result.rows) > len(rows):
         table.caption = f"{len(result.rows) - len(rows)} more rows (--top 0 shows all)"
-    out = Console(width=None if sys.stdout.isatty() else 140)
+    out = output_console()
     out.print(table)
     out.print(f"step: predicted {result.predicted_total_s * 1e3:,.1f} ms, measured {result.measured_total_s * 1e3:,.1f} "
               f"ms (median of {args.runs} steps per layer, on a machine others may share)")
@@ -667,7 +668,7 @@ def _models(args) -> int:
     for r in rows:
         table.add_row(r["name"], r["family"], f"{r['parameters']:,}", r["default_input"],
                       f"{r['forward_flops'] / 1e9:,.2f}")
-    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    output_console().print(table)
     return 0
 
 
@@ -698,7 +699,7 @@ def _estimate(args) -> int:
     from .render_plan import does_not_fit_advice, memory_line, side_by_side_table
     from .report import evaluate
 
-    out = Console(width=None if sys.stdout.isatty() else 160)
+    out = output_console()
     err = Console(stderr=True)
     system = None
     if wants_cluster(args):

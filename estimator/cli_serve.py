@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -14,6 +13,7 @@ from .cli_args import int_list
 from .errors import RooflineError
 from .execution import EXECUTION_HELP, EXECUTIONS
 from .precision import PRECISIONS
+from .render_fit import output_console
 
 
 def add_parser(sub) -> None:
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     data = [r.to_dict() for r in results]
     data = data[0] if len(data) == 1 else {"chips": data}
     if args.json != "-":
-        out = Console(width=None if sys.stdout.isatty() else 160)
+        out = output_console()
         for r in results:
             out.print(serving_table(r))
             if args.top and r.decode_report is not None:
@@ -153,7 +153,7 @@ def _measure(args, batches: list[int]) -> int:
         cells.append(f"{m['time_per_token_s'] * 1e3:,.1f} / {p['time_per_token_s'] * 1e3:,.1f}")
         cells.append(f"{100 * (p['time_per_token_s'] / m['time_per_token_s'] - 1):+.0f}%")
         table.add_row(str(r["batch"]), *cells)
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
+    output_console().print(table)
     if args.json:
         write_json(Path(args.json), rows)
         err.print(f"wrote {args.json}")

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .execution import execution_defaults
+from .render_fit import FitTable
 from .report import Report
 
 BOUND_STYLE = {"compute": "green", "memory": "yellow", "overhead": "magenta", "host": "red", "free": "dim"}
@@ -28,16 +29,16 @@ def layer_table(report: Report, by: str, depth: int | None, top: int) -> Table:
     shown = rows if top <= 0 else rows[:top]
     title = (f"{report.step.model_name} · {report.hardware.id} · {report.precision.name} · {report.step.mode} · "
              f"batch {report.step.batch} — by {label}" + (f" (depth {depth})" if depth else ""))
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_footer=False)
-    table.add_column(label, overflow="fold", min_width=16)
+    table = FitTable(title=title, box=box.SIMPLE_HEAD, title_justify="left", show_footer=False)
+    table.add_column(label, name=True)  # narrow terminals: FLOP/B, MB moved, type, GFLOPs go first, in that order
     if by != "type":
-        table.add_column("type" if by == "layer" else "op family")
-    table.add_column("fwd GFLOP", justify="right")
+        table.add_column("type" if by == "layer" else "op family", priority=3)
+    table.add_column("fwd GFLOP", justify="right", priority=2)
     if train:
-        table.add_column("bwd GFLOP", justify="right")
-    table.add_column("MB moved", justify="right")
-    table.add_column("FLOP/B", justify="right")
-    table.add_column("bound")
+        table.add_column("bwd GFLOP", justify="right", priority=2)
+    table.add_column("MB moved", justify="right", priority=4)
+    table.add_column("FLOP/B", justify="right", priority=5)
+    table.add_column("bound", priority=1)
     table.add_column("fwd ms", justify="right")
     if train:
         table.add_column("bwd ms", justify="right")
@@ -116,10 +117,11 @@ def unsupported_table(report: Report) -> Table | None:
     ops = report.unsupported()
     if not ops:
         return None
-    table = Table(title="unsupported ops (no cost rule: traffic charged, FLOPs unknown)", box=box.SIMPLE_HEAD,
-                  title_justify="left", title_style="bold red")
-    for col in ("op", "count", "% nodes", "% bytes"):
-        table.add_column(col, justify="left" if col == "op" else "right")
+    table = FitTable(title="unsupported ops (no cost rule: traffic charged, FLOPs unknown)", box=box.SIMPLE_HEAD,
+                     title_justify="left", title_style="bold red")
+    table.add_column("op", name=True)
+    for col in ("count", "% nodes", "% bytes"):
+        table.add_column(col, justify="right")
     for u in ops:
         table.add_row(u["op"], str(u["count"]), f"{100 * u['node_share']:.2f}", f"{100 * u['bytes_share']:.2f}")
     return table

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .cluster import ClusterResult
+from .render_fit import FitTable
 
 KINDS = {"tp": "tensor parallel", "ep": "expert all-to-all", "pp": "pipeline send/recv", "dp": "data parallel"}
 
@@ -58,10 +59,11 @@ def unit_table(result: ClusterResult, top: int) -> Table:
     units = sorted(result.units, key=lambda u: -(u.forward_s + u.backward_s + u.tp_forward_s + u.tp_backward_s
                                                  + u.ep_forward_s + u.ep_backward_s))
     shown = units if top <= 0 else units[:top]
-    table = Table(title="per unit and micro-batch, one GPU (tensor/expert-parallel collectives block compute)",
-                  box=box.SIMPLE_HEAD, title_justify="left")
-    for col in ("unit", "forward ms", "backward ms", "tp/ep comm ms", "parameters on this GPU"):
-        table.add_column(col, justify="left" if col == "unit" else "right")
+    table = FitTable(title="per unit and micro-batch, one GPU (tensor/expert-parallel collectives block compute)",
+                     box=box.SIMPLE_HEAD, title_justify="left")
+    table.add_column("unit", name=True)
+    for col in ("forward ms", "backward ms", "tp/ep comm ms", "parameters on this GPU"):
+        table.add_column(col, justify="right", priority=1 if col == "parameters on this GPU" else 0)
     for u in shown:
         table.add_row(u.name, f"{u.forward_s * 1e3:,.3f}", f"{u.backward_s * 1e3:,.3f}",
                       f"{(u.tp_forward_s + u.tp_backward_s + u.ep_forward_s + u.ep_backward_s) * 1e3:,.3f}",
@@ -74,12 +76,13 @@ def unit_table(result: ClusterResult, top: int) -> Table:
 def search_table(results: list[ClusterResult], model: str, top: int) -> Table:
     """The best `top` layouts side by side."""
     first = results[0]
-    table = Table(title=f"{model} · {first.system} · {first.gpus} GPUs · {first.precision} · global batch "
-                        f"{first.samples_per_step:,}: {len(results)} layouts fit, fastest first",
-                  box=box.SIMPLE_HEAD, title_justify="left")
+    table = FitTable(title=f"{model} · {first.system} · {first.gpus} GPUs · {first.precision} · global batch "
+                           f"{first.samples_per_step:,}: {len(results)} layouts fit, fastest first",
+                     box=box.SIMPLE_HEAD, title_justify="left")
     for col in ("#", "layout", "micro-batch", "recompute", "step ms", "tokens/s/GPU" if first.tokens_per_s else
                 "samples/s", "MFU", "exposed comm ms", "memory GB"):
-        table.add_column(col, justify="left" if col in ("layout", "recompute") else "right")
+        table.add_column(col, justify="left" if col in ("layout", "recompute") else "right", name=col == "layout",
+                         priority={"exposed comm ms": 2, "memory GB": 1, "#": 1}.get(col, 0))
     for rank, r in enumerate(results[:top], start=1):
         rate = f"{r.tokens_per_s / r.gpus:,.0f}" if r.tokens_per_s else f"{r.samples_per_s:,.1f}"
         table.add_row(str(rank), r.layout.name, f"{r.micro_batch} x {r.micro_batches}", "yes" if r.recompute else "no",

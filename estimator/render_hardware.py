@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.table import Table
 
 from .hardware import Hardware
+from .render_fit import FitTable
 
 
 def _tflops(value: float | None) -> str:
@@ -16,12 +17,12 @@ def _tflops(value: float | None) -> str:
 
 
 def catalog_table(chips: list[Hardware]) -> Table:
-    table = Table(title=f"hardware catalog ({len(chips)} chips; dense peaks)", box=box.SIMPLE_HEAD,
-                  title_justify="left")
-    for col, justify in (("id", "left"), ("kind", "left"), ("fp32 TFLOP/s", "right"), ("bf16/fp16 matrix", "right"),
-                         ("fp8", "right"), ("GB/s", "right"), ("GB", "right"), ("ridge FLOP/B (16-bit)", "right"),
-                         ("name", "left")):
-        table.add_column(col, justify=justify)
+    table = FitTable(title=f"hardware catalog ({len(chips)} chips; dense peaks)", box=box.SIMPLE_HEAD,
+                     title_justify="left")
+    for col, justify, priority in (("id", "left", 0), ("kind", "left", 2), ("fp32 TFLOP/s", "right", 0),
+                                   ("bf16/fp16 matrix", "right", 0), ("fp8", "right", 1), ("GB/s", "right", 0),
+                                   ("GB", "right", 0), ("ridge FLOP/B (16-bit)", "right", 3), ("name", "left", 4)):
+        table.add_column(col, justify=justify, priority=priority, name=col == "id")
     for hw in chips:
         half = hw.half_matrix_key
         half_peak = hw.matrix_flops_per_s.get(half) if half else None

@@ -14,6 +14,7 @@ from .chips import AMORTIZATION_YEARS, ChipRow
 from .hardware import Hardware
 from .memory import MemoryEstimate
 from .precision import Precision
+from .render_fit import FitTable
 
 
 def memory_line(memory: MemoryEstimate, hardware: Hardware, max_batch: int | None) -> Text:
@@ -40,14 +41,16 @@ def side_by_side_table(step: CapturedStep, precision: Precision, rows: list[Chip
     title = (f"{step.model_name} · {precision.name} · {step.mode} · batch {step.batch}"
              + (f" x {step.accumulate} micro-batches" if step.accumulate > 1 else "")
              + (f" · seq {step.tokens_per_sample}" if tokens else "") + " — chips side by side")
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left",
-                  caption=f"fastest: the fastest chip on which the step fits; US$ per million {unit}: list price "
-                          f"written off over {AMORTIZATION_YEARS} years of continuous use (no power, host or "
-                          "hosting); '-' where the YAML has no price",
-                  caption_justify="left")
-    for col in ("chip", "step ms", "samples/s", *(["tokens/s"] if tokens else []), "utilization", "memory GB",
+    table = FitTable(title=title, box=box.SIMPLE_HEAD, title_justify="left",
+                     caption=f"fastest: the fastest chip on which the step fits; US$ per million {unit}: list price "
+                             f"written off over {AMORTIZATION_YEARS} years of continuous use (no power, host or "
+                             "hosting); '-' where the YAML has no price",
+                     caption_justify="left")
+    priority = {"capacity GB": 4, "utilization": 3, "max batch": 2, f"US$/M {unit}": 2, "samples/s": 1, "tokens/s": 1}
+    table.add_column("chip", name=True)
+    for col in ("step ms", "samples/s", *(["tokens/s"] if tokens else []), "utilization", "memory GB",
                 "capacity GB", "fits", "max batch", f"US$/M {unit}", ""):
-        table.add_column(col, justify="left" if col in ("chip", "fits", "") else "right")
+        table.add_column(col, justify="left" if col in ("fits", "") else "right", priority=priority.get(col, 0))
     for r in rows:
         marks = ", ".join(m for m, on in (("fastest", r.fastest), ("cheapest", r.cheapest)) if on)
         table.add_row(r.chip, f"{r.step_time_s * 1e3:,.2f}", f"{r.samples_per_s:,.1f}",

@@ -7,6 +7,7 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
+from .render_fit import FitTable
 from .serving import ServingResult
 
 
@@ -16,15 +17,16 @@ def serving_table(result: ServingResult) -> Table:
     title = (f"{r.model} · {r.chip}" + (f" x {r.gpus} (tensor parallel)" if r.gpus > 1 else "")
              + f" · {r.precision}{' · ' + formats if formats else ''} · {r.execution} · prompt {r.prompt:,}, "
              f"generate {r.generate:,}")
-    table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left",
-                  caption=f"weights {r.weights_bytes / 1e9:,.1f} GB; KV cache {r.kv_bytes_per_sequence / 1e9:,.3f} GB "
-                          f"per sequence of {r.prompt + r.generate:,} tokens; largest batch that fits: "
-                          f"{r.max_batch:,} (of {r.capacity_bytes / 1e9:,.0f} GB, before an engine's reserve). "
-                          "TPOT: time per output token, mean over the generation",
-                  caption_justify="left")
+    table = FitTable(title=title, box=box.SIMPLE_HEAD, title_justify="left",
+                     caption=f"weights {r.weights_bytes / 1e9:,.1f} GB; KV cache "
+                             f"{r.kv_bytes_per_sequence / 1e9:,.3f} GB per sequence of {r.prompt + r.generate:,} "
+                             f"tokens; largest batch that fits: {r.max_batch:,} (of {r.capacity_bytes / 1e9:,.0f} "
+                             "GB, before an engine's reserve). TPOT: time per output token, mean over the generation",
+                     caption_justify="left")
+    priority = {"TPOT first ms": 4, "TPOT last ms": 4, "request s": 3, "memory GB": 2}  # first to go when narrow
     for col in ("batch", "TTFT ms", "TPOT first ms", "TPOT last ms", "TPOT mean ms", "tokens/s/user",
                 "tokens/s/GPU", "request s", "memory GB", "fits"):
-        table.add_column(col, justify="left" if col == "fits" else "right")
+        table.add_column(col, justify="left" if col == "fits" else "right", priority=priority.get(col, 0))
     for p in r.points:
         fits = r.fits(p.batch)
         table.add_row(f"{p.batch:,}", f"{p.prefill.time_s * 1e3:,.1f}", f"{p.decode[0].time_s * 1e3:,.2f}",

@@ -77,3 +77,83 @@ def test_depth_rows_carry_the_type_of_the_module_at_that_depth():
     assert types["conv1"] == "Conv2d" and types["fc"] == "Linear"
     assert {r.name: r.type for r in report.rows("layer", depth=2)}["layer2.0"] == "BasicBlock"
     assert {r.name: r.type for r in report.rows("layer")}["layer2.0.downsample.0"] == "Conv2d"
+
+
+def _table_output(capsys, monkeypatch, width: int, *argv: str) -> str:
+    monkeypatch.setenv("COLUMNS", str(width))
+    assert main(list(argv)) == 0
+    return capsys.readouterr().out
+
+
+def _check_fits(out: str, width: int) -> list[list[str]]:
+    """Every line within `width` cells; each table body line (between a header rule and the next
+    blank line) holds a whole row: a wrapped name would leave a line of one fragment. Returns
+    the body lines' words."""
+    from rich.cells import cell_len
+
+    assert out.strip()
+    assert max(cell_len(line) for line in out.splitlines()) <= width
+    rows, body = [], False
+    for line in out.splitlines():
+        if set(line.strip()) == {"─"}:
+            body = True
+        elif not line.strip():
+            body = False
+        elif body:
+            words = line.split()
+            assert len(words) >= 3, f"a wrapped cell at width {width}: {line!r}"
+            rows.append(words)
+    assert rows
+    return rows
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_estimate_tables_fit_the_terminal(capsys, monkeypatch, width):
+    """By layer, type and op, on a training step (the widest table): no line wider than the
+    terminal, no name wrapped; op names such as aten.convolution_backward.default stay whole."""
+    for by in ("layer", "type", "op"):
+        out = _table_output(capsys, monkeypatch, width, "estimate", "resnet18", "--train", "--batch", "2", "--by", by)
+        rows = _check_fits(out, width)
+        if by == "op":
+            assert "aten.convolution_backward.default" in [r[0] for r in rows]
+        if by == "layer":
+            assert "layer4.0.downsample.0" in [r[0] for r in rows]
+    assert "not shown at this width" in out if width == 80 else True
+
+
+def test_long_names_are_shortened_in_the_middle_not_wrapped():
+    from rich import box
+    from rich.console import Console
+
+    from estimator.render_fit import FitTable, middle_ellipsis
+
+    assert middle_ellipsis("model.layers.31.self_attn.q_proj", 15) == "model.l….q_proj"  # 7 + 1 + 7 cells
+    assert middle_ellipsis("fc", 15) == "fc"
+    table = FitTable(box=box.SIMPLE_HEAD)
+    table.add_column("layer", name=True)
+    table.add_column("ms", justify="right")
+    table.add_column("FLOP/B", justify="right", priority=1)
+    name = "encoder.layers.11.self_attention.multi_head_attention.out_projection"
+    table.add_row(name, "1.25", "35.2")
+    console = Console(width=40, record=True)
+    console.print(table)
+    lines = console.export_text().splitlines()
+    assert all(len(line) <= 40 for line in lines)
+    row = next(line for line in lines if "1.25" in line)
+    shown = row.split()[0]
+    assert "…" in shown and name.startswith(shown.split("…")[0]) and name.endswith(shown.split("…")[1])
+    assert "not shown at this width: FLOP/B" in " ".join(lines)  # dropped before the name was shortened
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_chips_serve_and_cluster_tables_fit(capsys, monkeypatch, width):
+    out = _table_output(capsys, monkeypatch, width, "estimate", "resnet18", "--train", "--batch", "8",
+                        "--hardware", "a100-80gb-sxm,h100-sxm")
+    assert {"a100-80gb-sxm", "h100-sxm"} <= {r[0] for r in _check_fits(out, width)}
+    out = _table_output(capsys, monkeypatch, width, "serve", "gpt2", "--batch", "1,8", "--prompt", "256",
+                        "--generate", "32")
+    _check_fits(out, width)
+    out = _table_output(capsys, monkeypatch, width, "estimate", "gpt2", "--train", "--seq", "128", "--gpus", "8",
+                        "--parallel", "tp=2,pp=2,dp=2", "--hardware", "h100-sxm")
+    assert "per unit and micro-batch" in out
+    _check_fits(out, width)
