@@ -11,18 +11,18 @@ from torch import nn
 
 pd = pytest.importorskip("pandas")
 
-import estimator  # noqa: E402
-from estimator.capture import capture  # noqa: E402
-from estimator.chips import SideBySide, side_by_side  # noqa: E402
-from estimator.cluster import predict_cluster  # noqa: E402
-from estimator.errors import MissingDependencyError  # noqa: E402
-from estimator.hardware import load_hardware  # noqa: E402
-from estimator.model_source import load_model  # noqa: E402
-from estimator.notebook_display import PANDAS_HINT, figure_png, format_value, html_table  # noqa: E402
-from estimator.parallel_layout import parse_layout  # noqa: E402
-from estimator.precision import get_precision  # noqa: E402
-from estimator.study import Study  # noqa: E402
-from estimator.system import load_system  # noqa: E402
+import estimator
+from estimator.capture import capture
+from estimator.chips import SideBySide, side_by_side
+from estimator.cluster import predict_cluster
+from estimator.errors import MissingDependencyError
+from estimator.hardware import load_hardware
+from estimator.model_source import load_model
+from estimator.notebook_display import PANDAS_HINT, figure_png, format_value, html_table
+from estimator.parallel_layout import parse_layout
+from estimator.precision import get_precision
+from estimator.study import Study
+from estimator.system import load_system
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "roofline_in_a_notebook.ipynb"
@@ -181,7 +181,8 @@ def test_missing_pandas_is_one_clear_error(monkeypatch, report, cluster, serving
 
 @pytest.mark.parametrize("column, value, text", [
     ("step_time_s", 0.00123, "1.23 ms"), ("forward_flops", 4.1e9, "4.1 GFLOP"), ("bytes", 25_600_000, "25.6 MB"),
-    ("peak_flops_per_s", 9.89e14, "989 TFLOP/s"), ("utilization", 0.1234, "12.3%"), ("memory_bound_share", 0.5, "50.0%"),
+    ("peak_flops_per_s", 9.89e14, "989 TFLOP/s"), ("utilization", 0.1234, "12.3%"),
+    ("memory_bound_share", 0.5, "50.0%"),
     ("nodes", 12345, "12,345"), ("throughput_samples_per_s", 1234.56, "1,234.6"), ("max_batch", None, "-"),
     ("fits", True, "yes"), ("name", "a<b", "a<b"),
 ])
