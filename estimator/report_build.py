@@ -24,7 +24,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -38,6 +37,7 @@ from matplotlib.figure import Figure as MplFigure
 from . import commentary, plot_charts, plot_roofline
 from .errors import RooflineError
 from .hardware import Hardware, catalog_and_local
+from .output_paths import write_json
 from .parallel_work import InlineExecutor, finished
 from .plot_style import save_figures
 from .report_page import Figure, Section, Table, write_pages
@@ -194,7 +194,7 @@ def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | N
                 "samples": correlation.samples},
             "comments": {s.title: s.paragraphs for s in sections}, "figures": output.figures}
     data = _finite(data)
-    (out_dir / "report.json").write_text(json.dumps(data, indent=2, allow_nan=False))
+    write_json(out_dir / "report.json", data)  # whole or not at all (a temporary file, then a rename)
     return data
 
 

@@ -20,10 +20,12 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .output_paths import write_text
 
 FOLD_ROWS = 30  # HTML: longer tables start closed
 
@@ -66,10 +68,11 @@ class Section:
 def write_table_csv(table: Table, out_dir: Path) -> Path:
     path = out_dir / "tables" / table.csv_name
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(table.csv_columns or table.columns)
-        writer.writerows(["" if _missing(v) else v for v in row] for row in table.rows)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(table.csv_columns or table.columns)
+    writer.writerows(["" if _missing(v) else v for v in row] for row in table.rows)
+    write_text(path, text.getvalue())
     return path
 
 
@@ -79,9 +82,9 @@ def write_pages(title: str, context: str, sections: list[Section], out_dir: Path
         for table in section.tables:
             write_table_csv(table, out_dir)
     html_path = out_dir / "report.html"
-    html_path.write_text(_html(title, context, sections, out_dir))
+    write_text(html_path, _html(title, context, sections, out_dir))  # each file whole or not at all
     md_path = out_dir / "report.md"
-    md_path.write_text(_markdown(title, context, sections))
+    write_text(md_path, _markdown(title, context, sections))
     return html_path, md_path
 
 
