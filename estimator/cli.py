@@ -338,6 +338,8 @@ def _hardware_schema(args) -> int:
     from .hardware_schema import schema_text
     from .output_paths import check_output_file, write_text
 
+    if args.force and not args.out:
+        raise RooflineError("--force overwrites the file of --out; give --out FILE.json, or leave --force out")
     text = schema_text(args.kind)
     if not args.out:
         print(text, end="")

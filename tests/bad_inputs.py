@@ -206,6 +206,10 @@ def all_cases() -> list[Case]:
         add(f"compare-json-{i}", "compare", "resnet18", "--json", path)
     for i, path in enumerate(["mine", "new.txt", "missing_folder/x.png", "a_file/x.png", "q" * 300 + ".png"]):
         add(f"plot-out-{i}", "plot", "chips", "--out", path)
+    for i, path in enumerate(BAD_JSON_PATHS + ["hf_ok/config.json", "new.txt"]):  # hf_ok/config.json exists
+        add(f"schema-out-{i}", "hardware", "schema", "--out", path)
+    for i, argv in enumerate((["--kind", "chip"], ["--kind", ""], ["--force"], ["--kind", "system", "extra"])):
+        add(f"schema-args-{i}", "hardware", "schema", *argv)
     for i, hf in enumerate(BAD_HF):
         add(f"hf-config-{i}", "estimate", "--hf-config", hf)
         add(f"hf-config-train-{i}", "estimate", "--hf-config", hf, "--train")
