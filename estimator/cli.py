@@ -27,8 +27,6 @@ from .render_fit import FitTable, output_console
 
 
 def _required(args) -> int:
-    from rich.table import Table
-
     from .capture import capture
     from .errors import PrecisionError
     from .hardware import load_hardware
@@ -65,10 +63,13 @@ def _required(args) -> int:
         print(json_text(data))
         return 0
     factor = "x 3 (train) " if result.train else "x 1 (inference) "
-    table = Table()
+    table = FitTable()
     model_columns = ("traced ratio", "predicted util", "predicted samples/s/chip", "chips needed")
+    # FitTable priorities (highest dropped first): the seed's 3x-rule answer, the peak and the prediction stay
+    dropped_first = {"traced ratio": 4, "predicted util": 3, "precision": 2, "chips needed": 1}
     for col in ("chip", "precision", "peak TFLOPS", "3x-rule ratio") + (model_columns if result.model else ()):
-        table.add_column(col, justify="left" if col in ("chip", "precision") else "right")
+        table.add_column(col, justify="left" if col in ("chip", "precision") else "right",
+                         priority=dropped_first.get(col, 0), name=col == "chip")
     for c in result.chips:
         cells = [c.hardware, result.precision, f"{c.peak_flops_per_s / 1e12:,.4g}", f"{c.rule_peak_ratio:.1%}"]
         if result.model:
@@ -311,18 +312,18 @@ def _hardware_list(args) -> int:
 
 
 def _hardware_systems(args) -> int:
-    from rich.table import Table
-
     from .system import load_system, system_ids
 
     systems = [load_system(i) for i in system_ids()]
     if args.json:
         print(json_text([s.to_dict() for s in systems]))
         return 0
-    table = Table(title="multi-GPU systems: achieved bus bandwidth per GPU (nccl-tests busbw), GB/s",
-                  title_justify="left")
+    table = FitTable(title="multi-GPU systems: achieved bus bandwidth per GPU (nccl-tests busbw), GB/s",
+                     title_justify="left")
+    dropped_first = {"ring": 3, "GPUs/node": 2, "NICs/node": 1}  # FitTable priorities
     for col in ("system", "chip", "GPUs/node", "in node: all-reduce", "ring", "between nodes", "NICs/node"):
-        table.add_column(col, justify="left" if col in ("system", "chip") else "right")
+        table.add_column(col, justify="left" if col in ("system", "chip") else "right",
+                         priority=dropped_first.get(col, 0), name=col == "system")
     for s in systems:
         table.add_row(s.id, s.chip, str(s.gpus_per_node), f"{s.intra.bus_bytes_per_s / 1e9:,.0f}",
                       f"{s.intra.ring_bytes_per_s / 1e9:,.0f}",
@@ -437,8 +438,6 @@ def _calibrate_network(args) -> int:
 
 def _measure_cluster(args, models: list[str], batches: list[int]) -> int:
     """`measure --nproc N`: time data-parallel steps here and set them beside the local prediction."""
-    from rich.table import Table
-
     from .hardware import load_hardware
     from .local_cluster import predict_local
     from .measure_cluster import measure_cluster
@@ -471,11 +470,13 @@ def _measure_cluster(args, models: list[str], batches: list[int]) -> int:
             err.print(f"  {name} batch {batch}: measured {measured.step_s * 1e3:,.1f} ms ({alone * 1e3:,.1f} in one "
                       f"process), predicted {predicted.step_time_s * 1e3:,.1f} ms ({predicted.compute_s * 1e3:,.1f})",
                       highlight=False)
-    table = Table(title=f"data-parallel training on {args.nproc} local processes ({parallel}, gloo, "
+    table = FitTable(title=f"data-parallel training on {args.nproc} local processes ({parallel}, gloo, "
                         f"{rows[0]['threads_per_process']} thread(s) each)", title_justify="left")
-    for col in ("model", "batch/process", "measured ms", "spread", "predicted ms", "error", "1 process: measured ms",
-                "predicted ms", "added by the cluster: measured ms", "predicted ms"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    for i, col in enumerate(("model", "batch/process", "measured ms", "spread", "predicted ms", "error",
+                             "1 process: measured ms", "predicted ms", "added by the cluster: measured ms",
+                             "predicted ms")):  # FitTable priorities: spread, then the one-process pair, go first
+        table.add_column(col, justify="left" if col == "model" else "right", name=col == "model",
+                         priority=3 if col == "spread" else 2 if i in (6, 7) else 0)
     for r in rows:
         table.add_row(r["model"], str(r["batch_per_process"]), f"{r['step_s'] * 1e3:,.1f}", f"{100 * r['spread']:.0f}%",
                       f"{r['predicted_step_s'] * 1e3:,.1f}", f"{100 * r['error']:+.1f}%",
@@ -512,7 +513,6 @@ def _measure(args) -> int:
     import torch
 
     import roofline_zoo
-    from rich.table import Table
 
     from .hardware import load_hardware
     from .measure import efficiency_table_rows, measure
@@ -548,11 +548,13 @@ def _measure(args) -> int:
                       f"efficiency {100 * m.efficiency:.1f}%")
             measurements.append(m)
     rows = efficiency_table_rows(measurements)
-    table = Table(title=f"model efficiency on {measurements[0].hardware} ({args.device}, "
-                        f"{measurements[0].threads} threads)", title_justify="left")
+    table = FitTable(title=f"model efficiency on {measurements[0].hardware} ({args.device}, "
+                           f"{measurements[0].threads} threads)", title_justify="left")
+    dropped_first = {"spread": 4, "precision": 3, "GFLOPs": 2, "peak TFLOPS": 1}  # FitTable priorities
     for col in ("model", "batch", "precision", "GFLOPs", "latency ms", "delivered TFLOPS", "peak TFLOPS",
                 "efficiency", "predicted ms", "error", "spread"):
-        table.add_column(col, justify="left" if col in ("model", "precision") else "right")
+        table.add_column(col, justify="left" if col in ("model", "precision") else "right",
+                         priority=dropped_first.get(col, 0), name=col == "model")
     for r in rows:
         table.add_row(r["model"], str(r["batch"]), r["precision"], f"{r['flops'] / 1e9:,.1f}",
                       f"{r['latency_s'] * 1e3:,.2f}", f"{r['delivered_flops_per_s'] / 1e12:.3f}",
@@ -642,7 +644,6 @@ def _cache_clear(args) -> int:
 
 def _models(args) -> int:
     from rich.progress import Progress
-    from rich.table import Table
 
     import roofline_zoo
 
@@ -662,11 +663,11 @@ def _models(args) -> int:
     if args.json:
         print(json_text(rows))
         return 0
-    table = Table(title=f"model zoo ({len(rows)} models); forward GFLOPs at batch 1, default input",
-                  title_justify="left")
-    for col, justify in (("name", "left"), ("family", "left"), ("parameters", "right"), ("default input", "left"),
-                         ("fwd GFLOPs", "right")):
-        table.add_column(col, justify=justify)
+    table = FitTable(title=f"model zoo ({len(rows)} models); forward GFLOPs at batch 1, default input",
+                     title_justify="left")
+    for col, justify, priority in (("name", "left", 0), ("family", "left", 2), ("parameters", "right", 0),
+                                   ("default input", "left", 1), ("fwd GFLOPs", "right", 0)):
+        table.add_column(col, justify=justify, priority=priority, name=col == "name")
     for r in rows:
         table.add_row(r["name"], r["family"], f"{r['parameters']:,}", r["default_input"],
                       f"{r['forward_flops'] / 1e9:,.2f}")

@@ -13,7 +13,7 @@ from .cli_args import int_list
 from .errors import RooflineError
 from .execution import EXECUTION_HELP, EXECUTIONS
 from .precision import PRECISIONS
-from .render_fit import output_console
+from .render_fit import FitTable, output_console
 
 
 def add_parser(sub) -> None:
@@ -126,7 +126,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _measure(args, batches: list[int]) -> int:
     """`serve --measure`: real generation here beside the `local` prediction."""
-    from rich.table import Table
 
     from .measure_serving import measure_generation
     from .output_paths import json_text, write_json
@@ -142,10 +141,12 @@ def _measure(args, batches: list[int]) -> int:
     if args.json == "-":
         print(json_text(rows))
         return 0
-    table = Table(title=f"{rows[0]['model']} on this CPU (fp32, eager, random weights): measured / predicted, ms; "
-                        f"prompt {args.prompt}, generate {args.generate}, median of {args.runs}", title_justify="left")
+    table = FitTable(title=f"{rows[0]['model']} on this CPU (fp32, eager, random weights): measured / predicted, "
+                           f"ms; prompt {args.prompt}, generate {args.generate}, median of {args.runs}",
+                     title_justify="left")
     for col in ("batch", "TTFT", "first token", "middle token", "last token", "mean per token", "TPOT error"):
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", priority=2 if col == "middle token" else 1 if "token" in col
+                         and col != "mean per token" else 0)  # FitTable priorities: the per-position tokens first
     for r in rows:
         m, p = r["measured"], r["predicted"]
         cells = [f"{m['ttft_s'] * 1e3:,.1f} / {p['ttft_s'] * 1e3:,.1f}"]

@@ -29,6 +29,7 @@ from rich.table import Table
 
 PIPE_WIDTH = 120  # columns when stdout is not a terminal and COLUMNS is unset
 NAME_MIN = 40  # a name column keeps at least this width (or its longest name) while other columns can go
+NAME_FLOOR = 16  # and is never shortened below this (or its longest name): the other columns squeeze instead
 ELLIPSIS = "…"
 
 
@@ -98,7 +99,7 @@ class FitTable(Table):
             kept.remove(droppable.pop(0))
         budget = {i: natural[i] for i in names}
         spare = width - overhead
-        while sum(budget.values()) > spare and any(budget[i] > header[i] and budget[i] > 4 for i in names):
+        while sum(budget.values()) > spare and any(budget[i] > max(header[i], NAME_FLOOR) for i in names):
             widest = max(names, key=lambda i: budget[i])  # shorten the widest name column first
             budget[widest] -= 1
         return self._copy(kept, budget, [str(self.columns[i].header) for i in range(len(self.columns))

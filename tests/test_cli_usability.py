@@ -157,3 +157,21 @@ def test_chips_serve_and_cluster_tables_fit(capsys, monkeypatch, width):
                         "--parallel", "tp=2,pp=2,dp=2", "--hardware", "h100-sxm")
     assert "per unit and micro-batch" in out
     _check_fits(out, width)
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_required_and_systems_tables_fit_with_whole_names(capsys, monkeypatch, width):
+    """The boxed tables (required, hardware systems; measure and models are built the same way)
+    drop their low-priority columns rather than wrapping a chip or system id."""
+    from rich.cells import cell_len
+
+    from estimator.system import system_ids
+
+    out = _table_output(capsys, monkeypatch, width, "required", "resnet18", "--throughput", "100",
+                        "--hardware", "a100-80gb-sxm,jetson-agx-orin")
+    assert max(cell_len(line) for line in out.splitlines()) <= width
+    assert "a100-80gb-sxm" in out and "jetson-agx-orin" in out
+    out = _table_output(capsys, monkeypatch, width, "hardware", "systems")
+    assert max(cell_len(line) for line in out.splitlines()) <= width
+    assert all(system in out for system in system_ids())
+    assert "not shown at this width" in out  # the ring column, GPUs and NICs per node went first
