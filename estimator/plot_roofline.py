@@ -77,7 +77,9 @@ def layer_roofline(reports: list[Report], measured_layers: dict[str, tuple[float
         _draw_layers(ax, report, scale, *measured[i])
         if share_y and i:
             ax.set_ylabel("")
-    for ax, report, (scale, _) in zip(axes, reports, units):  # once every panel is laid out
+    fig.draw_without_rendering()  # one layout for every panel's labels (they stay out of the layout)
+    fig.set_layout_engine(None)  # and kept: saving draws with these places (plot_style.save_figures)
+    for ax, report, (scale, _) in zip(axes, reports, units):
         _label_points(ax, report, scale)
     return fig
 
@@ -201,7 +203,8 @@ def _label_text(label: _Label, step_s: float) -> str:
 
 def _label_points(ax: Axes, report: Report, scale: float) -> None:
     """Name the whole step and the layers that take most of the time beside their points, clear of
-    one another, of every point drawn, of the roofs and of the texts already on the axes."""
+    one another, of every point drawn, of the roofs and of the texts already on the axes. The
+    figure is laid out already (layer_roofline does it once for all panels)."""
     centres, halves = [], []
     for collection in ax.collections:  # every marker drawn, at its own size
         offsets, sizes = collection.get_offsets(), collection.get_sizes()
@@ -212,14 +215,14 @@ def _label_points(ax: Axes, report: Report, scale: float) -> None:
     step = next(c for c in ax.collections if c.get_gid() == "step").get_offsets()[0]
     place_labels(ax, [step[0]], [step[1]], ["whole step"], fontsize=8, fontweight="bold", colour="black",
                  avoid=centres, marker_half_pt=[0.0] + halves, avoid_artists=obstacles + list(ax.texts),
-                 pad_px=LABEL_PAD_PX)[0].set(zorder=7, gid="step-label")
+                 pad_px=LABEL_PAD_PX, laid_out=True)[0].set(zorder=7, gid="step-label")
     labels = top_layer_labels(report)
     xs = [label.point.intensity for label in labels]
     ys = [label.point.flops_per_s / scale for label in labels]
     own = [0.0] * len(labels)  # the labelled points are among the markers drawn
     texts = [_label_text(label, report.totals()["step_time_s"]) for label in labels]
     placed = place_labels(ax, xs, ys, texts, fontsize=7, avoid=centres, marker_half_pt=own + halves,
-                          avoid_artists=obstacles + list(ax.texts), pad_px=LABEL_PAD_PX)
+                          avoid_artists=obstacles + list(ax.texts), pad_px=LABEL_PAD_PX, laid_out=True)
     for annotation, label in zip(placed, labels):  # readable over grid lines, under no marker
         annotation.set(zorder=7, gid="layer-label", bbox={"boxstyle": "round,pad=0.15", "facecolor": "white",
                                                            "edgecolor": "none", "alpha": 0.8})

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
+import numpy as np  # noqa: E402
 
 from .notebook_display import show_figures_inline  # noqa: E402
 from .output_paths import check_output_file  # noqa: E402
@@ -120,24 +121,30 @@ _LABEL_OFFSETS = _label_offsets()
 
 
 def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333", avoid=(),
-                 marker_half_pt=MARKER_HALF_PT, avoid_artists=(), pad_px: float = 2, fontweight: str = "normal") -> list:
+                 marker_half_pt=MARKER_HALF_PT, avoid_artists=(), pad_px: float = 2, fontweight: str = "normal",
+                 laid_out: bool = False) -> list:
     """Label points (data coordinates) greedily: each label takes the first nearby offset whose
     box overlaps no label placed before it, no marker (the labelled points and the extra (x, y)
     points in `avoid`) and none of `avoid_artists` (lines: their drawn path; texts: their box,
     weighed as labels), else the offset with the least overlap. `marker_half_pt`: half a
     marker's width in points, one for all or one per point of xs then avoid (a scatter of size
-    s has sqrt(s) / 2); `pad_px`: clear space kept around each label. Call after the axes' limits and scales are final. Returns the annotations.
+    s has sqrt(s) / 2); `pad_px`: clear space kept around each label; `laid_out`: the caller has
+    laid the figure out (fig.draw_without_rendering()) since its last change that moves anything
+    (labels do not: they are out of the layout), which saves a layout pass per call. Call after the
+    axes' limits and scales are final. Returns the annotations.
 
     A label's box is measured once and moved to each offset by arithmetic (the text's size does
     not depend on where it sits); only the chosen offset becomes an annotation."""
     fig = ax.figure
-    fig.draw_without_rendering()  # lay the figure out so that extents are in their final place
+    if not laid_out:
+        fig.draw_without_rendering()  # lay the figure out so that extents are in their final place
     renderer = fig.canvas.get_renderer()
     pixels_per_pt = fig.dpi / 72
     centres = ax.transData.transform(list(zip(xs, ys)) + list(avoid)) if len(xs) or len(avoid) else []
     halves = [marker_half_pt] * len(centres) if isinstance(marker_half_pt, (int, float)) else list(marker_half_pt)
     markers = [Bbox.from_extents(px - h * pixels_per_pt, py - h * pixels_per_pt, px + h * pixels_per_pt,
                                  py + h * pixels_per_pt) for (px, py), h in zip(centres, halves)]
+    marker_extents = np.array([m.extents for m in markers]).reshape(-1, 4)  # x0, y0, x1, y1 rows
     axes_box = ax.get_window_extent(renderer)
     paths, text_boxes = _obstacles(avoid_artists, renderer)
     label_boxes, annotations = [], []
@@ -157,7 +164,7 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
             inside = axes_box.contains(box.x0, box.y0) and axes_box.contains(box.x1, box.y1)
             # a label on a label is worse than a label on a marker; outside the axes is worst
             overlap = (LABEL_ON_LABEL_WEIGHT * sum(_overlap_area(box, other) for other in label_boxes + text_boxes)
-                       + sum(_overlap_area(box, marker) for marker in markers)
+                       + _overlap_sum(box, marker_extents)
                        + LINE_WIDTH_PX * sum(_clipped_length(box, path) for path in paths) + (0 if inside else 1e9))
             if abs(dx) + abs(dy) >= LEADER_FROM_PT:  # its leader, from the point to the label's middle
                 leader = [(px, py), ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)]
@@ -212,6 +219,14 @@ def _clipped_length(box, path) -> float:
         if t1 > t0:
             length += (t1 - t0) * (dx * dx + dy * dy) ** 0.5
     return length
+
+
+def _overlap_sum(box, extents) -> float:
+    """The summed overlap areas of `box` with the boxes of `extents` (rows x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box.extents
+    width = np.minimum(extents[:, 2], x1) - np.maximum(extents[:, 0], x0)
+    height = np.minimum(extents[:, 3], y1) - np.maximum(extents[:, 1], y0)
+    return float(np.sum(np.where((width > 0) & (height > 0), width * height, 0.0)))
 
 
 def _overlap_area(a, b) -> float:
