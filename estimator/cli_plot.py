@@ -190,15 +190,22 @@ def _plot_chips(args):
 
 
 def _single_report(args, chip, precision: str):
+    """The model's step (from the step cache unless --no-cache, as `estimate` reads it) on `chip`."""
     from .capture import capture
     from .model_source import load_model
     from .report import evaluate
+    from .step_cache import cached_capture, capture_options, capture_settings, model_identity
 
     batches = _batches(args.batch, "1")
     if len(batches) > 1:
         raise RooflineError(f"plot {args.kind} takes one --batch, got {args.batch!r}")
-    model, inputs, name = load_model(args.model, batch=batches[0], seq=args.seq, image=args.image)
-    step = capture(model, inputs, mode="train" if args.train else "inference", model_name=name)
+    settings = capture_settings(batches[0], args.seq, args.image, "train" if args.train else "inference")
+
+    def make():
+        model, inputs, name = load_model(args.model, batch=batches[0], seq=args.seq, image=args.image)
+        return capture(model, inputs, model_name=name, **capture_options(settings))
+
+    step = cached_capture(None if args.no_cache else model_identity(args.model), settings, make)
     return step, evaluate(step, chip, precision)
 
 

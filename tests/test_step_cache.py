@@ -169,6 +169,25 @@ def test_study_and_models_share_the_cache(monkeypatch):
         zoo_summary("resnet18", use_cache=False)
 
 
+def test_a_layer_roofline_plot_reads_the_cache_and_no_cache_captures(monkeypatch, capsys, tmp_path):
+    """`plot roofline` (and `plot breakdown`) read the step `estimate` would: a second plot of
+    the same step captures nothing and draws the same picture; --no-cache captures again."""
+    import sys
+
+    argv = ["plot", "roofline", "resnet18", "--image", "64", "--batch", "2", "--train"]
+    _run(argv + ["--out", str(tmp_path / "first.png")], capsys)
+    assert step_cache.usage()[0] == 1
+
+    def no_capture(*a, **k):
+        raise AssertionError("captured although the step is cached")
+
+    monkeypatch.setattr(sys.modules["estimator.capture"], "capture", no_capture)  # the package's name is the function
+    _run(argv + ["--out", str(tmp_path / "again.png")], capsys)
+    assert (tmp_path / "again.png").read_bytes() == (tmp_path / "first.png").read_bytes()
+    with pytest.raises(AssertionError, match="captured although"):
+        cli.main(argv + ["--out", str(tmp_path / "fresh.png"), "--no-cache"])
+
+
 def test_cached_capture_takes_every_setting():
     with pytest.raises(ValueError, match="capture settings"):
         step_cache.cached_capture({"zoo": "resnet18"}, {"batch": 2}, lambda: None)
