@@ -44,7 +44,7 @@ import numpy as np
 
 from .capture import CapturedStep
 from .costs import MATRIX_CLASSES, Cost, rule_for
-from .device_model import TRANSPOSE_KERNEL, kernel_signature, kernel_time, layout_transpose_bytes
+from .device_model import TRANSPOSE_KERNEL, KernelShape, kernel_signature, kernel_time, layout_transpose_bytes
 from .errors import RooflineError
 from .foreach_optimizer import PASSES, launches
 from .gpu_family import DEFAULT_FAMILY, Family, load_family
@@ -67,6 +67,17 @@ log = logging.getLogger(__name__)
 
 NO_HOST, CAST_HOST, OP_HOST, GRAPH_HOST = range(4)  # a kernel's host term besides its eager span
 PLANS_KEPT = 8  # kernel plans kept per step (a cluster search makes one per way of sharding)
+
+
+class PlannedKernel(NamedTuple):
+    """One kernel as a plan is built: its member nodes; what times it, (node index, cost, fused,
+    shard, in_graph); the nodes [from, to) whose eager host work it issues; its host term; and
+    whether the host waits for the device before issuing it."""
+    members: tuple[int, ...]
+    timed: tuple[int, Cost, bool, int, bool]
+    span: tuple[int, int] = (0, 0)
+    host_term: int = NO_HOST
+    sync_before: bool = False
 
 
 class KernelPlan(NamedTuple):
@@ -175,8 +186,8 @@ def kernel_plan(step: CapturedStep, costs: tuple[Cost, ...], precision: Precisio
     shards = shards or (1,) * len(costs)
     split = tuple(c if n == 1 else shard_cost(c, n) for c, n in zip(costs, shards))
     groups = _groups(step, split, precision, execution)
-    entries = ([(members, (members[0], cost, len(members) > 1, 1, False), (0, 0), NO_HOST, False)
-                for members, cost in groups] if cpu else _accelerator_kernels(step, split, precision, execution, groups,
+    entries = ([PlannedKernel(members, (members[0], cost, len(members) > 1, 1, False)) for members, cost in groups]
+               if cpu else _accelerator_kernels(step, split, precision, execution, groups,
                                                                                 shards))
     plan = _make_plan(step, split, entries, by_cost=cpu)
     if len(plans) >= PLANS_KEPT:
@@ -185,31 +196,34 @@ def kernel_plan(step: CapturedStep, costs: tuple[Cost, ...], precision: Precisio
     return plan, split
 
 
-def _make_plan(step, costs, entries, by_cost: bool) -> KernelPlan:
-    """KernelPlan of kernel entries (members, timed, host span, host term, sync before); timed
-    entries are shared by equal kernel signature and arguments (by cost alone when `by_cost`)."""
+def _make_plan(step, costs, entries: list[PlannedKernel], by_cost: bool) -> KernelPlan:
+    """KernelPlan of `entries`; timed entries are shared by equal kernel signature and arguments
+    (by cost alone when `by_cost`)."""
     signatures = kernel_signatures(step)
     timed, index, timed_of = [], {}, []
-    for _, entry, _, _, _ in entries:
-        key = entry[1] if by_cost else _timing_key(signatures, entry)
+    for entry in entries:
+        key = entry.timed[1] if by_cost else _timing_key(signatures, entry.timed)
         if key not in index:
             index[key] = len(timed)
-            timed.append(entry)
+            timed.append(entry.timed)
         timed_of.append(index[key])
-    micro = [k for k, e in enumerate(entries) if step.nodes[e[0][0]].phase != "optimizer"]
-    order = micro * step.accumulate + [k for k, e in enumerate(entries) if step.nodes[e[0][0]].phase == "optimizer"]
+    update = [step.nodes[e.members[0]].phase == "optimizer" for e in entries]
+    order = [k for k, u in enumerate(update) if not u] * step.accumulate + [k for k, u in enumerate(update) if u]
     share_node, share_kernel, share = [], [], []
-    for k, (members, *_) in enumerate(entries):
+    for k, members in enumerate(e.members for e in entries):
         weights = [costs[i].bytes + costs[i].flops * 1e-3 for i in members]  # FLOPs only split ties
         total = sum(weights)
         for i, w in zip(members, weights):
             share_node.append(i)
             share_kernel.append(k)
             share.append(1.0 if len(members) == 1 else w / total if total else 1 / len(members))
-    return KernelPlan(timed, np.array(timed_of, dtype=np.intp), np.array([e[2][0] for e in entries], dtype=np.intp),
-                      np.array([e[2][1] for e in entries], dtype=np.intp), np.array([e[3] for e in entries], dtype=np.intp),
-                      [e[4] for e in entries], order, np.bincount(np.array(order, dtype=np.intp), minlength=len(entries)),
-                      np.array(share_node, dtype=np.intp), np.array(share_kernel, dtype=np.intp), np.array(share))
+    def ints(values) -> np.ndarray:
+        return np.array(list(values), dtype=np.intp)
+
+    return KernelPlan(timed, ints(timed_of), ints(e.span[0] for e in entries), ints(e.span[1] for e in entries),
+                      ints(e.host_term for e in entries), [e.sync_before for e in entries], order,
+                      np.bincount(ints(order), minlength=len(entries)), ints(share_node), ints(share_kernel),
+                      np.array(share))
 
 
 def _groups(step, costs, precision, execution) -> list[tuple[tuple[int, ...], Cost]]:
@@ -245,8 +259,8 @@ def _timing_key(signatures: list, timed: tuple) -> tuple:
     return (signatures[timed[0]], *timed[1:])
 
 
-def _accelerator_kernels(step, costs, precision, execution, groups, shards) -> list[tuple]:
-    """The kernel entries of a GPU step (_make_plan): each group's kernel, with autocast's casts,
+def _accelerator_kernels(step, costs, precision, execution, groups, shards) -> list[PlannedKernel]:
+    """The kernels of a GPU step: each group's kernel, with autocast's casts,
     cuDNN's layout copies and the eager optimizer's foreach passes around it."""
     in_graph = execution in IN_GRAPH
     grad_scaler = precision.name == "amp-fp16" and step.mode == "train" and not in_graph  # a graph cannot sync
@@ -264,7 +278,7 @@ def _accelerator_kernels(step, costs, precision, execution, groups, shards) -> l
         for meta in metas:
             elements = -(-meta.distinct // shards[owner])
             cast = Cost(0, read_bytes * elements, write_bytes * elements, "memory")
-            kernels.append(((owner,), (owner, cast, False, 1, in_graph), (0, 0), cast_term, False))
+            kernels.append(PlannedKernel((owner,), (owner, cast, False, 1, in_graph), host_term=cast_term))
 
     for members, cost in groups:
         first = members[0]
@@ -282,29 +296,28 @@ def _accelerator_kernels(step, costs, precision, execution, groups, shards) -> l
         if execution == "eager" and node.phase == "optimizer" and step.optimizer in PASSES:
             kernels.extend(_foreach_kernels(first, node, step.optimizer, precision, span, sync, shards[first]))
             continue
-        kernels.append((members, (first, cost, len(members) > 1, shards[first], in_graph), span, term, sync))
+        kernels.append(PlannedKernel(members, (first, cost, len(members) > 1, shards[first], in_graph), span, term, sync))
         if len(members) > 1:
             continue
         # cuDNN's NCHW <-> NHWC copies around a 16-bit convolution: launched inside the library call
         transposed = layout_transpose_bytes(node, cost, precision)
         if transposed:
             copy = Cost(0, transposed // 2, transposed // 2, "memory", kernel=TRANSPOSE_KERNEL)
-            kernels.append((members, (first, copy, False, 1, in_graph), (0, 0), NO_HOST, False))
+            kernels.append(PlannedKernel(members, (first, copy, False, 1, in_graph)))
         # autocast runs an fp32-list op (layer norm, softmax, a loss) on an fp32 copy of its half
         # input, and the next matrix op casts its fp32 output back: two casts (the same in backward)
         if execution not in FUSED:
             for elements, read, write in autocast_activation_casts(node, cost, precision):
                 elements = -(-elements // shards[first])
                 cast = Cost(0, elements * read, elements * write, "memory")
-                kernels.append((members, (first, cast, False, 1, in_graph), (0, 0), cast_term, False))
+                kernels.append(PlannedKernel(members, (first, cast, False, 1, in_graph), host_term=cast_term))
     if in_graph and kernels:
-        members, timed, _, _, sync = kernels[0]
-        kernels[0] = (members, timed, (0, 0), GRAPH_HOST, sync)
+        kernels[0] = kernels[0]._replace(span=(0, 0), host_term=GRAPH_HOST)
     return kernels
 
 
 def _foreach_kernels(index: int, node, optimizer: str, precision, span: tuple[int, int], sync: bool,
-                     shard: int) -> list[tuple]:
+                     shard: int) -> list[PlannedKernel]:
     """The eager default update (estimator.foreach_optimizer): each pass's multi-tensor launches, the
     first pass carrying the step's bookkeeping (the eager host `span`), every later pass one more op
     on the host. `shard`: this GPU updates 1/shard of the elements (as many tensors, each a part)."""
@@ -318,11 +331,12 @@ def _foreach_kernels(index: int, node, optimizer: str, precision, span: tuple[in
                           "optimizer")
         for launch in range(n):
             issue = ((span, NO_HOST) if p == 0 else ((0, 0), OP_HOST)) if launch == 0 else ((0, 0), NO_HOST)
-            kernels.append(((index,), (index, per_launch, False, 1, False), *issue, sync and p == 0 and launch == 0))
+            kernels.append(PlannedKernel((index,), (index, per_launch, False, 1, False), *issue,
+                                         sync and p == 0 and launch == 0))
     return kernels
 
 
-def kernel_signatures(step: CapturedStep) -> list[tuple]:
+def kernel_signatures(step: CapturedStep) -> list[KernelShape]:
     """device_model.kernel_signature of every node; chip-independent, so computed once per step
     (cached in step.extra)."""
     if "kernel_signatures" not in step.extra:

@@ -107,7 +107,8 @@ def format_value(column: str, value) -> str:
 
 
 def si(value: float, unit: str) -> str:
-    """3 significant digits with an SI prefix: 4.11 GFLOP, 25.6 MB."""
+    """3 significant digits with an SI prefix: 4.11 GFLOP, 25.6 MB (the tables' and the figures'
+    labels: plot_style.si_label is this)."""
     for factor, prefix in _SI:
         if abs(value) >= factor:
             return f"{value / factor:.3g} {prefix}{unit}"

@@ -29,7 +29,7 @@ from matplotlib.text import Text  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .notebook_display import show_figures_inline  # noqa: E402
+from .notebook_display import show_figures_inline, si as si_label  # noqa: E402,F401  (si_label: the figures' SI labels)
 from .output_paths import check_output_file  # noqa: E402
 
 show_figures_inline()  # in Jupyter, a Figure a cell returns shows as a PNG
@@ -88,14 +88,6 @@ def save_figures(fig: Figure, paths: list[Path]) -> list[Path]:
         fig.get_layout_engine().execute(fig)  # constrained layout, measured at DPI as the PNG is drawn
         fig.set_layout_engine(None)  # the axes keep these places; None, unlike "none", also skips the pre-draw
     return [save_figure(fig, path) for path in paths]
-
-
-def si_label(value: float, unit: str) -> str:
-    """`value` with an SI prefix: si_label(3.2e12, "FLOP/s") == "3.2 TFLOP/s"."""
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {prefix}{unit}"
-    return f"{value:.3g} {unit}"
 
 
 MARKER_HALF_PT = 3.5  # half the side of the box a marker occupies, in points
