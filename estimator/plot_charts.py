@@ -27,7 +27,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from .errors import RooflineError
-from .plot_style import BACKWARD_COLOUR, FORWARD_COLOUR, new_figure, place_labels, series_colour
+from .plot_style import BACKWARD_COLOUR, FORWARD_COLOUR, lay_out_for_labels, new_figure, place_labels, series_colour
 from .report import Report, Row
 from .study import RankCorrelation, StudyPoint
 
@@ -273,8 +273,10 @@ def latency_scatter(points: list[StudyPoint], chip: str, measured: bool = False)
     skipped = len(on_chip) - len(shown)
     note = f" ({skipped} point{'s' * (skipped != 1)} without a measurement skipped)" if skipped else ""
     fig.suptitle(f"{chip} · {shown[0].precision} · inference forward pass: {kind} latency and throughput{note}")
+    lay_out_for_labels(fig)  # one layout for both panels' labels
     for ax, xs in ((ax_flops, [p.flops / 1e9 for p in shown]), (ax_params, [p.parameters / 1e6 for p in shown])):
-        for label, p in zip(place_labels(ax, xs, latency_ms, [p.model for p in shown], fontsize=6), shown):
+        for label, p in zip(place_labels(ax, xs, latency_ms, [p.model for p in shown], fontsize=6, laid_out=True),
+                            shown):
             label.set_color(series_colour(batches.index(p.batch)))
     return fig
 

@@ -32,8 +32,8 @@ from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
 from .errors import RooflineError
 from .hardware import Hardware
-from .plot_style import (BACKWARD_COLOUR, FORWARD_COLOUR, MARKER_HALF_PT, MEASURED_COLOUR, new_figure,
-                         place_labels, series_colour, si_label)
+from .plot_style import (BACKWARD_COLOUR, FORWARD_COLOUR, MARKER_HALF_PT, MEASURED_COLOUR, lay_out_for_labels,
+                         new_figure, place_labels, series_colour, si_label)
 from .precision import PRECISIONS, Precision, get_precision
 from .report import Report, Row
 from .study import StudyPoint
@@ -77,8 +77,7 @@ def layer_roofline(reports: list[Report], measured_layers: dict[str, tuple[float
         _draw_layers(ax, report, scale, *measured[i])
         if share_y and i:
             ax.set_ylabel("")
-    fig.draw_without_rendering()  # one layout for every panel's labels (they stay out of the layout)
-    fig.set_layout_engine(None)  # and kept: saving draws with these places (plot_style.save_figures)
+    lay_out_for_labels(fig)  # one layout for every panel's labels
     for ax, report, (scale, _) in zip(axes, reports, units):
         _label_points(ax, report, scale)
     return fig

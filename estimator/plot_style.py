@@ -90,6 +90,17 @@ def save_figures(fig: Figure, paths: list[Path]) -> list[Path]:
     return [save_figure(fig, path) for path in paths]
 
 
+def lay_out_for_labels(fig: Figure) -> None:
+    """Lay `fig` out once and keep that layout (saving draws with these places, as save_figures
+    says): call when every artist that takes part in the layout is drawn, before `place_labels`
+    with laid_out=True, whose labels stay out of the layout. Saves a layout pass per labelled panel.
+
+    >>> lay_out_for_labels(fig); place_labels(ax, xs, ys, texts, laid_out=True)
+    """
+    fig.draw_without_rendering()
+    fig.set_layout_engine(None)
+
+
 MARKER_HALF_PT = 3.5  # half the side of the box a marker occupies, in points
 LABEL_ON_LABEL_WEIGHT = 20.0  # cost of a pixel of label over label, against one of label over marker
 LEADER_FROM_PT = 12  # labels placed this far (points) or farther get a thin line to their point
@@ -147,7 +158,10 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
         text_box = Text.get_window_extent(probe, renderer)  # the text alone, its left-bottom corner at the point
         probe.remove()
         px, py = ax.transData.transform((x, y))
-        crossable = [m for m in markers if not m.contains(px, py)] + label_boxes + text_boxes  # not its own marker
+        own = ((marker_extents[:, 0] <= px) & (px <= marker_extents[:, 2]) & (marker_extents[:, 1] <= py)
+               & (py <= marker_extents[:, 3]))  # its own marker (Bbox.contains' closed test), which leaders leave
+        others = label_boxes + text_boxes
+        crossable = np.concatenate([marker_extents[~own], np.array([b.extents for b in others]).reshape(-1, 4)])
         best = None
         for dx, dy, ha, va in _LABEL_OFFSETS:
             shift_x = dx * pixels_per_pt - {"left": 0.0, "center": 0.5, "right": 1.0}[ha] * text_box.width
@@ -155,13 +169,12 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
             box = text_box.translated(shift_x, shift_y).padded(pad_px)
             inside = axes_box.contains(box.x0, box.y0) and axes_box.contains(box.x1, box.y1)
             # a label on a label is worse than a label on a marker; outside the axes is worst
-            overlap = (LABEL_ON_LABEL_WEIGHT * sum(_overlap_area(box, other) for other in label_boxes + text_boxes)
+            overlap = (LABEL_ON_LABEL_WEIGHT * sum(_overlap_area(box, other) for other in others)
                        + _overlap_sum(box, marker_extents)
                        + LINE_WIDTH_PX * sum(_clipped_length(box, path) for path in paths) + (0 if inside else 1e9))
             if abs(dx) + abs(dy) >= LEADER_FROM_PT:  # its leader, from the point to the label's middle
-                leader = [(px, py), ((box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)]
-                overlap += LEADER_CROSSING_PX * sum(_clipped_length(other, leader) for other in crossable
-                                                    if _may_cross(other, leader))
+                leader = (px, py, (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
+                overlap += LEADER_CROSSING_PX * _segment_length_inside(leader, crossable)
             if best is None or overlap < best[0]:
                 best = (overlap, box, dx, dy, ha, va)
             if overlap == 0:
@@ -189,10 +202,27 @@ def _obstacles(artists, renderer) -> tuple[list, list]:
     return paths, boxes
 
 
-def _may_cross(box, segment) -> bool:
-    """False when the segment's bounding box misses `box` (a quick test before clipping)."""
-    (x0, y0), (x1, y1) = segment
-    return min(x0, x1) <= box.x1 and max(x0, x1) >= box.x0 and min(y0, y1) <= box.y1 and max(y0, y1) >= box.y0
+def _segment_length_inside(segment, extents) -> float:
+    """The summed pixels of the segment (x0, y0, x1, y1) inside each box of `extents` (rows x0,
+    y0, x1, y1): Liang-Barsky clipping against every box at once, as `_clipped_length` does for one."""
+    x0, y0, x1, y1 = segment
+    near = ((min(x0, x1) <= extents[:, 2]) & (max(x0, x1) >= extents[:, 0]) & (min(y0, y1) <= extents[:, 3])
+            & (max(y0, y1) >= extents[:, 1]))  # bounding boxes meet: the only boxes worth clipping against
+    boxes = extents[near]
+    if not len(boxes):
+        return 0.0
+    dx, dy = x1 - x0, y1 - y0
+    t0, t1 = np.zeros(len(boxes)), np.ones(len(boxes))
+    for p, q in ((-dx, x0 - boxes[:, 0]), (dx, boxes[:, 2] - x0), (-dy, y0 - boxes[:, 1]), (dy, boxes[:, 3] - y0)):
+        if p == 0:  # parallel to this edge: wholly outside where q < 0
+            t1 = np.where(q < 0, 0.0, t1)
+            t0 = np.where(q < 0, 1.0, t0)
+        elif p < 0:
+            t0 = np.maximum(t0, q / p)
+        else:
+            t1 = np.minimum(t1, q / p)
+    inside = np.where(t1 > t0, t1 - t0, 0.0)
+    return float(np.sum(inside)) * (dx * dx + dy * dy) ** 0.5
 
 
 def _clipped_length(box, path) -> float:

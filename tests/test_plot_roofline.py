@@ -201,3 +201,20 @@ def test_short_path_keeps_the_end_of_a_long_module_path():
     assert short_path("layer1.0.conv1") == "layer1.0.conv1"
     assert short_path("model.decoder.layers.11.self_attn.q_proj", 24) == "…11.self_attn.q_proj"
     assert len(short_path("a" * 40, 24)) == 24
+
+
+def test_leader_length_inside_many_boxes_is_the_sum_of_each_boxs_clipping():
+    """The vectorised clipping place_labels uses for leaders equals the one-box Liang-Barsky sum,
+    also for leaders along a box's edge, vertical or horizontal, or of zero length."""
+    from matplotlib.transforms import Bbox
+    rng = np.random.default_rng(7)
+    corners = rng.uniform(0, 100, size=(300, 2))
+    extents = np.column_stack([corners, corners + rng.uniform(0, 30, size=(300, 2))])
+    extents = np.vstack([extents, [[10, 10, 20, 20], [40, 0, 40, 50]]])  # an edge on x = 10, a zero-width box
+    segments = [tuple(rng.uniform(-20, 140, size=4)) for _ in range(200)]
+    segments += [(10, 0, 10, 30), (0, 15, 50, 15), (5, 5, 5, 5), (40, -10, 40, 60), (15, 12, 15, 12)]
+    for segment in segments:
+        expected = sum(plot_style._clipped_length(Bbox.from_extents(*row), [segment[:2], segment[2:]])
+                       for row in extents)
+        assert plot_style._segment_length_inside(segment, extents) == pytest.approx(expected, rel=1e-12, abs=1e-9)
+    assert plot_style._segment_length_inside((0, 0, 1, 1), np.empty((0, 4))) == 0.0
