@@ -125,9 +125,11 @@ def _study(settings: ReportSettings) -> Study:
                  settings.seq, settings.image, settings.chip_precisions, settings.use_cache)
 
 
-def _batch_points(settings: ReportSettings, model: str, batch: int) -> list[StudyPoint]:
-    """A job: `model` at `batch` captured and costed on every chip."""
-    return _study(settings).batch_points(model, batch)
+def _model_points(settings: ReportSettings, model: str) -> dict[int, list[StudyPoint]]:
+    """A job: `model` at every inference batch, costed on every chip (one job, so that the steps
+    past the two smallest batches are derived from those two: Study.step)."""
+    study = _study(settings)
+    return {batch: study.batch_points(model, batch) for batch in study.batches}
 
 
 def _training(settings: ReportSettings, model: str, out_dir: Path) -> list[PhaseSplit]:
@@ -158,13 +160,13 @@ def build_report(settings: ReportSettings, out_dir: Path, progress: Progress | N
     study = _study(settings)
     output = _Output(out_dir, settings.svg, pool or InlineExecutor(), progress)
     chips_section = _chips_section(settings, output)
-    batch_jobs = {(model, batch): output.submit([f"{model} batch {batch}"], _batch_points, settings, model, batch)
-                  for model in study.models for batch in study.batches}
+    batch_jobs = {model: output.submit([f"{model} batch {batch}" for batch in study.batches], _model_points, settings,
+                                       model) for model in study.models}
     training_jobs = {model: output.submit([f"{model} training batch {study.train_batch}",
                                            f"figure breakdown_{_stem(model)}", f"figure roofline_{_stem(model)}"],
                                           _training, settings, model, out_dir) for model in study.models}
     output.wait(batch_jobs.values())
-    points = [p for model in study.models for batch in study.batches for p in batch_jobs[(model, batch)].result()]
+    points = [p for model in study.models for batch in study.batches for p in batch_jobs[model].result()[batch]]
     if settings.measure:  # timed alone, after every job has ended
         output.wait()
         points = measure_points(study, points, "local", settings.warmup, settings.runs, settings.max_measure_s,

@@ -1,7 +1,10 @@
 """A study: many models x batch sizes x chips, each step captured once, for plots and reports.
 
 A captured step does not depend on the chip, so `Study.step` captures each (model, batch,
-mode) once and every chip re-costs it (`Report.recost` path, no tracing). Points are the
+mode) once and every chip re-costs it (`Report.recost` path, no tracing). Inference steps at
+a third or later batch are derived from the captures at the two smallest batches where those
+two fit (estimator.batch_scaling: the same ops, every size a power of the batch), which is
+what capturing them gives; where they do not fit, every batch is captured. Points are the
 inference forward pass at each batch ("latency" = one forward of `batch` samples);
 `phase_splits` are training steps at `train_batch` (forward incl. the loss, backward, the
 optimizer's update apart). Measured times, when asked for, come from this machine
@@ -20,6 +23,7 @@ from typing import Callable
 
 import roofline_zoo
 
+from .batch_scaling import BatchScaling, fit
 from .capture import CapturedStep, capture
 from .compare import spearman
 from .device_dispatch import dispatch_for
@@ -160,6 +164,7 @@ class Study:
         self.train_batch = train_batch
         self.seq, self.image = seq, image
         self._steps: dict[tuple[str, int, str], CapturedStep] = {}
+        self._scalings: dict[str, BatchScaling | None] = {}  # model -> its inference steps' fit (see step)
         self._reports: dict[tuple[str, int, str, str], Report] = {}
 
     def precision_of(self, chip: Hardware | str) -> Precision:
@@ -172,19 +177,34 @@ class Study:
         raise RooflineError(f"chip {chip_id!r} is not in this study ({', '.join(c.id for c in self.chips)})")
 
     def step(self, model: str, batch: int, mode: str = "inference") -> CapturedStep:
-        """The captured step (cached: one capture per model, batch and mode)."""
+        """The step (cached: one capture per model, batch and mode). An inference step at a third
+        or later batch of the study is derived from the steps at the two smallest (module doc)."""
         key = (model, batch, mode)
         if key not in self._steps:
-            sizes = self.sizes(model)
-            settings = capture_settings(batch, sizes.get("seq"), sizes.get("image"), mode,
-                                        dispatch=dispatch_for(chip.kind for chip in self.chips))
-
-            def make() -> CapturedStep:
-                net, inputs, name = load_model(model, batch=batch, **sizes)
-                return capture(net, inputs, model_name=name, **capture_options(settings))
-
-            self._steps[key] = cached_capture(model_identity(model), settings, make, self.use_cache)
+            self._steps[key] = self._derived(model, batch, mode) or self._captured(model, batch, mode)
         return self._steps[key]
+
+    def _captured(self, model: str, batch: int, mode: str) -> CapturedStep:
+        sizes = self.sizes(model)
+        settings = capture_settings(batch, sizes.get("seq"), sizes.get("image"), mode,
+                                    dispatch=dispatch_for(chip.kind for chip in self.chips))
+
+        def make() -> CapturedStep:
+            net, inputs, name = load_model(model, batch=batch, **sizes)
+            return capture(net, inputs, model_name=name, **capture_options(settings))
+
+        return cached_capture(model_identity(model), settings, make, self.use_cache)
+
+    def _derived(self, model: str, batch: int, mode: str) -> CapturedStep | None:
+        """The inference step at `batch` from the steps at the study's two smallest batches
+        (estimator.batch_scaling.fit); None for those two batches, for training steps and where the
+        two do not fit (the step is then captured)."""
+        if mode != "inference" or batch in self.batches[:2]:
+            return None
+        if model not in self._scalings:
+            self._scalings[model] = fit(*(self.step(model, b, mode) for b in self.batches[:2]))
+        scaling = self._scalings[model]
+        return scaling.at(batch) if scaling is not None else None
 
     def sizes(self, model: str) -> dict:
         """The study's seq and image for `model`: a zoo model gets only the one its input takes."""

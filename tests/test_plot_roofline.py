@@ -1,6 +1,7 @@
 """Roofline figures: they render to valid, non-blank PNG/SVG of the promised size, and draw what they say."""
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -218,3 +219,16 @@ def test_leader_length_inside_many_boxes_is_the_sum_of_each_boxs_clipping():
                        for row in extents)
         assert plot_style._segment_length_inside(segment, extents) == pytest.approx(expected, rel=1e-12, abs=1e-9)
     assert plot_style._segment_length_inside((0, 0, 1, 1), np.empty((0, 4))) == 0.0
+
+
+def test_layout_without_unlabelled_minor_ticks_places_the_axes_as_with_them(train_report, monkeypatch):
+    """The layer roofline's layout skips the log axes' unlabelled minor ticks (plot_style): the axes
+    land where the layout with them puts them, and the minor ticks are back for drawing."""
+    fast = layer_roofline([train_report])
+    monkeypatch.setattr(plot_style, "_unlabelled_minor_ticks_off", lambda fig: contextlib.nullcontext())
+    plain = layer_roofline([train_report])  # laid out with every minor tick
+    for a, b in zip(fast.axes, plain.axes, strict=True):
+        assert a.get_position().bounds == b.get_position().bounds
+        assert len(a.xaxis.get_minorticklocs()) > 10 and len(a.yaxis.get_minorticklocs()) > 10
+        assert list(a.yaxis.get_minorticklocs()) == list(b.yaxis.get_minorticklocs())
+        assert a.xaxis.isDefault_minloc == b.xaxis.isDefault_minloc

@@ -38,6 +38,31 @@ def test_each_step_is_captured_once_and_shared_by_chips(study, points, monkeypat
     assert [p.batch for p in points[:4]] == [1, 1, 2, 2]  # batches sorted, chips inner
 
 
+def test_inference_past_two_batches_is_derived_from_two_captures_and_equals_a_capture(monkeypatch):
+    """Batches 1, 2 and 5: two inference captures per model, batch 5 derived from them
+    (estimator.batch_scaling), the same ops, points and memory as a study that captures 5."""
+    calls = []
+    original = study_module.capture
+    monkeypatch.setattr(study_module, "capture", lambda net, inputs, **k: calls.append(inputs) or original(net, inputs, **k))
+    derived = Study(MODELS, [A100, T4], batches=[5, 1, 2], image=32, seq=16, use_cache=False)
+    points = derived.points()
+    assert len(calls) == 2 * len(MODELS)  # batches 1 and 2 of each model
+    captured = Study(MODELS, [A100, T4], batches=[5], image=32, seq=16, use_cache=False)
+    assert [p for p in points if p.batch == 5] == captured.points()
+    for model in MODELS:
+        assert derived.step(model, 5).nodes == captured.step(model, 5).nodes
+
+
+def test_a_model_whose_two_captures_do_not_fit_is_captured_at_every_batch(monkeypatch):
+    monkeypatch.setattr(study_module, "fit", lambda first, second: None)
+    calls = []
+    original = study_module.capture
+    monkeypatch.setattr(study_module, "capture", lambda *a, **k: calls.append(1) or original(*a, **k))
+    study = Study(["resnet18"], [A100], batches=[1, 2, 3], image=32, use_cache=False)
+    assert [p.batch for p in study.points()] == [1, 2, 3]
+    assert len(calls) == 3
+
+
 def test_points_agree_with_the_reports(study, points):
     for p in points:
         chip = A100 if p.chip == A100.id else T4
