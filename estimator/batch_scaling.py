@@ -117,6 +117,22 @@ def steps_by_batch(make_step: Callable[[int], CapturedStep],
     return scaling.at if scaling is not None else make_step
 
 
+def steps_at(make_step: Callable[[int], CapturedStep], batches: list[int]) -> dict[int, CapturedStep]:
+    """The step at each of `batches`: the two smallest captured (`make_step`), the others derived
+    from those two where they fit, else captured too.
+
+    >>> steps = steps_at(lambda b: capture_prefill(model, config, b, 2048, dtype, "cuda", name), [1, 8, 32, 128])
+    >>> steps[128].batch   # two captures, at 1 and 8
+    128
+    """
+    batches = sorted(set(batches))
+    steps = {batch: make_step(batch) for batch in batches[:2]}
+    scaling = fit(*steps.values()) if len(batches) > 2 else None
+    for batch in batches[2:]:
+        steps[batch] = scaling.at(batch) if scaling is not None else make_step(batch)
+    return steps
+
+
 # ---- matching two captures --------------------------------------------------------------------
 
 def _fit(first: CapturedStep, second: CapturedStep) -> BatchScaling:

@@ -51,6 +51,9 @@ def add_parser(sub) -> None:
                        "prediction for --hardware local")
     serve.add_argument("--runs", type=int, default=3, help="with --measure: timed generations per batch, the median "
                        "is shown (default 3)")
+    serve.add_argument("--no-cache", action="store_true", help="capture again instead of reading the prefill and "
+                       "decode steps from the disk cache of captured steps (`roofline cache info`), and do not write "
+                       "them there")
     serve.add_argument("--json", metavar="FILE", help="also write the results as JSON (- for stdout only)")
     serve.set_defaults(run=run)
 
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from .render_serving import serving_table, throughput_latency
     from .serving import serve
     from .serving_models import decoder_for
+    from .step_cache import decoder_identity
     from .weight_formats import check_formats
 
     if (args.model is None) == (args.hf_config is None):
@@ -90,13 +94,15 @@ def run(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     with err.status("building the decoder…"):
         model, config, name = decoder_for(args.model, args.hf_config, args.hf_class)
-    results = []
+    identity = None if args.no_cache else decoder_identity(args.model, args.hf_config, args.hf_class)
+    results, shared_steps = [], {}  # the chips share the steps (serve's shared_steps)
     for chip in chips:
         network = _system(args, chip) if args.gpus > 1 else None
         with err.status(f"{name} on {chip.id}…") as status:
             results.append(serve(model, config, name, chip, precision, args.prompt, args.generate, batches,
                                  args.weights, args.kv_cache, args.execution, gpus=args.gpus, system=network,
-                                 say=lambda line: status.update(f"{name} on {chip.id}: {line}")))
+                                 say=lambda line: status.update(f"{name} on {chip.id}: {line}"), identity=identity,
+                                 shared_steps=shared_steps))
     data = [r.to_dict() for r in results]
     data = data[0] if len(data) == 1 else {"chips": data}
     if args.json != "-":

@@ -10,6 +10,10 @@ For each batch b, from the decoder's real graph (estimator.serving_models), capt
            about linearly with c (the cache it streams), so the mean over the generation is
            Simpson's (start + 4 middle + end) / 6; time per output token (TPOT) is that mean.
 
+Each of these steps is captured at the two smallest batches and derived from those two at the
+others (estimator.batch_scaling.steps_at: the same ops, every size a power of the batch, what a
+capture there gives), or captured at every batch where the two do not fit.
+
 Per user: TPOT and 1 / TPOT tokens/s; per GPU: b / TPOT / gpus. A request takes TTFT +
 (generate - 1) x TPOT. Every step is costed at the precision with the served weight and KV formats
 (estimator.weight_formats) and run in the execution mode given (estimator.execution: eager
@@ -30,10 +34,12 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from .batch_scaling import steps_at
 from .capture import CapturedStep, Deferred, capture
 from .cluster import tensor_parallel_forward
 from .device_dispatch import dispatch_for
@@ -44,6 +50,7 @@ from .kv_cache import cache_geometry, check_cache, kv_cache_bytes, served_cache
 from .memory import step_memory
 from .precision import Precision
 from .report import Report
+from .step_cache import cached_capture, capture_settings
 from .system import System
 from .weight_formats import KV_BYTES, served_costs, weight_bytes
 
@@ -208,10 +215,14 @@ def cost_step(step: CapturedStep, hardware: Hardware, precision: Precision, exec
 
 def serve(model, config, name: str, hardware: Hardware, precision: Precision, prompt: int, generate: int,
           batches: list[int], weights: str = "auto", kv: str = "auto", execution: str = "eager", gpus: int = 1,
-          system: System | None = None, say=lambda line: None) -> ServingResult:
+          system: System | None = None, say=lambda line: None, identity: dict | None = None,
+          shared_steps: dict | None = None) -> ServingResult:
     """Prefill and decode at each batch (module doc); `gpus` > 1: tensor parallel on `system`,
     weights, KV cache and activations split over the GPUs (a KV head is not split: with fewer
-    KV heads than GPUs each GPU keeps one)."""
+    KV heads than GPUs each GPU keeps one). `identity`: the decoder's for the disk cache of
+    captured steps (estimator.step_cache.decoder_identity); None captures without the cache.
+    `shared_steps`: a dict the caller keeps across chips of one decoder, prompt, generate and
+    batches: the steps are made once per kind of dispatch (every GPU shares them)."""
     check_prompt(config, prompt, generate)
     check_cache(config)
     dispatch = dispatch_for([hardware.kind])
@@ -222,9 +233,31 @@ def serve(model, config, name: str, hardware: Hardware, precision: Precision, pr
     kv_per_sequence = kv_cache_bytes(config, 1, prompt + generate, kv_size) * max(1, math.ceil(kv_heads / gpus)) \
         / kv_heads  # one GPU's KV heads
     points, weights_size, per_sequence_activations, report = [], 0.0, 0.0, None
-    for batch in sorted(batches):
+
+    def cached(batch: int, what: dict, make: Callable[[], CapturedStep]) -> CapturedStep:
+        return cached_capture(None if identity is None else {**identity, **what, "dtype": str(dtype)},
+                              capture_settings(batch, dispatch=dispatch), make)
+
+    def prefill_at(batch: int) -> CapturedStep:
         say(f"batch {batch}: prefill of {prompt} tokens")
-        prefill = capture_prefill(model, config, batch, prompt, dtype, dispatch, name)
+        return cached(batch, {"serving": "prefill", "prompt": prompt},
+                      lambda: capture_prefill(model, config, batch, prompt, dtype, dispatch, name))
+
+    def decode_at(context: int) -> Callable[[int], CapturedStep]:
+        def at(batch: int) -> CapturedStep:
+            say(f"batch {batch}: decode at {context} tokens of context")
+            return cached(batch, {"serving": "decode", "context": context},
+                          lambda: capture_decode(model, config, batch, context, dtype, dispatch, name))
+        return at
+
+    # two batches captured, the others derived from them (estimator.batch_scaling.steps_at)
+    shared = {} if shared_steps is None else shared_steps
+    if dispatch not in shared:
+        shared[dispatch] = (steps_at(prefill_at, batches),
+                            {context: steps_at(decode_at(context), batches) for context in contexts})
+    prefills, decode_steps = shared[dispatch]
+    for batch in sorted(batches):
+        prefill = prefills[batch]
         prefill_step, _ = cost_step(prefill, hardware, precision, execution, weights, kv, gpus, system)
         memory = step_memory(prefill, precision)
         weights_size = weight_bytes(prefill, precision, weights) / gpus
@@ -232,9 +265,8 @@ def serve(model, config, name: str, hardware: Hardware, precision: Precision, pr
         per_sequence_activations = activations / batch
         decodes = []
         for context in contexts:
-            say(f"batch {batch}: decode at {context} tokens of context")
-            step = capture_decode(model, config, batch, context, dtype, dispatch, name)
-            decode_step, report = cost_step(step, hardware, precision, execution, weights, kv, gpus, system)
+            decode_step, report = cost_step(decode_steps[context][batch], hardware, precision, execution, weights, kv,
+                                            gpus, system)
             decodes.append(decode_step)
         points.append(ServingPoint(batch, prefill_step, tuple(decodes), contexts,
                                    batch * kv_per_sequence, activations, gpus))

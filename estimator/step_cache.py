@@ -118,6 +118,16 @@ def model_identity(spec: str | None = None, hf_config: str | None = None, hf_cla
     return {"module": target, "func": func, "content": _digest_files([Path(found.origin)])}
 
 
+def decoder_identity(spec: str | None = None, hf_config: str | None = None, hf_class: str | None = None) -> dict | None:
+    """model_identity of a decoder `roofline serve` builds (estimator.serving_models): every one
+    runs transformers' code, so transformers' version is part of it; a zoo decoder is built from a
+    config in the estimator package, whose source is in every key."""
+    if hf_config is None and spec is not None and ":" not in spec:
+        return {"serving_decoder": spec, "transformers": _version("transformers")}
+    identity = model_identity(spec, hf_config, hf_class)
+    return None if identity is None else {**identity, "transformers": _version("transformers")}
+
+
 # what a capture is made with, besides the model: every caller keys with all of them, so that the
 # same step is one entry whichever command captured it
 CAPTURE_SETTINGS = ("batch", "seq", "image", "mode", "optimizer", "accumulate", "recompute", "dispatch", "moe_skew")

@@ -175,3 +175,40 @@ def test_a_hybrid_state_space_decoder_is_refused_before_capture():
         model = transformers.JambaForCausalLM(config)
     with pytest.raises(RooflineError, match="a state, not keys and values"):
         serve(model, config, "jamba", H100, BF16, 64, 8, [1])
+
+
+def _counting_captures(monkeypatch) -> list:
+    import estimator.serving as serving_module
+    calls = []
+    original = serving_module.capture
+    monkeypatch.setattr(serving_module, "capture", lambda *a, **k: calls.append(1) or original(*a, **k))
+    return calls
+
+
+def test_steps_past_two_batches_are_derived_and_equal_captured_ones(tiny, monkeypatch):
+    """Batches 1, 2 and 5: prefill and each decode captured at 1 and 2 only, and batch 5 as serving
+    batch 5 alone (captured) predicts it: every number of the point, the memory and the layer rows."""
+    model, config, name = tiny
+    calls = _counting_captures(monkeypatch)
+    derived = serve(model, config, name, H100, BF16, 256, 32, [5, 1, 2])
+    assert len(calls) == 2 * 4  # prefill and three decodes, at batches 1 and 2
+    captured = serve(model, config, name, H100, BF16, 256, 32, [5])
+    assert derived.points[-1] == captured.points[0]
+    assert derived.memory_bytes(5) == captured.memory_bytes(5)
+    assert derived.decode_report.totals() == captured.decode_report.totals()
+
+
+def test_chips_share_the_steps_and_a_second_run_reads_them_from_the_cache(tiny, monkeypatch):
+    from estimator.step_cache import decoder_identity
+    model, config, name = tiny
+    identity = decoder_identity("tiny-for-this-test")
+    calls = _counting_captures(monkeypatch)
+    shared = {}
+    first = [serve(model, config, name, chip, BF16, 128, 16, [1, 4], identity=identity, shared_steps=shared)
+             for chip in (H100, load_hardware("a100-80gb-sxm"))]
+    assert len(calls) == 2 * 4  # both GPUs dispatch as CUDA: one set of steps
+    again = serve(model, config, name, H100, BF16, 128, 16, [1, 4], identity=identity)
+    assert len(calls) == 2 * 4 and again.points == first[0].points  # from the disk cache
+    serve(model, config, name, H100, BF16, 128, 16, [1, 4])  # no identity: captured
+    assert len(calls) == 4 * 4
+    assert decoder_identity("x")["transformers"] == transformers.__version__
