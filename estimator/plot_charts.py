@@ -27,7 +27,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from .errors import RooflineError
-from .plot_style import BACKWARD_COLOUR, FORWARD_COLOUR, lay_out_for_labels, new_figure, place_labels, series_colour
+from .plot_style import (BACKWARD_COLOUR, FORWARD_COLOUR, lay_out_for_labels, new_figure, place_labels,
+                         series_colour, styled)
 from .report import Report, Row
 from .study import RankCorrelation, StudyPoint
 
@@ -75,6 +76,7 @@ def _batch_axis(ax, batches: list[int]) -> None:
 
 
 # ---- 1. breakdown by layer type -----------------------------------------------------------------
+@styled
 def breakdown(report: Report, style: str = "bar", top: int = 8) -> Figure:
     """Time, FLOPs and bytes moved per layer type, forward and backward (seed 002, 5.2)."""
     if style not in STYLES:
@@ -184,6 +186,7 @@ def _type_colours(rows: list[Row], shown: list[str]) -> dict[str, str]:
 
 
 # ---- 2. models side by side ---------------------------------------------------------------------
+@styled
 def models_overview(points: list[StudyPoint]) -> Figure:
     """FLOPs, parameters, memory and arithmetic intensity per model (seed 002, 2.2; seed 003, 2)."""
     if not points:
@@ -243,6 +246,7 @@ def _intensity_vs_batch(ax, points: list[StudyPoint], models: list[str]) -> None
 
 
 # ---- 3. latency against size --------------------------------------------------------------------
+@styled
 def latency_scatter(points: list[StudyPoint], chip: str, measured: bool = False) -> Figure:
     """Latency vs FLOPs and vs parameters, throughput vs batch, on one chip (seed 002, 3.1, 3.2, 3.5)."""
     on_chip = [p for p in points if p.chip == chip]
@@ -304,6 +308,7 @@ def _throughput_lines(ax, points: list[StudyPoint], samples_per_s: list[float], 
 
 
 # ---- 4. rank correlation ------------------------------------------------------------------------
+@styled
 def correlation_heatmap(correlation: RankCorrelation) -> Figure:
     """The Spearman matrix as an annotated heatmap, -1 (blue) to 1 (red), undefined rho (a constant
     variable) grey and "n/a" (seed 002, 3.3)."""

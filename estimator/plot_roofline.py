@@ -33,7 +33,7 @@ from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 from .errors import RooflineError
 from .hardware import Hardware
 from .plot_style import (BACKWARD_COLOUR, FORWARD_COLOUR, MARKER_HALF_PT, MEASURED_COLOUR, lay_out_for_labels,
-                         new_figure, place_labels, series_colour, si_label)
+                         new_figure, place_labels, series_colour, si_label, styled)
 from .precision import PRECISIONS, Precision, get_precision
 from .report import Report, Row
 from .study import StudyPoint
@@ -54,6 +54,7 @@ LABEL_WIDTH = 24  # characters of a layer's path in its label; longer paths lose
 
 
 # ---- 1. a model's layers on one or more chips ------------------------------------------------
+@styled
 def layer_roofline(reports: list[Report], measured_layers: dict[str, tuple[float, float]] | None = None,
                    measured_step_s: float | None = None) -> Figure:
     """One panel per report: the chip's roofline at the report's precision, each layer's forward
@@ -265,6 +266,7 @@ def _marker(colour: str, label: str, marker: str = "o", size: float = 7, hollow:
 
 
 # ---- 2. many chips' rooflines ----------------------------------------------------------------
+@styled
 def chips_roofline(chips: list[Hardware], precision: str | None = None) -> Figure:
     """Every chip's roofline, HBM-class datacenter chips and the rest in two panels (one if all
     are in one class). `precision` None: each chip's 16-bit matrix peak (bf16, else fp16, else
@@ -343,6 +345,7 @@ def _chips_legend(ax: Axes) -> None:
 
 
 # ---- 3. a study's models on one chip ---------------------------------------------------------
+@styled
 def models_roofline(points: list[StudyPoint], chip: Hardware, precision: str) -> Figure:
     """Each model at each batch on `chip`'s roofline: colour per model, marker per batch, the
     prediction filled and, where measured, a hollow marker joined to it."""

@@ -12,6 +12,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import sys
 from contextlib import contextmanager
 from itertools import pairwise
@@ -22,8 +23,7 @@ import matplotlib
 if "ipykernel" not in sys.modules:  # a Jupyter kernel keeps its inline backend: returned Figures show in the cell
     matplotlib.use("Agg")  # headless: no display is needed, and none is touched
 
-import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402  (the backend must be chosen first)
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
@@ -46,11 +46,28 @@ MEASURED_COLOUR = "#111111"
 SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
                   "#bcbd22", "#17becf")
 
-plt.rcParams.update({
+# matplotlib settings of our figures, in effect only while one is made, laid out or saved
+# (`styled`): a notebook's own plots keep their settings
+STYLE = {
     "font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8,
     "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.grid": True, "grid.alpha": 0.3,
     "svg.fonttype": "none",  # SVG text stays text (searchable, editable)
-})
+}
+
+
+def styled(make):
+    """`make` (a function that returns a Figure) run with STYLE in effect, the caller's
+    matplotlib settings as they were before and after.
+
+    >>> @styled
+    ... def empty() -> Figure:
+    ...     return new_figure(4, 3)
+    """
+    @functools.wraps(make)
+    def run(*args, **kwargs):
+        with matplotlib.rc_context(STYLE):
+            return make(*args, **kwargs)
+    return run
 
 
 def series_colour(index: int) -> str:
@@ -74,7 +91,8 @@ def check_output_path(path: str | Path) -> Path:
 def save_figure(fig: Figure, path: str | Path) -> Path:
     """Write `fig` as PNG or SVG (by the suffix) and return the path."""
     path = check_output_path(path)
-    fig.savefig(path, dpi=DPI, format=path.suffix.lower().lstrip("."))
+    with matplotlib.rc_context(STYLE):  # ticks made while drawing take the figure's sizes
+        fig.savefig(path, dpi=DPI, format=path.suffix.lower().lstrip("."))
     return path
 
 
@@ -87,7 +105,7 @@ def save_figures(fig: Figure, paths: list[Path]) -> list[Path]:
     [PosixPath('out.png'), PosixPath('out.svg')]
     """
     if fig.get_layout_engine() is not None:  # None: laid out by an earlier call, places kept
-        with _unlabelled_minor_ticks_off(fig):
+        with _unlabelled_minor_ticks_off(fig), matplotlib.rc_context(STYLE):
             fig.get_layout_engine().execute(fig)  # constrained layout, measured at DPI as the PNG is drawn
         fig.set_layout_engine(None)  # the axes keep these places; None, unlike "none", also skips the pre-draw
     return [save_figure(fig, path) for path in paths]
@@ -100,7 +118,7 @@ def lay_out_for_labels(fig: Figure) -> None:
 
     >>> lay_out_for_labels(fig); place_labels(ax, xs, ys, texts, laid_out=True)
     """
-    with _unlabelled_minor_ticks_off(fig):
+    with _unlabelled_minor_ticks_off(fig), matplotlib.rc_context(STYLE):
         fig.draw_without_rendering()
     fig.set_layout_engine(None)
 

@@ -40,6 +40,12 @@ def serving_table(result: ServingResult) -> Table:
 
 def throughput_latency(results: list[ServingResult]):
     """Tokens/s per GPU against time per output token: one point per batch, one line per chip."""
+    from .plot_style import styled  # matplotlib only when a plot is asked for
+
+    return styled(_throughput_latency)(results)
+
+
+def _throughput_latency(results: list[ServingResult]):
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     from .plot_style import new_figure, place_labels, series_colour

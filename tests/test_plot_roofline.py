@@ -232,3 +232,16 @@ def test_layout_without_unlabelled_minor_ticks_places_the_axes_as_with_them(trai
         assert len(a.xaxis.get_minorticklocs()) > 10 and len(a.yaxis.get_minorticklocs()) > 10
         assert list(a.yaxis.get_minorticklocs()) == list(b.yaxis.get_minorticklocs())
         assert a.xaxis.isDefault_minloc == b.xaxis.isDefault_minloc
+
+
+def test_figures_leave_the_callers_matplotlib_settings_alone(train_report, tmp_path):
+    """A notebook's own plots keep their settings: ours apply only while a figure is made, laid
+    out or saved (plot_style.STYLE), and still reach the figure drawn after that."""
+    import matplotlib
+    before = dict(matplotlib.rcParams)
+    fig = layer_roofline([train_report])
+    plot_style.save_figure(fig, tmp_path / "roofline.svg")
+    assert dict(matplotlib.rcParams) == before
+    assert before["font.size"] != plot_style.STYLE["font.size"]  # else the test would show nothing
+    assert fig.axes[0].title.get_fontsize() == plot_style.STYLE["axes.titlesize"]
+    assert "<text" in (tmp_path / "roofline.svg").read_text()  # svg.fonttype "none" at save time
