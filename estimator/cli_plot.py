@@ -192,6 +192,7 @@ def _plot_chips(args):
 def _single_report(args, chip, precision: str):
     """The model's step (from the step cache unless --no-cache, as `estimate` reads it) on `chip`."""
     from .capture import capture
+    from .device_dispatch import dispatch_for
     from .model_source import load_model
     from .report import evaluate
     from .step_cache import cached_capture, capture_options, capture_settings, model_identity
@@ -199,7 +200,8 @@ def _single_report(args, chip, precision: str):
     batches = _batches(args.batch, "1")
     if len(batches) > 1:
         raise RooflineError(f"plot {args.kind} takes one --batch, got {args.batch!r}")
-    settings = capture_settings(batches[0], args.seq, args.image, "train" if args.train else "inference")
+    settings = capture_settings(batches[0], args.seq, args.image, "train" if args.train else "inference",
+                                dispatch=dispatch_for([chip.kind]))  # the kernels `estimate` records for this chip
 
     def make():
         model, inputs, name = load_model(args.model, batch=batches[0], seq=args.seq, image=args.image)

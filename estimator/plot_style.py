@@ -105,7 +105,7 @@ def save_figures(fig: Figure, paths: list[Path]) -> list[Path]:
     [PosixPath('out.png'), PosixPath('out.svg')]
     """
     if fig.get_layout_engine() is not None:  # None: laid out by an earlier call, places kept
-        with _unlabelled_minor_ticks_off(fig), matplotlib.rc_context(STYLE):
+        with _layout_pass(fig):
             fig.get_layout_engine().execute(fig)  # constrained layout, measured at DPI as the PNG is drawn
         fig.set_layout_engine(None)  # the axes keep these places; None, unlike "none", also skips the pre-draw
     return [save_figure(fig, path) for path in paths]
@@ -118,24 +118,25 @@ def lay_out_for_labels(fig: Figure) -> None:
 
     >>> lay_out_for_labels(fig); place_labels(ax, xs, ys, texts, laid_out=True)
     """
-    with _unlabelled_minor_ticks_off(fig), matplotlib.rc_context(STYLE):
+    with _layout_pass(fig):
         fig.draw_without_rendering()
     fig.set_layout_engine(None)
 
 
 @contextmanager
-def _unlabelled_minor_ticks_off(fig: Figure):
-    """No minor ticks on the axes whose minor ticks carry no label (a NullFormatter: the roofline
-    figures' log axes) while `fig` is laid out. The layout measures tick labels, not tick marks, so
-    it comes out the same; but each of its passes placed every minor tick (8 a decade on each log
-    axis), most of a layer roofline's layout time."""
+def _layout_pass(fig: Figure):
+    """While `fig` is laid out: STYLE in effect, and no minor ticks on the axes whose minor ticks
+    carry no label (a NullFormatter: the roofline figures' log axes). The layout measures tick
+    labels, not tick marks, so it comes out the same; but each of its passes placed every minor
+    tick (8 a decade on each log axis), most of a layer roofline's layout time."""
     axes = [axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)
             if isinstance(axis.get_minor_formatter(), NullFormatter)]
     kept = [(axis, axis.get_minor_locator(), axis.isDefault_minloc) for axis in axes]
     for axis in axes:
         axis.set_minor_locator(NullLocator())
     try:
-        yield
+        with matplotlib.rc_context(STYLE):
+            yield
     finally:
         for axis, locator, default in kept:
             axis.set_minor_locator(locator)
@@ -181,7 +182,8 @@ def place_labels(ax, xs, ys, texts, fontsize: float = 7, colour: str = "#333333"
     not depend on where it sits); only the chosen offset becomes an annotation."""
     fig = ax.figure
     if not laid_out:
-        fig.draw_without_rendering()  # lay the figure out so that extents are in their final place
+        with _layout_pass(fig):
+            fig.draw_without_rendering()  # lay the figure out so that extents are in their final place
     renderer = fig.canvas.get_renderer()
     pixels_per_pt = fig.dpi / 72
     centres = ax.transData.transform(list(zip(xs, ys)) + list(avoid)) if len(xs) or len(avoid) else []

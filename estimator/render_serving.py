@@ -52,6 +52,7 @@ def _throughput_latency(results: list[ServingResult]):
 
     fig = new_figure(7.0, 4.6)
     ax = fig.add_subplot(1, 1, 1)
+    points = []  # (xs, ys, labels) of each chip, labelled once the axes are final
     for i, r in enumerate(results):
         xs = [p.time_per_token_s * 1e3 for p in r.points]
         ys = [p.tokens_per_s_per_gpu for p in r.points]
@@ -59,8 +60,7 @@ def _throughput_latency(results: list[ServingResult]):
         misses = [(x, y) for x, y, p in zip(xs, ys, r.points) if not r.fits(p.batch)]
         if misses:  # batches whose KV cache does not fit: crossed out
             ax.scatter(*zip(*misses), marker="x", s=80, color="#c62828", zorder=5)
-        place_labels(ax, xs, ys, [f"b={p.batch}" + ("" if r.fits(p.batch) else " (does not fit)") for p in r.points],
-                     fontsize=7)
+        points.append((xs, ys, [f"b={p.batch}" + ("" if r.fits(p.batch) else " (does not fit)") for p in r.points]))
     ax.set_xscale("log")
     ax.set_yscale("log")
     for axis in (ax.xaxis, ax.yaxis):
@@ -72,5 +72,8 @@ def _throughput_latency(results: list[ServingResult]):
     first = results[0]
     ax.set_title(f"{first.model}: prompt {first.prompt:,}, generate {first.generate:,} tokens", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, loc="outside lower center",
+               ncols=min(len(results), 3))  # below the axes, clear of every point
+    for xs, ys, labels in points:  # after the scales, limits and legend (place_labels reads their places)
+        place_labels(ax, xs, ys, labels, fontsize=7)
     return fig

@@ -221,8 +221,9 @@ def serve(model, config, name: str, hardware: Hardware, precision: Precision, pr
     weights, KV cache and activations split over the GPUs (a KV head is not split: with fewer
     KV heads than GPUs each GPU keeps one). `identity`: the decoder's for the disk cache of
     captured steps (estimator.step_cache.decoder_identity); None captures without the cache.
-    `shared_steps`: a dict the caller keeps across chips of one decoder, prompt, generate and
-    batches: the steps are made once per kind of dispatch (every GPU shares them)."""
+    `shared_steps`: a dict the caller keeps across calls (the chips of one run): steps made for
+    the same model, dispatch, dtype, prompt, contexts and batches are made once (every GPU
+    dispatches alike, so GPUs share them)."""
     check_prompt(config, prompt, generate)
     check_cache(config)
     dispatch = dispatch_for([hardware.kind])
@@ -252,10 +253,11 @@ def serve(model, config, name: str, hardware: Hardware, precision: Precision, pr
 
     # two batches captured, the others derived from them (estimator.batch_scaling.steps_at)
     shared = {} if shared_steps is None else shared_steps
-    if dispatch not in shared:
-        shared[dispatch] = (steps_at(prefill_at, batches),
-                            {context: steps_at(decode_at(context), batches) for context in contexts})
-    prefills, decode_steps = shared[dispatch]
+    key = (id(model), dispatch, dtype, prompt, contexts, tuple(sorted(set(batches))))  # what the steps are made of
+    if key not in shared:
+        shared[key] = (steps_at(prefill_at, batches),
+                       {context: steps_at(decode_at(context), batches) for context in contexts})
+    prefills, decode_steps = shared[key]
     for batch in sorted(batches):
         prefill = prefills[batch]
         prefill_step, _ = cost_step(prefill, hardware, precision, execution, weights, kv, gpus, system)

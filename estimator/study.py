@@ -196,10 +196,10 @@ class Study:
         return cached_capture(model_identity(model), settings, make, self.use_cache)
 
     def _derived(self, model: str, batch: int, mode: str) -> CapturedStep | None:
-        """The inference step at `batch` from the steps at the study's two smallest batches
-        (estimator.batch_scaling.fit); None for those two batches, for training steps and where the
-        two do not fit (the step is then captured)."""
-        if mode != "inference" or batch in self.batches[:2]:
+        """The inference step at `batch`, a third or later batch of the study, from the steps at its
+        two smallest (estimator.batch_scaling.fit); None for any other batch, for training steps
+        and where the two do not fit (the step is then captured)."""
+        if mode != "inference" or batch not in self.batches[2:]:
             return None
         if model not in self._scalings:
             self._scalings[model] = fit(*(self.step(model, b, mode) for b in self.batches[:2]))

@@ -211,4 +211,27 @@ def test_chips_share_the_steps_and_a_second_run_reads_them_from_the_cache(tiny, 
     assert len(calls) == 2 * 4 and again.points == first[0].points  # from the disk cache
     serve(model, config, name, H100, BF16, 128, 16, [1, 4])  # no identity: captured
     assert len(calls) == 4 * 4
+    other_prompt = serve(model, config, name, H100, BF16, 64, 16, [1, 4], shared_steps=shared)
+    assert len(calls) == 6 * 4  # another prompt: its own steps, not the shared ones
+    assert other_prompt.points[0].prefill.flops < first[0].points[0].prefill.flops
     assert decoder_identity("x")["transformers"] == transformers.__version__
+
+
+def test_the_plot_labels_every_batch_inside_the_axes_and_keeps_the_legend_off_the_points(tiny):
+    """Labels are placed once the log scales and the legend are in place (they had been placed on
+    linear axes, before the scale was set, and ended on the tick labels or under the legend)."""
+    from estimator.render_serving import throughput_latency
+    model, config, name = tiny
+    results = [serve(model, config, name, chip, BF16, 128, 16, [1, 4, 16]) for chip in (H100, load_hardware("l4"))]
+    fig = throughput_latency(results)
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    inside = ax.get_window_extent(renderer)
+    labels = [t for t in ax.texts if t.get_text().startswith("b=")]
+    assert len(labels) == 6
+    for label in labels:
+        box = label.get_window_extent(renderer)
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1 and inside.y0 <= box.y0 and box.y1 <= inside.y1
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert not legend.overlaps(inside)

@@ -63,6 +63,11 @@ def test_a_model_whose_two_captures_do_not_fit_is_captured_at_every_batch(monkey
     assert len(calls) == 3
 
 
+def test_a_batch_outside_the_study_is_captured():
+    study = Study(["resnet18"], [A100], batches=[1], image=32, use_cache=False)
+    assert study.step("resnet18", 4).batch == 4  # not derived: the study has no two batches to derive from
+
+
 def test_points_agree_with_the_reports(study, points):
     for p in points:
         chip = A100 if p.chip == A100.id else T4
