@@ -15,9 +15,13 @@ Capture records a step from shapes alone. Four kinds of op need values or help:
   * ``_grouped_mm`` (mixture-of-experts GEMMs): its fake kernel accepts bf16 only, while the
     CPU and CUDA kernels take fp32 too; the output shape is the same for every dtype, so it is
     taken from bf16 copies and given the inputs' dtype. Its FLOPs do not depend on routing;
-  * kernels whose CPU fake kernel goes through a value-dependent step although their output
-    shapes follow from the inputs' (SHAPES_BY_FORMULA: weight norm's backward); and products
-    whose fake kernels accept operands of mixed dtypes that the real kernels refuse.
+  * kernels whose CPU fake kernel goes through a value-dependent step, or a slow Python
+    decomposition, although their outputs follow from the inputs' (SHAPES_BY_FORMULA: weight
+    norm's backward; batch norm forward and backward, whose decomposition costs a dozen fake
+    ops per call, each missing FakeTensor's cache when the channel count changes, as in
+    DenseNet and EfficientNet; the formula gives what the CPU kernel returns, checked over
+    layouts, dtypes and flags in tests/test_data_dependent.py); and products whose fake
+    kernels accept operands of mixed dtypes that the real kernels refuse.
 
 Example:
     >>> out = run_fake(func, args, kwargs, where="model.layers.0.mlp")
@@ -25,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import torch
+from torch._prims_common import suggest_memory_format
 from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
 from torch.utils._pytree import tree_map_only
 
@@ -37,8 +42,9 @@ def run_fake(func, args: tuple, kwargs: dict, where: str):
     """func(*args, **kwargs) on fake tensors, with the assumptions of the module doc."""
     if func is aten._grouped_mm.default and _needs_bf16_shape(args):
         return _grouped_mm_any_dtype(func, args, kwargs)
-    if func in SHAPES_BY_FORMULA:
-        return SHAPES_BY_FORMULA[func](*args)
+    formula = _shape_formula(func, args) if func in SHAPES_BY_FORMULA else None
+    if formula is not None:
+        return formula(*args, **kwargs)
     if func.overloadpacket in SAME_DTYPE_OPS:
         _check_same_dtype(func, args, where)
     try:
@@ -63,8 +69,49 @@ def run_fake(func, args: tuple, kwargs: dict, where: str):
     return out
 
 
-# ops whose fake kernel cannot give the output shape, though it follows from the inputs'
+def _batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps):
+    """aten.native_batch_norm's (out, save_mean, save_invstd) as the CPU kernel returns them:
+    out in the input's suggested memory format; the statistics of C channels in training, empty
+    in eval, in fp32 where a half-precision input meets fp32 parameters, else the input's dtype."""
+    channels = x.shape[1]
+    params = (weight, bias, running_mean, running_var)
+    for name, p in zip(("weight", "bias", "running_mean", "running_var"), params):
+        if p is not None and p.numel() != channels:
+            raise RuntimeError(f"{name} should contain {channels} elements not {p.numel()}")
+    mixed = x.dtype in (torch.bfloat16, torch.float16) and any(p is not None and p.dtype == torch.float32
+                                                               for p in params)
+    stats = ((channels if training else 0),)
+    dtype = torch.float32 if mixed else x.dtype
+    return (torch.empty_like(x, memory_format=suggest_memory_format(x)), x.new_empty(stats, dtype=dtype),
+            x.new_empty(stats, dtype=dtype))
+
+
+def _batch_norm_backward(grad_out, x, weight, running_mean, running_var, save_mean, save_invstd, train, eps,
+                         output_mask):
+    """aten.native_batch_norm_backward's (grad_input, grad_weight, grad_bias), None where
+    output_mask is False: grad_input in the input's suggested memory format, the parameters'
+    gradients of C channels in the weight's dtype (the input's without a weight)."""
+    channels = x.shape[1]
+    dtype = x.dtype if weight is None else weight.dtype
+    return (torch.empty_like(x, memory_format=suggest_memory_format(x)) if output_mask[0] else None,
+            x.new_empty((channels,), dtype=dtype) if output_mask[1] else None,
+            x.new_empty((channels,), dtype=dtype) if output_mask[2] else None)
+
+
+def _shape_formula(func, args):
+    """The formula of SHAPES_BY_FORMULA for this call, or None (batch norm's needs a channel dim)."""
+    formula = SHAPES_BY_FORMULA.get(func)
+    if formula is not None and func in BATCH_NORM_OPS and args[1 if func is BATCH_NORM_OPS[1] else 0].dim() < 2:
+        return None
+    return formula
+
+
+BATCH_NORM_OPS = (aten.native_batch_norm.default, aten.native_batch_norm_backward.default)
+
+# ops whose fake kernel cannot give the output shape, or only slowly, though it follows from the inputs'
 SHAPES_BY_FORMULA = {
+    aten.native_batch_norm.default: _batch_norm,
+    aten.native_batch_norm_backward.default: _batch_norm_backward,
     # (grad_w, saved_v, saved_g, saved_norms, dim) -> (grad_v, grad_g); the CPU fake kernel
     # decomposes it through a boolean index
     aten._weight_norm_interface_backward.default: lambda grad_w, v, g, norms, dim: (torch.empty_like(v),

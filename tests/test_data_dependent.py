@@ -114,3 +114,70 @@ def test_grouped_mm_flops_for_each_layout():
     assert cost((10, 6), (4, 6, 5), (10, 5)) == 2 * 10 * 6 * 5  # tokens x experts' weights
     assert cost((4, 10, 6), (4, 6, 5), (4, 10, 5)) == 2 * 4 * 10 * 6 * 5  # batched
     assert cost((6, 10), (10, 5), (4, 6, 5)) == 2 * 6 * 10 * 5  # weight gradient: offs split the 10
+
+
+def _batch_norm_cases():
+    """(input, weight, bias, running_mean, running_var, training) over layouts, dtypes and flags."""
+    layouts = {4: [lambda t: t, lambda t: t.contiguous(memory_format=torch.channels_last), lambda t: t[..., ::2]],
+               5: [lambda t: t, lambda t: t.contiguous(memory_format=torch.channels_last_3d)],
+               3: [lambda t: t, lambda t: t.transpose(1, 2).contiguous().transpose(1, 2)],
+               2: [lambda t: t]}
+    for shape in ((2, 3, 6, 6), (4, 3), (2, 3, 8), (2, 3, 2, 4, 4), (2, 5, 1, 1)):
+        for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+            for param_dtype in {dtype, torch.float32}:
+                for training in (False, True):
+                    for affine in (False, True):
+                        for stats in (False, True) if training else (True,):
+                            for layout in layouts[len(shape)]:
+                                def make(shape=shape, dtype=dtype, param_dtype=param_dtype, affine=affine,
+                                         stats=stats, layout=layout):
+                                    c = shape[1]
+                                    param = lambda: torch.randn(c, dtype=param_dtype) if affine else None  # noqa: E731
+                                    stat = lambda: torch.rand(c, dtype=param_dtype) + 0.5 if stats else None  # noqa: E731
+                                    return layout(torch.randn(shape).to(dtype)), param(), param(), stat(), stat()
+                                yield make, training
+
+
+def _layout(t):
+    return None if t is None else (tuple(t.shape), t.stride() if t.numel() > 1 else None, t.dtype)
+
+
+def test_batch_norm_formulas_give_what_the_cpu_kernels_return():
+    """native_batch_norm and its backward by formula (SHAPES_BY_FORMULA), against the real CPU
+    kernels on real tensors: shapes, strides and dtypes of every output, over 2-D to 5-D inputs,
+    contiguous, channels-last, permuted and sliced layouts, four dtypes, fp32 or matching
+    parameters, training and eval, with and without affine parameters and running stats."""
+    from estimator.data_dependent import SHAPES_BY_FORMULA
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    aten = torch.ops.aten
+    forward, backward = SHAPES_BY_FORMULA[aten.native_batch_norm.default], \
+        SHAPES_BY_FORMULA[aten.native_batch_norm_backward.default]
+    checked = 0
+    for make, training in _batch_norm_cases():
+        x, w, b, rm, rv = make()
+        try:
+            out = aten.native_batch_norm.default(x, w, b, rm, rv, training, 0.1, 1e-5)
+        except RuntimeError as e:  # combinations the CPU kernel refuses (fp64 input, fp32 parameters)
+            assert "mixed dtype" in str(e)
+            continue
+        grad = torch.randn_like(out[0])
+        masks = [[True, affine, affine] for affine in {w is not None}] + [[True, False, False]]
+        real_backward = [aten.native_batch_norm_backward.default(grad, x, w, rm, rv, out[1], out[2], training, 1e-5,
+                                                                 mask) for mask in masks]
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            fx, fw, fb, frm, frv = (None if t is None else mode.from_tensor(t) for t in make())
+            fake_out = forward(fx, fw, fb, frm, frv, training, 0.1, 1e-5)
+            fake_backward = [backward(mode.from_tensor(grad), fx, fw, frm, frv, fake_out[1], fake_out[2], training,
+                                      1e-5, mask) for mask in masks]
+        assert [_layout(t) for t in fake_out] == [_layout(t) for t in out], (x.shape, x.stride(), x.dtype, training)
+        for real, fake in zip(real_backward, fake_backward):
+            assert [_layout(t) for t in fake] == [_layout(t) for t in real], (x.shape, x.dtype, training)
+        checked += 1
+    assert checked > 300
+
+
+def test_batch_norm_formula_keeps_a_channel_mismatch_an_error():
+    bn = nn.BatchNorm2d(4)
+    with pytest.raises(CaptureError, match="should contain 3 elements not 4"):
+        capture(bn, (torch.randn(2, 3, 5, 5),), mode="inference")
