@@ -20,7 +20,7 @@ def timed_command(arguments: list[str], env: dict) -> tuple[float, float]:
     """(wall s, CPU s of the command and its workers) of `roofline ARGUMENTS`; exits on failure."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "estimator.cli", *arguments], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "roofline_cli", *arguments], capture_output=True, text=True,
                           check=False, env={**env, "CI": "true"})
     wall_s = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -151,10 +151,27 @@ def test_strict_fails_on_unsupported_ops(capsys, tmp_path):
 
 
 def test_console_script_exits_nonzero_without_traceback():
-    proc = subprocess.run([sys.executable, "-m", "estimator.cli", "estimate", "resnet50", "--hardware", "tpu-v9"],
+    proc = subprocess.run([sys.executable, "-m", "roofline_cli", "estimate", "resnet50", "--hardware", "tpu-v9"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "unknown hardware 'tpu-v9'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_console_entry_freezes_its_imports_and_library_use_keeps_gc_defaults():
+    """`roofline` (roofline_cli.main) collects cycles still, but never walks what its imports
+    made; `import estimator` in a user's process leaves the collector as Python set it."""
+    from pathlib import Path
+
+    assert 'roofline = "roofline_cli:main"' in (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    entry = ("import gc, sys, roofline_cli; sys.argv = ['roofline', 'hardware', 'list', '--json']; "
+             "code = roofline_cli.main(); print(code, gc.isenabled(), gc.get_freeze_count() > 100_000, "
+             "gc.get_threshold()[0], file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", entry], capture_output=True, text=True)
+    assert proc.stderr.split()[-4:] == ["0", "True", "True", "20000"], proc.stderr[-300:]
+    assert json.loads(proc.stdout)
+    library = subprocess.run([sys.executable, "-c", "import gc, estimator; print(gc.isenabled(), "
+                              "gc.get_freeze_count(), gc.get_threshold()[0])"], capture_output=True, text=True)
+    assert library.stdout.split() == ["True", "0", "700"]
 
 
 def test_hf_config_builds_on_meta_and_estimates(capsys, tmp_path):
