@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 from torch._prims_common import suggest_memory_format
-from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
+from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensor
 from torch.utils._pytree import tree_map_only
 
 from .errors import CaptureError
@@ -82,8 +82,8 @@ def _batch_norm(x, weight, bias, running_mean, running_var, training, momentum, 
                                                                for p in params)
     stats = ((channels if training else 0),)
     dtype = torch.float32 if mixed else x.dtype
-    return (torch.empty_like(x, memory_format=suggest_memory_format(x)), x.new_empty(stats, dtype=dtype),
-            x.new_empty(stats, dtype=dtype))
+    return (_fake_empty(x, x.shape, x.dtype, suggest_memory_format(x)), _fake_empty(x, stats, dtype),
+            _fake_empty(x, stats, dtype))
 
 
 def _batch_norm_backward(grad_out, x, weight, running_mean, running_var, save_mean, save_invstd, train, eps,
@@ -93,9 +93,20 @@ def _batch_norm_backward(grad_out, x, weight, running_mean, running_var, save_me
     gradients of C channels in the weight's dtype (the input's without a weight)."""
     channels = x.shape[1]
     dtype = x.dtype if weight is None else weight.dtype
-    return (torch.empty_like(x, memory_format=suggest_memory_format(x)) if output_mask[0] else None,
-            x.new_empty((channels,), dtype=dtype) if output_mask[1] else None,
-            x.new_empty((channels,), dtype=dtype) if output_mask[2] else None)
+    return (_fake_empty(x, x.shape, x.dtype, suggest_memory_format(x)) if output_mask[0] else None,
+            _fake_empty(x, (channels,), dtype) if output_mask[1] else None,
+            _fake_empty(x, (channels,), dtype) if output_mask[2] else None)
+
+
+_NO_PYTHON_DISPATCH = torch._C.DispatchKeySet(torch._C.DispatchKey.Python)
+
+
+def _fake_empty(like, shape, dtype: torch.dtype, memory_format: torch.memory_format = torch.contiguous_format):
+    """A fake tensor of like's mode and device: a meta tensor made past the dispatch modes and
+    wrapped, a fifth of the time of a factory call dispatched through FakeTensorMode."""
+    with torch._C._ExcludeDispatchKeyGuard(_NO_PYTHON_DISPATCH):
+        meta = torch.empty(shape, dtype=dtype, device="meta", memory_format=memory_format)
+    return FakeTensor(like.fake_mode, meta, like.device)
 
 
 def _shape_formula(func, args):
