@@ -181,3 +181,42 @@ def test_batch_norm_formula_keeps_a_channel_mismatch_an_error():
     bn = nn.BatchNorm2d(4)
     with pytest.raises(CaptureError, match="should contain 3 elements not 4"):
         capture(bn, (torch.randn(2, 3, 5, 5),), mode="inference")
+
+
+def _layout_and_aliasing(t, inputs: list) -> tuple:
+    """What a capture reads of an op's output: shape, dtype, offset, the inputs whose storage
+    it shares, whether it is the first input itself, and the strides of its dimensions of
+    size > 1 (a size-1 dimension's stride addresses no memory)."""
+    storage = t.untyped_storage()._cdata
+    aliases = tuple(i for i, a in enumerate(inputs) if a.untyped_storage()._cdata == storage)
+    strides = tuple(s for s, d in zip(t.stride(), t.shape) if d > 1)
+    return tuple(t.shape), strides, t.dtype, t.device, t.storage_offset(), aliases, t is inputs[0], type(t)
+
+
+@pytest.mark.parametrize("name,mode", [("resnet18", "train"), ("gpt2", "train"), ("swin_tiny", "inference"),
+                                       ("efficientnet_b0", "train"), ("t5_small", "train")])
+def test_meta_kernel_path_gives_what_fake_tensor_mode_gives(monkeypatch, name, mode):
+    """Every call that takes the direct meta-kernel path (META_KERNEL_OPS) is run through
+    FakeTensorMode's own dispatch as well: the same outputs, call for call."""
+    import roofline_zoo
+    from estimator import data_dependent
+
+    direct = data_dependent._on_meta_kernel
+    compared = []
+
+    def both_ways(func, args, kwargs):
+        out = direct(func, args, kwargs)
+        if out is not None:
+            reference = func(*args, **kwargs)  # FakeTensorMode's dispatch: our mode is off in run_fake
+            inputs = [a for a in args if isinstance(a, torch.Tensor)]
+            ours = [_layout_and_aliasing(t, inputs) for t in (out if isinstance(out, tuple) else (out,))]
+            theirs = [_layout_and_aliasing(t, inputs) for t in (reference if isinstance(reference, tuple)
+                                                                 else (reference,))]
+            assert ours == theirs, func
+            compared.append(func)
+        return out
+
+    monkeypatch.setattr(data_dependent, "_on_meta_kernel", both_ways)
+    model, inputs = roofline_zoo.get(name).build(batch=2 if mode == "train" else 1)
+    capture(model, inputs, mode=mode)
+    assert len(compared) > 100 and len(set(compared)) > 8
