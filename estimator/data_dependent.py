@@ -111,8 +111,11 @@ def _batch_norm_backward(grad_out, x, weight, running_mean, running_var, save_me
 # is a Python reference (most elementwise ops, addmm) stay with the mode, whose cache then
 # saves running them. tests/test_data_dependent.py runs both ways on every such call of
 # several zoo steps: the same shapes, strides, dtypes, offsets and aliasing, except views'
-# strides of size-1 dimensions (which address no memory), taken from the C++ kernel rather
-# than FakeTensor's Python reference; the graphs of all 35 zoo models, training and
+# strides of size-1 dimensions, taken from the C++ kernel as a real run computes them rather
+# than from FakeTensor's Python reference. Those address no memory, but matmul reads them when
+# it decides between mm and expand + bmm: a decoder's one-token step now runs the products a
+# real run does (a test compares it with an eager run on real tensors), where FakeTensor's
+# strides sent two per step down bmm. The graphs of all 35 zoo models, training and
 # inference, are the same node for node either way.
 META_KERNEL_OPS = frozenset((
     aten.view.default, aten._unsafe_view.default, aten.t.default, aten.transpose.int, aten.permute.default,

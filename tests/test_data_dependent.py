@@ -220,3 +220,42 @@ def test_meta_kernel_path_gives_what_fake_tensor_mode_gives(monkeypatch, name, m
     model, inputs = roofline_zoo.get(name).build(batch=2 if mode == "train" else 1)
     capture(model, inputs, mode=mode)
     assert len(compared) > 40 and len(set(compared)) >= 3
+
+
+def test_decode_step_runs_the_products_a_real_run_runs():
+    """A Llama decode step (one token, a KV cache) captured on fake tensors issues the same
+    products and views as the model run eagerly on real CPU tensors: views take their strides
+    from the C++ kernel (the meta-kernel path), so matmul folds the [1, 1, hidden] activations
+    into mm as eager PyTorch does (FakeTensor's Python view reference sent two of them down
+    expand + bmm)."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from estimator.serving import capture_decode
+
+    config = T.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    torch.manual_seed(0)
+    model = T.LlamaForCausalLM(config).eval()
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.ops = Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops[func] += 1
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad():
+        cache = model(input_ids=torch.randint(0, 256, (1, 16)), use_cache=True).past_key_values
+        real = Recorder()
+        with real:
+            model(input_ids=torch.randint(0, 256, (1, 1)), past_key_values=cache, use_cache=True,
+                  position_ids=torch.full((1, 1), 16))
+    captured = Counter(n.op for n in capture_decode(model, config, 1, 16, torch.float32, "cpu", "tiny").nodes)
+    aten = torch.ops.aten
+    for op in (aten.mm.default, aten.bmm.default, aten.expand.default, aten.view.default, aten._unsafe_view.default):
+        assert captured[op] == real.ops[op], op
+    assert captured[aten.mm.default] == 15
