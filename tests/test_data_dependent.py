@@ -232,7 +232,7 @@ def test_decode_step_runs_the_products_a_real_run_runs():
 
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from estimator.serving import capture_decode
+    from estimator.serving import cache_argument, capture_decode
 
     config = T.LlamaConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
@@ -252,8 +252,8 @@ def test_decode_step_runs_the_products_a_real_run_runs():
         cache = model(input_ids=torch.randint(0, 256, (1, 16)), use_cache=True).past_key_values
         real = Recorder()
         with real:
-            model(input_ids=torch.randint(0, 256, (1, 1)), past_key_values=cache, use_cache=True,
-                  position_ids=torch.full((1, 1), 16))
+            model(input_ids=torch.randint(0, 256, (1, 1)), use_cache=True, position_ids=torch.full((1, 1), 16),
+                  **{cache_argument(model): cache})
     captured = Counter(n.op for n in capture_decode(model, config, 1, 16, torch.float32, "cpu", "tiny").nodes)
     aten = torch.ops.aten
     for op in (aten.mm.default, aten.bmm.default, aten.expand.default, aten.view.default, aten._unsafe_view.default):
