@@ -22,6 +22,8 @@ Capture records a step from shapes alone. Four kinds of op need values or help:
     DenseNet and EfficientNet; the formula gives what the CPU kernel returns, checked over
     layouts, dtypes and flags in tests/test_data_dependent.py); and products whose fake
     kernels accept operands of mixed dtypes that the real kernels refuse.
+Frequent ops with C++ meta kernels (META_KERNEL_OPS: views, mm, bmm, ...) skip the fake mode's
+bookkeeping and run on the fake tensors' meta side directly.
 
 Example:
     >>> out = run_fake(func, args, kwargs, where="model.layers.0.mlp")
@@ -43,9 +45,10 @@ def run_fake(func, args: tuple, kwargs: dict, where: str):
     """func(*args, **kwargs) on fake tensors, with the assumptions of the module doc."""
     if func is aten._grouped_mm.default and _needs_bf16_shape(args):
         return _grouped_mm_any_dtype(func, args, kwargs)
-    formula = _shape_formula(func, args) if func in SHAPES_BY_FORMULA else None
-    if formula is not None:
-        return formula(*args, **kwargs)
+    formula = SHAPES_BY_FORMULA.get(func)
+    out = formula(*args, **kwargs) if formula is not None else None
+    if out is not None:  # None: the formula leaves this call to the fake kernel
+        return out
     if func.overloadpacket in SAME_DTYPE_OPS:
         _check_same_dtype(func, args, where)
     if func in META_KERNEL_OPS:
@@ -77,7 +80,10 @@ def run_fake(func, args: tuple, kwargs: dict, where: str):
 def _batch_norm(x, weight, bias, running_mean, running_var, training, momentum, eps):
     """aten.native_batch_norm's (out, save_mean, save_invstd) as the CPU kernel returns them:
     out in the input's suggested memory format; the statistics of C channels in training, empty
-    in eval, in fp32 where a half-precision input meets fp32 parameters, else the input's dtype."""
+    in eval, in fp32 where a half-precision input meets fp32 parameters, else the input's dtype.
+    None for an input without a channel dimension (the fake kernel's error then)."""
+    if x.dim() < 2:
+        return None
     channels = x.shape[1]
     params = (weight, bias, running_mean, running_var)
     for name, p in zip(("weight", "bias", "running_mean", "running_var"), params):
@@ -87,20 +93,24 @@ def _batch_norm(x, weight, bias, running_mean, running_var, training, momentum, 
                                                                for p in params)
     stats = ((channels if training else 0),)
     dtype = torch.float32 if mixed else x.dtype
-    return (_fake_empty(x, x.shape, x.dtype, suggest_memory_format(x)), _fake_empty(x, stats, dtype),
-            _fake_empty(x, stats, dtype))
+    mode = x.fake_mode
+    return (fake_empty(mode, x.shape, x.dtype, memory_format=suggest_memory_format(x)),
+            fake_empty(mode, stats, dtype), fake_empty(mode, stats, dtype))
 
 
 def _batch_norm_backward(grad_out, x, weight, running_mean, running_var, save_mean, save_invstd, train, eps,
                          output_mask):
     """aten.native_batch_norm_backward's (grad_input, grad_weight, grad_bias), None where
     output_mask is False: grad_input in the input's suggested memory format, the parameters'
-    gradients of C channels in the weight's dtype (the input's without a weight)."""
-    channels = x.shape[1]
+    gradients of C channels in the weight's dtype (the input's without a weight). None for an
+    input without a channel dimension."""
+    if x.dim() < 2:
+        return None
+    mode, channels = x.fake_mode, x.shape[1]
     dtype = x.dtype if weight is None else weight.dtype
-    return (_fake_empty(x, x.shape, x.dtype, suggest_memory_format(x)) if output_mask[0] else None,
-            _fake_empty(x, (channels,), dtype) if output_mask[1] else None,
-            _fake_empty(x, (channels,), dtype) if output_mask[2] else None)
+    return (fake_empty(mode, x.shape, x.dtype, memory_format=suggest_memory_format(x)) if output_mask[0] else None,
+            fake_empty(mode, (channels,), dtype) if output_mask[1] else None,
+            fake_empty(mode, (channels,), dtype) if output_mask[2] else None)
 
 
 # frequent ops of the zoo's steps whose outputs come from a C++ meta kernel (views and other
@@ -150,25 +160,23 @@ _CPU = torch.device("cpu")
 _NO_PYTHON_DISPATCH = torch._C.DispatchKeySet(torch._C.DispatchKey.Python)
 
 
-def _fake_empty(like, shape, dtype: torch.dtype, memory_format: torch.memory_format = torch.contiguous_format):
-    """A fake tensor of like's mode and device: a meta tensor made past the dispatch modes and
-    wrapped, a fifth of the time of a factory call dispatched through FakeTensorMode."""
+def fake_empty(mode, shape, dtype: torch.dtype, stride=None,
+               memory_format: torch.memory_format = torch.contiguous_format) -> FakeTensor:
+    """A CPU fake tensor of `mode` (with `stride`, else in `memory_format`): a meta tensor made
+    past any dispatch mode and wrapped, a fifth of the time of a factory call dispatched through
+    FakeTensorMode; inside the mode or outside it.
+
+    >>> fake_empty(FakeTensorMode(), (2, 3), torch.float32, stride=(1, 2)).stride()
+    (1, 2)
+    """
     with torch._C._ExcludeDispatchKeyGuard(_NO_PYTHON_DISPATCH):
-        meta = torch.empty(shape, dtype=dtype, device="meta", memory_format=memory_format)
-    return FakeTensor(like.fake_mode, meta, like.device)
+        meta = (torch.empty_strided(shape, stride, dtype=dtype, device="meta") if stride is not None
+                else torch.empty(shape, dtype=dtype, device="meta", memory_format=memory_format))
+    return FakeTensor(mode, meta, _CPU)
 
 
-def _shape_formula(func, args):
-    """The formula of SHAPES_BY_FORMULA for this call, or None (batch norm's needs a channel dim)."""
-    formula = SHAPES_BY_FORMULA.get(func)
-    if formula is not None and func in BATCH_NORM_OPS and args[1 if func is BATCH_NORM_OPS[1] else 0].dim() < 2:
-        return None
-    return formula
-
-
-BATCH_NORM_OPS = (aten.native_batch_norm.default, aten.native_batch_norm_backward.default)
-
-# ops whose fake kernel cannot give the output shape, or only slowly, though it follows from the inputs'
+# ops whose fake kernel cannot give the output shape, or only slowly, though it follows from the
+# inputs': a formula returns the outputs, or None to leave the call to the fake kernel
 SHAPES_BY_FORMULA = {
     aten.native_batch_norm.default: _batch_norm,
     aten.native_batch_norm_backward.default: _batch_norm_backward,
