@@ -64,7 +64,9 @@ def add_parsers(sub) -> None:
     rep.add_argument("--measure", action="store_true", help="also time every model and batch on this machine (the "
                      "local chip); batches that do not fit are noted in the report, not fatal")
     _add_measure_options(rep)
-    rep.add_argument("--no-svg", action="store_true", help="write PNG figures only")
+    rep.add_argument("--svg", action=argparse.BooleanOptionalAction, default=False, help="also write each figure "
+                     "as SVG beside its PNG (the page embeds the PNGs; the SVGs take about a third of the drawing "
+                     "time; default: PNG only)")
     rep.add_argument("--jobs", type=int, default=None, metavar="N", help="worker processes for the captures and "
                      "figures (default: the cores this process may use; 1: all in this process)")
     rep.add_argument("--out", required=True, help="output folder (created if missing)")
@@ -144,7 +146,7 @@ def run_report(args) -> int:
                               batches=_batches(args.batch, ""), precision=args.precision or "fp32",
                               train_batch=args.train_batch, seq=args.seq, image=args.image, measure=args.measure,
                               warmup=args.warmup, runs=args.runs, max_measure_s=args.max_measure_s,
-                              svg=not args.no_svg, use_cache=not args.no_cache)
+                              svg=args.svg, use_cache=not args.no_cache)
     out_dir = check_output_folder("--out", args.out, REPORT_NAMES, force=args.force)  # before any work
     if args.jobs is not None and args.jobs < 1:
         raise RooflineError(f"--jobs must be at least 1, got {args.jobs}")

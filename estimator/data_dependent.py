@@ -45,12 +45,12 @@ def run_fake(func, args: tuple, kwargs: dict, where: str):
     """func(*args, **kwargs) on fake tensors, with the assumptions of the module doc."""
     if func is aten._grouped_mm.default and _needs_bf16_shape(args):
         return _grouped_mm_any_dtype(func, args, kwargs)
+    if func.overloadpacket in SAME_DTYPE_OPS:
+        _check_same_dtype(func, args, where)
     formula = SHAPES_BY_FORMULA.get(func)
     out = formula(*args, **kwargs) if formula is not None else None
     if out is not None:  # None: the formula leaves this call to the fake kernel
         return out
-    if func.overloadpacket in SAME_DTYPE_OPS:
-        _check_same_dtype(func, args, where)
     if func in META_KERNEL_OPS:
         direct = _on_meta_kernel(func, args, kwargs)
         if direct is not None:
@@ -112,6 +112,62 @@ def _batch_norm_backward(grad_out, x, weight, running_mean, running_var, save_me
             fake_empty(mode, (channels,), dtype) if output_mask[1] else None,
             fake_empty(mode, (channels,), dtype) if output_mask[2] else None)
 
+
+
+def _convolution(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+    """aten.convolution's output: the meta kernel's, in the memory format of the backend the
+    CPU would pick for these operands (cuDNN-free: mkldnn, slow_conv2d, ...), as FakeTensor's
+    own rule gives it, without its argument normalisation and cache key (a fifth of the time).
+    None for 1-D convolutions and non-CPU tensors (the fake kernel then decides)."""
+    if weight.dim() not in (4, 5) or not _cpu_fakes(x, weight, bias):
+        return None
+    backend = torch._C._select_conv_backend(x, weight, bias, stride, padding, dilation, transposed, output_padding,
+                                            groups)
+    fmt = torch._C._conv_determine_backend_memory_format(x, weight, backend)
+    out = _meta_call(aten.convolution.default, x.fake_mode, x, weight, bias, stride, padding, dilation, transposed,
+                     output_padding, groups)
+    return out[0] if fmt is None else _in_format(out[0], fmt)
+
+
+def _convolution_backward(grad_out, x, weight, bias_sizes, stride, padding, dilation, transposed, output_padding,
+                          groups, output_mask):
+    """aten.convolution_backward's (grad_input, grad_weight, grad_bias), None where output_mask
+    is False: the meta kernel's, the first two in the memory format of the backend the CPU picks
+    (as for the forward), grad_bias as the kernel makes it."""
+    if weight.dim() not in (4, 5) or not _cpu_fakes(grad_out, x, weight):
+        return None
+    backend = torch._C._select_conv_backend(x, weight, None, stride, padding, dilation, transposed, output_padding,
+                                            groups, bias_sizes)
+    fmt = torch._C._conv_determine_backend_memory_format(x, weight, backend)
+    grad_x, grad_w, grad_b = _meta_call(aten.convolution_backward.default, x.fake_mode, grad_out, x, weight,
+                                        bias_sizes, stride, padding, dilation, transposed, output_padding, groups,
+                                        output_mask)
+    return (None if grad_x is None else _in_format(grad_x, fmt), None if grad_w is None else _in_format(grad_w, fmt),
+            grad_b)
+
+
+def _cpu_fakes(*tensors) -> bool:
+    """Every tensor given (None skipped) is a CPU fake tensor of the first one's mode."""
+    mode = tensors[0].fake_mode if type(tensors[0]) is FakeTensor else None
+    return mode is not None and all(t is None or (type(t) is FakeTensor and t.fake_mode is mode
+                                                  and t.device.type == "cpu") for t in tensors)
+
+
+def _meta_call(func, mode, *args) -> tuple:
+    """func's meta kernel run on fake tensors' meta side: its outputs wrapped as CPU fakes of
+    `mode` (None stays None), always as a tuple."""
+    with in_kernel_invocation_manager(mode):
+        out = func(*args)
+    out = out if isinstance(out, tuple) else (out,)
+    return tuple(None if t is None else FakeTensor(mode, t, _CPU) for t in out)
+
+
+def _in_format(t: FakeTensor, fmt: torch.memory_format) -> FakeTensor:
+    """`t` itself where it already is in `fmt`, else a new fake tensor of its shape in `fmt`
+    (what ``t.to(memory_format=fmt)`` gives)."""
+    if t.is_contiguous(memory_format=fmt):
+        return t
+    return fake_empty(t.fake_mode, t.shape, t.dtype, memory_format=fmt)
 
 # frequent ops of the zoo's steps whose outputs come from a C++ meta kernel (views and other
 # layout ops, products, sums) with no data dependence: run directly on the fake tensors' meta
@@ -180,6 +236,8 @@ def fake_empty(mode, shape, dtype: torch.dtype, stride=None,
 SHAPES_BY_FORMULA = {
     aten.native_batch_norm.default: _batch_norm,
     aten.native_batch_norm_backward.default: _batch_norm_backward,
+    aten.convolution.default: _convolution,
+    aten.convolution_backward.default: _convolution_backward,
     # (grad_w, saved_v, saved_g, saved_norms, dim) -> (grad_v, grad_g); the CPU fake kernel
     # decomposes it through a boolean index
     aten._weight_norm_interface_backward.default: lambda grad_w, v, g, norms, dim: (torch.empty_like(v),

@@ -9,7 +9,7 @@ ratios (5.1) and per-layer-type breakdowns (5.2). Output folder layout:
     DIR/report.html   one self-contained page (images embedded)
     DIR/report.md     the same in Markdown, linking figures/ and tables/
     DIR/report.json   every number, SI units
-    DIR/figures/*.png and *.svg,  DIR/tables/*.csv
+    DIR/figures/*.png (and *.svg with --svg),  DIR/tables/*.csv
 
 Each model at each batch, each model's training step with its two figures, and each other
 figure is a job: given a pool (parallel_work.worker_pool) the jobs run in its worker processes,
@@ -61,7 +61,7 @@ class ReportSettings:
     warmup: int = 1
     runs: int = 3
     max_measure_s: float = 120.0
-    svg: bool = True  # also write each figure as SVG
+    svg: bool = False  # also write each figure as SVG
     use_cache: bool = True  # captured steps from and to the disk cache (estimator.step_cache)
 
 

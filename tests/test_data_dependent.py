@@ -2,6 +2,8 @@
 (estimator.moe_routing): documented assumptions or one clear message, never a traceback."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import transformers as T
@@ -175,6 +177,49 @@ def test_batch_norm_formulas_give_what_the_cpu_kernels_return():
             assert [_layout(t) for t in fake] == [_layout(t) for t in real], (x.shape, x.dtype, training)
         checked += 1
     assert checked > 300
+
+
+def _convolution_cases():
+    """(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups) over
+    2-D and 3-D, contiguous and channels-last inputs, groups, strides, padding, dilation,
+    transposed, with and without bias, two dtypes, batch 1 and 3."""
+    for nd in (2, 3):
+        last = torch.channels_last if nd == 2 else torch.channels_last_3d
+        for layout, groups, (stride, pad, dil), transposed, bias, dtype, batch in itertools.product(
+                (torch.contiguous_format, last), (1, 2), ((1, 0, 1), (2, 1, 1), (1, 2, 2)), (False, True),
+                (False, True), (torch.float32, torch.bfloat16), (1, 3)):
+            x = torch.randn((batch, 4) + (7,) * nd, dtype=dtype).contiguous(memory_format=layout)
+            w = torch.randn((4, 4 // groups) + (3,) * nd, dtype=dtype)
+            yield (x, w, torch.randn(4, dtype=dtype) if bias else None, [stride] * nd, [pad] * nd, [dil] * nd,
+                   transposed, [0] * nd, groups)
+
+
+def test_convolution_formulas_give_what_the_cpu_kernels_and_fake_tensor_give():
+    """convolution and its backward by formula (SHAPES_BY_FORMULA): the shapes, strides and
+    dtypes of the real CPU kernels' outputs, and FakeTensorMode's own rule's, for every output
+    mask."""
+    from estimator.data_dependent import SHAPES_BY_FORMULA
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    aten = torch.ops.aten
+    forward, backward = SHAPES_BY_FORMULA[aten.convolution.default], SHAPES_BY_FORMULA[aten.convolution_backward.default]
+    checked = 0
+    for x, w, b, *options in _convolution_cases():
+        real = aten.convolution.default(x, w, b, *options)
+        grad = torch.randn_like(real)
+        bias_sizes = None if b is None else [b.numel()]
+        masks = ([True, True, b is not None], [True, False, False], [False, True, b is not None])
+        real_backward = [aten.convolution_backward.default(grad, x, w, bias_sizes, *options, m) for m in masks]
+        with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+            fx, fw, fg = (mode.from_tensor(t) for t in (x, w, grad))
+            fb = None if b is None else mode.from_tensor(b)
+            ours = [forward(fx, fw, fb, *options)] + [backward(fg, fx, fw, bias_sizes, *options, m) for m in masks]
+            theirs = [aten.convolution.default(fx, fw, fb, *options)] + \
+                [aten.convolution_backward.default(fg, fx, fw, bias_sizes, *options, m) for m in masks]
+        flat = lambda outs: [_layout(t) for out in outs for t in (out if isinstance(out, tuple) else (out,))]  # noqa: E731
+        assert flat(ours) == flat([real] + real_backward) == flat(theirs), (x.shape, x.stride(), options)
+        checked += 1
+    assert checked == 384
 
 
 def test_batch_norm_formula_keeps_a_channel_mismatch_an_error():

@@ -117,3 +117,28 @@ def test_recompute_reruns_each_blocks_forward_in_the_backward():
 def test_recompute_without_blocks_is_a_clear_error():
     with pytest.raises(CaptureError, match="--recompute found no repeated blocks in Sequential"):
         capture(nn.Sequential(nn.Linear(4, 4)), (torch.randn(2, 4),), recompute=True)
+
+
+def test_state_made_directly_has_the_layout_zeros_like_gives():
+    """The optimizer's state tensors, made without a dispatched factory call (estimator.optimizer):
+    the shape, strides, dtype and device torch.zeros_like and torch.ones give, for contiguous,
+    transposed and sliced (not dense) fake parameters, under FakeTensorMode or outside it."""
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    from estimator.optimizer import _moment_like, _step_count
+
+    def layout(t):
+        return tuple(t.shape), t.stride(), t.dtype, t.device, type(t)
+
+    mode = FakeTensorMode()
+    with mode:
+        params = [torch.empty(6, 4), torch.empty(6, 4).t(), torch.empty(6, 4)[:, ::2], torch.empty(3, dtype=torch.bfloat16),
+                  torch.empty(2, 3, 5).permute(2, 0, 1)]
+    for p in params:
+        with mode:
+            expected_moment, expected_step = torch.zeros_like(p), torch.ones((), device=p.device)
+        for context in (mode, torch.no_grad()):  # inside the mode and outside it
+            with context:
+                moment, step = _moment_like(p), _step_count(p)
+            assert layout(moment) == layout(expected_moment) and type(moment) is FakeTensor
+            assert layout(step) == layout(expected_step)

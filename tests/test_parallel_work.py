@@ -45,7 +45,7 @@ def test_a_worker_that_dies_is_a_one_line_error():
 
 def test_report_in_workers_is_the_report_of_one_process(tmp_path):
     settings = ReportSettings(models=["resnet18", "gpt2"], chips=[load_hardware("a100-80gb-sxm")], batches=[1, 2],
-                              train_batch=2, image=32, seq=16)
+                              train_batch=2, image=32, seq=16, svg=True)
     here, there = [], []
     one = build_report(settings, tmp_path / "one", here.append)
     with worker_pool(2) as pool:

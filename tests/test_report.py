@@ -132,7 +132,7 @@ def test_report_with_measure_adds_measured_points_and_notes_refusals(capsys, tmp
 
     monkeypatch.setattr(measure_module, "check_fits", batch_2_does_not_fit)
     code, out, err = run(capsys, "report", "--models", MODELS, "--hardware", "local,a100-80gb-sxm", "--batch", "1,2",
-                         "--train-batch", "2", "--measure", "--warmup", "0", "--runs", "1", "--no-svg",
+                         "--train-batch", "2", "--measure", "--warmup", "0", "--runs", "1",
                          "--out", str(tmp_path / "r"), *SMALL)
     assert code == 0, err
     data = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -141,6 +141,7 @@ def test_report_with_measure_adds_measured_points_and_notes_refusals(capsys, tmp
     assert all(p["measured_s"] is None and "is free" in p["measured_note"] for p in local if p["batch"] == 2)
     assert all(s["measured_forward_s"] > 0 for s in data["phase_splits"] if s["chip"] == "local")
     assert (tmp_path / "r" / "figures" / "scatter_local_measured.png").is_file()
+    assert not list((tmp_path / "r" / "figures").glob("*.svg"))  # SVGs only with --svg
     assert "not measured" in (tmp_path / "r" / "report.html").read_text()
 
 
