@@ -5,12 +5,12 @@ Each round runs, in this order, with an empty step cache at the start of the rou
   * the first estimate: nothing cached, the step is captured (and written to the cache),
   * the same step on another chip: read from the cache,
   * the first estimate again with --no-cache (capture without touching the cache),
-  * `import torch` plus the modules torch itself imports the first time an op runs under a
-    TorchDispatchMode (torch._dynamo, through torch._compile's lazy disable) and the first time
-    a Python meta kernel checks a size (torch.fx.experimental.symbolic_shapes, with sympy):
-    the floor of any capture that records ops by dispatch, whatever its own cost. The script
-    first checks, in a fresh process, that a bare dispatch mode running one meta conv2d does
-    import them.
+  * `import torch` plus the modules torch itself imports when a FakeTensorMode is made (its
+    constructor reads torch._dynamo.config, which imports the whole torch._dynamo package) and
+    the first time a Python meta kernel checks a size (torch.fx.experimental.symbolic_shapes,
+    with sympy): the floor of any capture on fake tensors, whatever its own cost. The script
+    first checks, in a fresh process, that making a FakeTensorMode and running one conv2d under
+    it does import them.
 Prints the median of --rounds rounds and each one's ratio to the baseline. The machine may be
 shared: the ratios come from runs interleaved in one round.
 
@@ -35,23 +35,19 @@ def wall_s(argv: list[str], env: dict) -> float:
     return time.perf_counter() - start
 
 
-FIRST_DISPATCH_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
+FAKE_MODE_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
 
 PROBE = """
 import sys, torch
-from torch.utils._python_dispatch import TorchDispatchMode
-class Bare(TorchDispatchMode):
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        return func(*args, **(kwargs or {}))
-x, w = torch.empty(1, 3, 8, 8, device="meta"), torch.empty(4, 3, 3, 3, device="meta")
-with Bare():
-    torch.nn.functional.conv2d(x, w)
+from torch._subclasses.fake_tensor import FakeTensorMode
+with FakeTensorMode():
+    torch.nn.functional.conv2d(torch.empty(1, 3, 8, 8), torch.empty(4, 3, 3, 3))
 print(" ".join(m for m in %r if m in sys.modules))
-""" % (FIRST_DISPATCH_IMPORTS,)
+""" % (FAKE_MODE_IMPORTS,)
 
 
-def imported_by_first_dispatch() -> list[str]:
-    """The modules of FIRST_DISPATCH_IMPORTS a bare dispatch mode's first meta op imports."""
+def imported_by_fake_mode() -> list[str]:
+    """The modules of FAKE_MODE_IMPORTS that a FakeTensorMode and its first conv2d import."""
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
     return done.stdout.split()
 
@@ -67,8 +63,8 @@ def main() -> None:
     extra = args.extra or ["--train"]
     roofline = [sys.executable, "-m", "roofline_cli", "estimate", args.model, *extra]  # what `roofline` runs
     runs = {"import torch": [], "first estimate (captures)": [], "another chip (cached step)": [],
-            "first estimate, --no-cache": [], "import torch + first-dispatch imports": []}
-    floor = imported_by_first_dispatch()
+            "first estimate, --no-cache": [], "import torch + FakeTensorMode imports": []}
+    floor = imported_by_fake_mode()
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, ROOFLINE_CACHE_DIR=cache)
@@ -77,7 +73,7 @@ def main() -> None:
             runs["another chip (cached step)"].append(wall_s(roofline + ["--hardware", args.second_chip], env))
             runs["first estimate, --no-cache"].append(wall_s(roofline + ["--hardware", args.first_chip,
                                                                          "--no-cache"], env))
-            runs["import torch + first-dispatch imports"].append(
+            runs["import torch + FakeTensorMode imports"].append(
                 wall_s([sys.executable, "-c", "import torch" + "".join(", " + m for m in floor)], env))
     base = runs["import torch"]
     print(f"roofline estimate {args.model} {' '.join(extra)}: median of {args.rounds} rounds, fresh processes")
@@ -85,7 +81,7 @@ def main() -> None:
     for what, times in runs.items():
         ratios = [t / b for t, b in zip(times, base)]
         print(f"{what:<40}{statistics.median(times):>10.2f}{statistics.median(ratios):>15.2f}x")
-    print(f"a bare TorchDispatchMode's first meta op imports: {', '.join(floor) or 'nothing more'}")
+    print(f"a FakeTensorMode and its first conv2d import: {', '.join(floor) or 'nothing more'}")
     print("targets: first estimate <= 1.6x, another chip from the cache <= 1.3x")
 
 

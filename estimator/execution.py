@@ -171,7 +171,7 @@ def _plan_times(step, plan: KernelPlan, table, terms, spans, sync_s: float, seri
     n = len(step.nodes)
     parts = [np.bincount(plan.share_node, weights=column[plan.share_kernel] * plan.share, minlength=n)
              for column in (compute, memory, floor, roofline, host, wait, device)]
-    return tuple(NodeTime(*p) for p in zip(*(part.tolist() for part in parts))), timeline
+    return tuple(map(NodeTime._make, zip(*(part.tolist() for part in parts)))), timeline
 
 
 def kernel_plan(step: CapturedStep, costs: tuple[Cost, ...], precision: Precision, execution: str,

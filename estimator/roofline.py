@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .capture import CapturedStep, OpNode
 from .costs import MATRIX_CLASSES, Cost, rule_for, unsupported_cost
@@ -30,10 +30,11 @@ from .precision import Precision
 from .tensor_meta import TensorMeta
 
 
-@dataclass(frozen=True, slots=True)
-class NodeTime:
+class NodeTime(NamedTuple):
     """A node's share of the step. `total_s` = wait_s + max(compute_s, memory_s) + overhead_s: the
-    device idle before it waiting for the host (estimator.timeline), then its kernel."""
+    device idle before it waiting for the host (estimator.timeline), then its kernel. A named
+    tuple: a re-cost makes one per node (576 for a ResNet-50 training step) in a fifth of a
+    frozen dataclass's time."""
 
     compute_s: float  # achievable compute time
     memory_s: float  # achievable memory time
