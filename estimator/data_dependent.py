@@ -50,7 +50,7 @@ def run_fake(func, args: tuple, kwargs: dict, where: str):
     formula = SHAPES_BY_FORMULA.get(func)
     out = formula(*args, **kwargs) if formula is not None else None
     if out is not None:  # None: the formula leaves this call to the fake kernel
-        return out
+        return None if out is NO_OUTPUTS else out
     if func in META_KERNEL_OPS:
         direct = _on_meta_kernel(func, args, kwargs)
         if direct is not None:
@@ -146,6 +146,37 @@ def _convolution_backward(grad_out, x, weight, bias_sizes, stride, padding, dila
             grad_b)
 
 
+
+NO_OUTPUTS = ()  # a formula's answer for an op that returns nothing (it works in place)
+
+
+def _fused_optimizer_step(func):
+    """The formula of a fused Adam or AdamW update (aten._fused_adamw_): in place, no outputs.
+    Its meta kernel (which checks that every argument is a list of tensors) runs on the fake
+    tensors' meta side, skipping FakeTensor's bookkeeping of a mutating op over lists of
+    tensors: 46 ms a step for ResNet-50's 161 parameters, 0.44 s for Llama-3-70B's 723."""
+    def formula(*args, **kwargs):
+        tensors = [t for a in args if isinstance(a, (list, tuple)) for t in a]
+        if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors) or not _cpu_fakes(*tensors):
+            return None
+        with in_kernel_invocation_manager(tensors[0].fake_mode):
+            func(*args, **kwargs)
+        return NO_OUTPUTS
+    return formula
+
+
+def _fused_sgd_step(params, grads, momentum_buffers, **options):
+    """aten._fused_sgd_: in place, no outputs. It has no meta kernel, and FakeTensor's fallback
+    runs the real CPU kernel on real zero-filled copies of every parameter, gradient and momentum
+    buffer (1.4 GB for GPT-2's 124M parameters; Llama-3-8B could not be captured with SGD), so
+    only its arguments are checked: equal-length lists of fake tensors of one mode."""
+    tensors = [*params, *grads, *momentum_buffers]
+    mode = getattr(tensors[0], "fake_mode", None) if tensors else None
+    if (mode is None or len(grads) != len(params) or len(momentum_buffers) not in (0, len(params))
+            or not all(type(t) is FakeTensor and t.fake_mode is mode for t in tensors)):
+        return None
+    return NO_OUTPUTS
+
 def _cpu_fakes(*tensors) -> bool:
     """Every tensor given (None skipped) is a CPU fake tensor of the first one's mode."""
     mode = tensors[0].fake_mode if type(tensors[0]) is FakeTensor else None
@@ -238,6 +269,8 @@ SHAPES_BY_FORMULA = {
     aten.native_batch_norm_backward.default: _batch_norm_backward,
     aten.convolution.default: _convolution,
     aten.convolution_backward.default: _convolution_backward,
+    **{op: _fused_optimizer_step(op) for op in (aten._fused_adamw_.default, aten._fused_adam_.default)},
+    aten._fused_sgd_.default: _fused_sgd_step,
     # (grad_w, saved_v, saved_g, saved_norms, dim) -> (grad_v, grad_g); the CPU fake kernel
     # decomposes it through a boolean index
     aten._weight_norm_interface_backward.default: lambda grad_w, v, g, norms, dim: (torch.empty_like(v),

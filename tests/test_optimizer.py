@@ -142,3 +142,28 @@ def test_state_made_directly_has_the_layout_zeros_like_gives():
                 moment, step = _moment_like(p), _step_count(p)
             assert layout(moment) == layout(expected_moment) and type(moment) is FakeTensor
             assert layout(step) == layout(expected_step)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_fused_updates_by_formula_record_what_fake_tensor_records(monkeypatch, name):
+    """The fused updates by formula (estimator.data_dependent): the same step node for node as
+    FakeTensorMode's own dispatch gives, and no real kernel run: _fused_sgd_ has no meta kernel,
+    and FakeTensor's fallback would run it on real zero-filled copies of every parameter."""
+    import torch._subclasses.fake_tensor as fake_tensor
+
+    from estimator import data_dependent
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("FakeTensor ran a real kernel for the optimizer")
+
+    def nodes(step):
+        return [(n.op, n.phase, n.args, n.inputs, n.outputs) for n in step.nodes]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fake_tensor, "run_fallback_kernel", no_fallback)
+        ours = capture(_model(), (torch.randn(8, 16),), mode="train", optimizer=name)
+    for op in (torch.ops.aten._fused_adamw_.default, torch.ops.aten._fused_adam_.default,
+               torch.ops.aten._fused_sgd_.default):
+        monkeypatch.delitem(data_dependent.SHAPES_BY_FORMULA, op)
+    theirs = capture(_model(), (torch.randn(8, 16),), mode="train", optimizer=name)
+    assert nodes(ours) == nodes(theirs) and any(n.phase == "optimizer" for n in ours.nodes)
