@@ -31,7 +31,7 @@ Example:
 from __future__ import annotations
 
 import torch
-from torch._prims_common import suggest_memory_format
+from torch._prims_common import make_channels_last_strides_for, make_contiguous_strides_for, suggest_memory_format
 from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensor,
                                           in_kernel_invocation_manager)
 from torch.utils._pytree import tree_map_only
@@ -177,6 +177,43 @@ def _fused_sgd_step(params, grads, momentum_buffers, **options):
         return None
     return NO_OUTPUTS
 
+
+def _same_layout_pointwise(*args, **kwargs):
+    """An elementwise op (SAME_LAYOUT_POINTWISE_OPS) whose tensors are floating point, of one
+    shape and dtype, and all with exactly the strides of a contiguous (or channels-last) tensor
+    of that shape: one new tensor of that shape and dtype in that layout, as the CPU kernel
+    writes it. Anything else (broadcasting, mixed dtypes, other strides, integers) is left to
+    the fake kernel, as are its errors: kernels differ in the strides they give size-1
+    dimensions of other layouts. FakeTensor runs these ops' Python references (a dozen fake ops
+    for gelu's backward) whenever its cache misses."""
+    values = (*args, *kwargs.values())
+    tensors = [a for a in values if isinstance(a, torch.Tensor)]
+    if not tensors or not _cpu_fakes(*tensors) or not tensors[0].is_floating_point():
+        return None
+    first = tensors[0]
+    if any(t.shape != first.shape or t.dtype != first.dtype for t in tensors[1:]) or \
+            not all(isinstance(a, (torch.Tensor, bool, int, float, str)) or a is None for a in values):
+        return None
+    for fmt, strides_for in ((torch.contiguous_format, make_contiguous_strides_for),
+                             (torch.channels_last, make_channels_last_strides_for)):
+        if fmt is torch.channels_last and first.dim() != 4:
+            break
+        strides = tuple(strides_for(first.shape))
+        if all(t.stride() == strides for t in tensors):
+            return fake_empty(first.fake_mode, first.shape, first.dtype, memory_format=fmt)
+    return None
+
+
+# elementwise ops of the zoo's steps, each checked against the real CPU kernel over layouts and
+# dtypes in tests/test_data_dependent.py
+SAME_LAYOUT_POINTWISE_OPS = (
+    aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.relu.default, aten.gelu.default,
+    aten.tanh.default, aten.hardtanh.default, aten.hardswish.default, aten.hardsigmoid.default,
+    aten.threshold_backward.default, aten.gelu_backward.default, aten.tanh_backward.default,
+    aten.sigmoid_backward.default, aten.hardtanh_backward.default, aten.hardswish_backward.default,
+    aten.hardsigmoid_backward.default,
+)
+
 def _cpu_fakes(*tensors) -> bool:
     """Every tensor given (None skipped) is a CPU fake tensor of the first one's mode."""
     mode = tensors[0].fake_mode if type(tensors[0]) is FakeTensor else None
@@ -271,6 +308,7 @@ SHAPES_BY_FORMULA = {
     aten.convolution_backward.default: _convolution_backward,
     **{op: _fused_optimizer_step(op) for op in (aten._fused_adamw_.default, aten._fused_adam_.default)},
     aten._fused_sgd_.default: _fused_sgd_step,
+    **{op: _same_layout_pointwise for op in SAME_LAYOUT_POINTWISE_OPS},
     # (grad_w, saved_v, saved_g, saved_norms, dim) -> (grad_v, grad_g); the CPU fake kernel
     # decomposes it through a boolean index
     aten._weight_norm_interface_backward.default: lambda grad_w, v, g, norms, dim: (torch.empty_like(v),

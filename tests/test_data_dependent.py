@@ -202,7 +202,8 @@ def test_convolution_formulas_give_what_the_cpu_kernels_and_fake_tensor_give():
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     aten = torch.ops.aten
-    forward, backward = SHAPES_BY_FORMULA[aten.convolution.default], SHAPES_BY_FORMULA[aten.convolution_backward.default]
+    forward = SHAPES_BY_FORMULA[aten.convolution.default]
+    backward = SHAPES_BY_FORMULA[aten.convolution_backward.default]
     checked = 0
     for x, w, b, *options in _convolution_cases():
         real = aten.convolution.default(x, w, b, *options)
@@ -216,10 +217,55 @@ def test_convolution_formulas_give_what_the_cpu_kernels_and_fake_tensor_give():
             ours = [forward(fx, fw, fb, *options)] + [backward(fg, fx, fw, bias_sizes, *options, m) for m in masks]
             theirs = [aten.convolution.default(fx, fw, fb, *options)] + \
                 [aten.convolution_backward.default(fg, fx, fw, bias_sizes, *options, m) for m in masks]
-        flat = lambda outs: [_layout(t) for out in outs for t in (out if isinstance(out, tuple) else (out,))]  # noqa: E731
+        def flat(outs):
+            return [_layout(t) for out in outs for t in (out if isinstance(out, tuple) else (out,))]
         assert flat(ours) == flat([real] + real_backward) == flat(theirs), (x.shape, x.stride(), options)
         checked += 1
     assert checked == 384
+
+
+def _pointwise_arguments(op, a, b):
+    aten = torch.ops.aten
+    if op in (aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.tanh_backward.default,
+              aten.sigmoid_backward.default, aten.hardswish_backward.default, aten.hardsigmoid_backward.default):
+        return (a, b), {}
+    extra = {aten.threshold_backward.default: ((a, b, 0.0), {}),
+             aten.gelu_backward.default: ((a, b), {"approximate": "tanh"}),
+             aten.hardtanh_backward.default: ((a, b, -1.0, 1.0), {}), aten.hardtanh.default: ((a, -1.0, 1.0), {})}
+    return extra.get(op, ((a,), {}))
+
+
+def test_pointwise_formula_gives_what_the_cpu_kernels_return():
+    """Elementwise ops by formula (SAME_LAYOUT_POINTWISE_OPS): where the formula answers, the
+    shape, strides and dtype of the real CPU kernel's output, over contiguous, channels-last,
+    transposed and sliced inputs with size-1 dimensions, 1-D to 4-D, three dtypes; elsewhere it
+    leaves the call to the fake kernel."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from estimator.data_dependent import SAME_LAYOUT_POINTWISE_OPS, SHAPES_BY_FORMULA
+
+    layouts = [lambda t: t, lambda t: t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t,
+               lambda t: t.transpose(0, 1) if t.dim() > 1 else t, lambda t: t[..., ::2]]
+    answered = checked = 0
+    for op in SAME_LAYOUT_POINTWISE_OPS:
+        for shape, dtype, (la, lb) in itertools.product(((2, 3, 5, 5), (8, 64, 1, 1), (4, 1, 5, 5), (3, 7), (6,)),
+                                                        (torch.float32, torch.bfloat16, torch.float16),
+                                                        itertools.product(layouts, repeat=2)):
+            a, b = la(torch.randn(shape).to(dtype)), lb(torch.randn(shape).to(dtype))
+            args, kwargs = _pointwise_arguments(op, a, b)
+            try:
+                real = op(*args, **kwargs)
+            except RuntimeError:  # shapes the kernel refuses (a transposed operand of another shape)
+                continue
+            with FakeTensorMode() as mode:
+                ours = SHAPES_BY_FORMULA[op](*(mode.from_tensor(x) if isinstance(x, torch.Tensor) else x
+                                              for x in args), **kwargs)
+            checked += 1
+            if ours is not None:
+                assert (ours.shape, ours.stride(), ours.dtype) == (real.shape, real.stride(), real.dtype), \
+                    (op, shape, a.stride(), b.stride(), dtype)
+                answered += 1
+    assert answered > 1000 and checked > answered
 
 
 def test_batch_norm_formula_keeps_a_channel_mismatch_an_error():

@@ -132,7 +132,8 @@ def test_state_made_directly_has_the_layout_zeros_like_gives():
 
     mode = FakeTensorMode()
     with mode:
-        params = [torch.empty(6, 4), torch.empty(6, 4).t(), torch.empty(6, 4)[:, ::2], torch.empty(3, dtype=torch.bfloat16),
+        params = [torch.empty(6, 4), torch.empty(6, 4).t(), torch.empty(6, 4)[:, ::2],
+                  torch.empty(3, dtype=torch.bfloat16),
                   torch.empty(2, 3, 5).permute(2, 0, 1)]
     for p in params:
         with mode:
