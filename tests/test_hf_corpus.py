@@ -21,7 +21,7 @@ ONE_PER_FAMILY = ["LlamaForCausalLM", "DebertaV2ForMaskedLM", "T5ForConditionalG
 @pytest.mark.parametrize("name", ONE_PER_FAMILY)
 def test_architecture_runs_and_counts_like_flop_counter(name):
     result = check(name)
-    assert result.ok, f"{name}: {result.stage} {result.error} {dict(result.unsupported)}"
+    assert result.ok, f"{name}: {result.stage} {result.error} {dict(result.unsupported)} {dict(result.fallbacks)}"
     assert result.reference_flops > 0 and result.flops_error <= 0.01, (result.ours_flops, result.reference_flops)
 
 
@@ -29,9 +29,11 @@ def test_architecture_runs_and_counts_like_flop_counter(name):
 def test_corpus_runs_at_95_percent_with_flops_within_1_percent():
     results = [check(name) for names in CORPUS.values() for name in names]
     passed = [r for r in results if r.ok]
-    failures = {r.name: f"{r.stage}: {r.error or dict(r.unsupported)}" for r in results if not r.ok}
+    failures = {r.name: f"{r.stage}: {r.error or dict(r.unsupported) or dict(r.fallbacks)}" for r in results
+                if not r.ok}
     assert len(results) >= 50 and len(passed) >= 0.95 * len(results), failures
     assert not [r for r in results if r.unsupported], "ops without a rule"
+    assert not [r for r in results if r.fallbacks], "ops FakeTensor ran on real zero-filled copies"
     off = {r.name: r.flops_error for r in passed if r.flops_error > 0.01}
     assert not off, off
     for r in results:  # a failure is a clear one-line CaptureError, never a traceback of the model's
@@ -43,7 +45,7 @@ def test_corpus_runs_at_95_percent_with_flops_within_1_percent():
 @pytest.mark.parametrize("name", TIMM)
 def test_timm_model_by_name_runs_and_counts_like_flop_counter(name):
     result = check(name)
-    assert result.ok, f"{name}: {result.stage} {result.error} {dict(result.unsupported)}"
+    assert result.ok, f"{name}: {result.stage} {result.error} {dict(result.unsupported)} {dict(result.fallbacks)}"
     assert result.reference_flops > 0 and result.flops_error <= 0.01, (result.ours_flops, result.reference_flops)
 
 
