@@ -15,12 +15,14 @@ Capture records a step from shapes alone. Four kinds of op need values or help:
   * ``_grouped_mm`` (mixture-of-experts GEMMs): its fake kernel accepts bf16 only, while the
     CPU and CUDA kernels take fp32 too; the output shape is the same for every dtype, so it is
     taken from bf16 copies and given the inputs' dtype. Its FLOPs do not depend on routing;
-  * kernels whose CPU fake kernel goes through a value-dependent step, or a slow Python
-    decomposition, although their outputs follow from the inputs' (SHAPES_BY_FORMULA: weight
-    norm's backward; batch norm forward and backward, whose decomposition costs a dozen fake
-    ops per call, each missing FakeTensor's cache when the channel count changes, as in
-    DenseNet and EfficientNet; the formula gives what the CPU kernel returns, checked over
-    layouts, dtypes and flags in tests/test_data_dependent.py); and products whose fake
+  * kernels whose CPU fake kernel goes through a value-dependent step, a slow Python
+    decomposition or a real kernel, although their outputs follow from the inputs'
+    (SHAPES_BY_FORMULA: weight norm's backward; batch norm forward and backward, whose
+    decomposition costs a dozen fake ops per call, each missing FakeTensor's cache when the
+    channel count changes, as in DenseNet and EfficientNet; convolutions; elementwise ops on
+    one canonical layout; the fused optimizer updates, SGD's of which FakeTensor would run on
+    real zero-filled copies of every parameter); each formula gives what the CPU kernel returns,
+    checked in tests/test_data_dependent.py and tests/test_optimizer.py; and products whose fake
     kernels accept operands of mixed dtypes that the real kernels refuse.
 Frequent ops with C++ meta kernels (META_KERNEL_OPS: views, mm, bmm, ...) skip the fake mode's
 bookkeeping and run on the fake tensors' meta side directly.
@@ -124,9 +126,9 @@ def _convolution(x, weight, bias, stride, padding, dilation, transposed, output_
     backend = torch._C._select_conv_backend(x, weight, bias, stride, padding, dilation, transposed, output_padding,
                                             groups)
     fmt = torch._C._conv_determine_backend_memory_format(x, weight, backend)
-    out = _meta_call(aten.convolution.default, x.fake_mode, x, weight, bias, stride, padding, dilation, transposed,
-                     output_padding, groups)
-    return out[0] if fmt is None else _in_format(out[0], fmt)
+    out = _meta_kernel(aten.convolution.default, x.fake_mode, x, weight, bias, stride, padding, dilation, transposed,
+                       output_padding, groups)
+    return _in_format(out, fmt)
 
 
 def _convolution_backward(grad_out, x, weight, bias_sizes, stride, padding, dilation, transposed, output_padding,
@@ -139,12 +141,11 @@ def _convolution_backward(grad_out, x, weight, bias_sizes, stride, padding, dila
     backend = torch._C._select_conv_backend(x, weight, None, stride, padding, dilation, transposed, output_padding,
                                             groups, bias_sizes)
     fmt = torch._C._conv_determine_backend_memory_format(x, weight, backend)
-    grad_x, grad_w, grad_b = _meta_call(aten.convolution_backward.default, x.fake_mode, grad_out, x, weight,
-                                        bias_sizes, stride, padding, dilation, transposed, output_padding, groups,
-                                        output_mask)
+    grad_x, grad_w, grad_b = _meta_kernel(aten.convolution_backward.default, x.fake_mode, grad_out, x, weight,
+                                          bias_sizes, stride, padding, dilation, transposed, output_padding, groups,
+                                          output_mask)
     return (None if grad_x is None else _in_format(grad_x, fmt), None if grad_w is None else _in_format(grad_w, fmt),
             grad_b)
-
 
 
 NO_OUTPUTS = ()  # a formula's answer for an op that returns nothing (it works in place)
@@ -159,8 +160,7 @@ def _fused_optimizer_step(func):
         tensors = [t for a in args if isinstance(a, (list, tuple)) for t in a]
         if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors) or not _cpu_fakes(*tensors):
             return None
-        with in_kernel_invocation_manager(tensors[0].fake_mode):
-            func(*args, **kwargs)
+        _meta_kernel(func, tensors[0].fake_mode, *args, **kwargs)
         return NO_OUTPUTS
     return formula
 
@@ -214,20 +214,12 @@ SAME_LAYOUT_POINTWISE_OPS = (
     aten.hardsigmoid_backward.default,
 )
 
+
 def _cpu_fakes(*tensors) -> bool:
     """Every tensor given (None skipped) is a CPU fake tensor of the first one's mode."""
     mode = tensors[0].fake_mode if type(tensors[0]) is FakeTensor else None
     return mode is not None and all(t is None or (type(t) is FakeTensor and t.fake_mode is mode
                                                   and t.device.type == "cpu") for t in tensors)
-
-
-def _meta_call(func, mode, *args) -> tuple:
-    """func's meta kernel run on fake tensors' meta side: its outputs wrapped as CPU fakes of
-    `mode` (None stays None), always as a tuple."""
-    with in_kernel_invocation_manager(mode):
-        out = func(*args)
-    out = out if isinstance(out, tuple) else (out,)
-    return tuple(None if t is None else FakeTensor(mode, t, _CPU) for t in out)
 
 
 def _in_format(t: FakeTensor, fmt: torch.memory_format) -> FakeTensor:
@@ -236,6 +228,7 @@ def _in_format(t: FakeTensor, fmt: torch.memory_format) -> FakeTensor:
     if t.is_contiguous(memory_format=fmt):
         return t
     return fake_empty(t.fake_mode, t.shape, t.dtype, memory_format=fmt)
+
 
 # frequent ops of the zoo's steps whose outputs come from a C++ meta kernel (views and other
 # layout ops, products, sums) with no data dependence: run directly on the fake tensors' meta
@@ -271,10 +264,16 @@ def _on_meta_kernel(func, args: tuple, kwargs: dict):
             mode = a.fake_mode
         elif isinstance(a, (list, tuple)) and any(isinstance(t, torch.Tensor) for t in a):
             return None
-    if mode is None:
-        return None
+    return None if mode is None else _meta_kernel(func, mode, *args, **kwargs)
+
+
+def _meta_kernel(func, mode, *args, **kwargs):
+    """func run on CPU fake tensors of `mode` through its meta kernel, its new tensors wrapped as
+    fakes (None, for an op without outputs, and a tuple's None entries kept)."""
     with in_kernel_invocation_manager(mode):
         out = func(*args, **kwargs)
+    if out is None:
+        return None
     wrap = lambda t: t if type(t) is FakeTensor else FakeTensor(mode, t, _CPU)  # noqa: E731
     return wrap(out) if isinstance(out, torch.Tensor) else type(out)(wrap(t) if isinstance(t, torch.Tensor) else t
                                                                       for t in out)
