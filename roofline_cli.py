@@ -9,6 +9,9 @@ never (`gc.freeze`), and the young generation every 20,000 allocations instead o
 capture makes and drops hundreds of thousands of small objects, which reference counting
 frees; cycles wait a little longer. Library use (`import estimator`) keeps Python's defaults.
 
+The command runs without importing torch._dynamo, which no command uses but FakeTensorMode and
+meta-device initialisers import (as long again as importing torch; estimator.dynamo_free).
+
 Example (pyproject's [project.scripts] points `roofline` here):
     $ roofline estimate resnet50 --train
 """
@@ -21,11 +24,13 @@ def main() -> int:
     gc.disable()
     try:
         from estimator.cli import main as run_command
+        from estimator.dynamo_free import dynamo_unimported
     finally:
         gc.freeze()
         gc.enable()
     gc.set_threshold(20_000, 20, 20)
-    return run_command()
+    with dynamo_unimported():
+        return run_command()
 
 
 if __name__ == "__main__":

@@ -5,12 +5,13 @@ Each round runs, in this order, with an empty step cache at the start of the rou
   * the first estimate: nothing cached, the step is captured (and written to the cache),
   * the same step on another chip: read from the cache,
   * the first estimate again with --no-cache (capture without touching the cache),
-  * `import torch` plus the modules torch itself imports when a FakeTensorMode is made (its
-    constructor reads torch._dynamo.config, which imports the whole torch._dynamo package) and
-    the first time a Python meta kernel checks a size (torch.fx.experimental.symbolic_shapes,
-    with sympy): the floor of any capture on fake tensors, whatever its own cost. The script
-    first checks, in a fresh process, that making a FakeTensorMode and running one conv2d under
-    it does import them.
+  * `import torch` plus the modules torch itself imports when a FakeTensorMode is made and
+    runs a conv2d inside estimator.dynamo_free's block, as a capture does (the first size check
+    of a Python meta kernel imports torch.fx.experimental.symbolic_shapes, with sympy): the
+    floor of our capture, whatever its own cost;
+  * the same for a plain FakeTensorMode, which also imports the whole torch._dynamo package
+    (its constructor reads torch._dynamo.config): what the floor would be without the block.
+The script first checks, in fresh processes, which of those modules each probe imports.
 Prints the median of --rounds rounds and each one's ratio to the baseline. The machine may be
 shared: the ratios come from runs interleaved in one round.
 
@@ -38,17 +39,21 @@ def wall_s(argv: list[str], env: dict) -> float:
 FAKE_MODE_IMPORTS = ("torch._dynamo", "torch.fx.experimental.symbolic_shapes")
 
 PROBE = """
-import sys, torch
+import contextlib, sys, torch
 from torch._subclasses.fake_tensor import FakeTensorMode
-with FakeTensorMode():
-    torch.nn.functional.conv2d(torch.empty(1, 3, 8, 8), torch.empty(4, 3, 3, 3))
+from estimator.dynamo_free import dynamo_unimported
+with dynamo_unimported() if %r else contextlib.nullcontext():
+    with FakeTensorMode():
+        torch.nn.functional.conv2d(torch.empty(1, 3, 8, 8), torch.empty(4, 3, 3, 3))
 print(" ".join(m for m in %r if m in sys.modules))
-""" % (FAKE_MODE_IMPORTS,)
+"""
 
 
-def imported_by_fake_mode() -> list[str]:
-    """The modules of FAKE_MODE_IMPORTS that a FakeTensorMode and its first conv2d import."""
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True)
+def imported_by_fake_mode(as_captured: bool) -> list[str]:
+    """The modules of FAKE_MODE_IMPORTS that a FakeTensorMode and its first conv2d import, inside
+    dynamo_unimported (as a capture runs) or not."""
+    done = subprocess.run([sys.executable, "-c", PROBE % (as_captured, FAKE_MODE_IMPORTS)], capture_output=True,
+                          text=True, check=True)
     return done.stdout.split()
 
 
@@ -63,8 +68,10 @@ def main() -> None:
     extra = args.extra or ["--train"]
     roofline = [sys.executable, "-m", "roofline_cli", "estimate", args.model, *extra]  # what `roofline` runs
     runs = {"import torch": [], "first estimate (captures)": [], "another chip (cached step)": [],
-            "first estimate, --no-cache": [], "import torch + FakeTensorMode imports": []}
-    floor = imported_by_fake_mode()
+            "first estimate, --no-cache": [], "import torch + a capture's imports": [],
+            "import torch + plain FakeTensorMode's": []}
+    floors = {"import torch + a capture's imports": imported_by_fake_mode(True),
+              "import torch + plain FakeTensorMode's": imported_by_fake_mode(False)}
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as cache:
             env = dict(os.environ, ROOFLINE_CACHE_DIR=cache)
@@ -73,15 +80,17 @@ def main() -> None:
             runs["another chip (cached step)"].append(wall_s(roofline + ["--hardware", args.second_chip], env))
             runs["first estimate, --no-cache"].append(wall_s(roofline + ["--hardware", args.first_chip,
                                                                          "--no-cache"], env))
-            runs["import torch + FakeTensorMode imports"].append(
-                wall_s([sys.executable, "-c", "import torch" + "".join(", " + m for m in floor)], env))
+            for what, modules in floors.items():
+                runs[what].append(wall_s([sys.executable, "-c", "import torch" + "".join(", " + m for m in modules)],
+                                         env))
     base = runs["import torch"]
     print(f"roofline estimate {args.model} {' '.join(extra)}: median of {args.rounds} rounds, fresh processes")
     print(f"{'what':<40}{'median s':>10}{'x import torch':>16}")
     for what, times in runs.items():
         ratios = [t / b for t, b in zip(times, base)]
         print(f"{what:<40}{statistics.median(times):>10.2f}{statistics.median(ratios):>15.2f}x")
-    print(f"a FakeTensorMode and its first conv2d import: {', '.join(floor) or 'nothing more'}")
+    for what, modules in floors.items():
+        print(f"{what}: {', '.join(modules) or 'nothing more'}")
     print("targets: first estimate <= 1.6x, another chip from the cache <= 1.3x")
 
 
