@@ -11,9 +11,9 @@ on FakeTensorMode imports it although it compiles nothing:
   on `fn`.
 
 Inside `dynamo_unimported()`, while Dynamo is not loaded, `torch._dynamo` is a stand-in that
-holds the config module, loaded alone (it imports nothing of Dynamo's), and whose `disable`
-returns the function itself: with no Dynamo loaded nothing traces, so calling the function is
-what `disable(fn)` would do. The wrapper's `import torch._dynamo` is answered with the stand-in
+holds the config module, loaded alone (it imports nothing of Dynamo's), and whose `disable`,
+called by torch._disable_dynamo's wrapper, returns the function itself: with no Dynamo loaded
+nothing traces, so calling the function is what `disable(fn)` would do. The wrapper's `import torch._dynamo` is answered with the stand-in
 (only that statement in torch._compile is; the `__import__` hook is removed with the block).
 Any other name read from the stand-in imports the real package, which then takes its place.
 On leaving the block the stand-in is removed, and so is every function it kept as its own
@@ -53,7 +53,11 @@ class _StandIn(types.ModuleType):
         self.config = config
         self.kept: list = []  # functions whose disabled version is themselves
 
-    def disable(self, fn, recursive=True, *, reason=None, wrapping=True):
+    def disable(self, fn=None, recursive=True, **options):
+        """`fn` itself for torch._disable_dynamo's wrapper; Dynamo's own disable for any other
+        caller (a decorator applied while the block runs must stay one afterwards)."""
+        if fn is None or sys._getframe(1).f_globals.get("__name__") != WRAPPER_MODULE:
+            return importlib.import_module(DYNAMO).disable(fn, recursive, **options)
         self.kept.append(fn)
         return fn
 

@@ -67,8 +67,21 @@ with dynamo_unimported():
     before = "torch._dynamo" in sys.modules
     compiling = torch._dynamo.is_compiling()  # a name the stand-in does not hold: the real package
     real = torch._dynamo is sys.modules.get("torch._dynamo")
-print(json.dumps({"before": before, "compiling": compiling, "real": real,
-                  "after": torch._dynamo is sys.modules["torch._dynamo"]}))
+with dynamo_unimported():  # Dynamo loaded now: the block changes nothing
+    unchanged = torch._dynamo is sys.modules["torch._dynamo"]
+print(json.dumps({"before": before, "compiling": compiling, "real": real, "unchanged": unchanged}))
+"""
+
+DECORATOR = r"""
+import json, sys, torch
+from estimator.dynamo_free import dynamo_unimported
+with dynamo_unimported():
+    @torch._dynamo.disable  # a decorator applied inside the block (a module imported during a capture)
+    def inner(x):
+        return x + 1
+    loaded = "torch._dynamo" in sys.modules
+print(json.dumps({"loaded": loaded, "disabled": getattr(inner, "_torchdynamo_disable", False),
+                  "value": inner(1)}))
 """
 
 
@@ -101,7 +114,13 @@ def test_same_step_with_dynamo_loaded(fresh_process, name):
 def test_other_names_import_the_real_package():
     proc = subprocess.run([sys.executable, "-c", STAND_IN], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout) == {"before": False, "compiling": False, "real": True, "after": True}
+    assert json.loads(proc.stdout) == {"before": False, "compiling": False, "real": True, "unchanged": True}
+
+
+def test_decorators_other_than_torchs_wrapper_get_dynamos_disable():
+    proc = subprocess.run([sys.executable, "-c", DECORATOR], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == {"loaded": True, "disabled": True, "value": 2}
 
 
 def test_command_line_estimate_imports_no_dynamo(tmp_path):
