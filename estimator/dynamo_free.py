@@ -51,14 +51,14 @@ class _StandIn(types.ModuleType):
     def __init__(self, config: types.ModuleType):
         super().__init__(DYNAMO)
         self.config = config
-        self.kept: list = []  # functions whose disabled version is themselves
+        self.kept: dict[int, object] = {}  # id -> function whose disabled version is itself
 
     def disable(self, fn=None, recursive=True, **options):
         """`fn` itself for torch._disable_dynamo's wrapper; Dynamo's own disable for any other
         caller (a decorator applied while the block runs must stay one afterwards)."""
         if fn is None or sys._getframe(1).f_globals.get("__name__") != WRAPPER_MODULE:
             return importlib.import_module(DYNAMO).disable(fn, recursive, **options)
-        self.kept.append(fn)
+        self.kept[id(fn)] = fn  # torch versions that do not keep disable(fn) ask on every call
         return fn
 
     def __getattr__(self, name: str):
@@ -73,10 +73,12 @@ def dynamo_loaded() -> bool:
 def dynamo_unimported():
     """FakeTensorMode made and run inside the block without importing Dynamo, if it is not
     loaded when the block starts (a block inside another leaves it to the outer one)."""
-    if dynamo_loaded() or isinstance(torch.__dict__.get("_dynamo"), _StandIn):
+    handled = dynamo_loaded() or isinstance(torch.__dict__.get("_dynamo"), _StandIn)
+    config = None if handled else _dynamo_config()
+    if config is None:
         yield
         return
-    stand_in = _StandIn(_dynamo_config())
+    stand_in = _StandIn(config)
     torch_import = builtins.__import__
 
     def answer_wrapper(name, globals=None, locals=None, fromlist=(), level=0):
@@ -94,17 +96,20 @@ def dynamo_unimported():
             builtins.__import__ = torch_import
         if torch.__dict__.get("_dynamo") is stand_in:
             del torch._dynamo
-        for fn in stand_in.kept:
+        for fn in stand_in.kept.values():
             if getattr(fn, DISABLE_CACHE, None) is fn:
                 delattr(fn, DISABLE_CACHE)
 
 
-def _dynamo_config() -> types.ModuleType:
-    """torch._dynamo.config, loaded without its package (which Dynamo's import finds later)."""
+def _dynamo_config() -> types.ModuleType | None:
+    """torch._dynamo.config, loaded without its package (which Dynamo's import finds later);
+    None where this torch keeps no such file (the block then leaves Dynamo's import to torch)."""
     if DYNAMO_CONFIG in sys.modules:
         return sys.modules[DYNAMO_CONFIG]
-    spec = importlib.util.spec_from_file_location(
-        DYNAMO_CONFIG, os.path.join(os.path.dirname(torch.__file__), "_dynamo", "config.py"))
+    path = os.path.join(os.path.dirname(torch.__file__), "_dynamo", "config.py")
+    if not os.path.isfile(path):
+        return None
+    spec = importlib.util.spec_from_file_location(DYNAMO_CONFIG, path)
     config = importlib.util.module_from_spec(spec)
     sys.modules[DYNAMO_CONFIG] = config
     try:

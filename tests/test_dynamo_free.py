@@ -131,3 +131,23 @@ def test_command_line_estimate_imports_no_dynamo(tmp_path):
     proc = subprocess.run([sys.executable, "-c", entry], capture_output=True, text=True)
     assert proc.stderr.split()[-2:] == ["0", "False"], proc.stderr[-2000:]
     assert json.loads(proc.stdout)["totals"]["parameters"] > 100_000_000
+
+
+NO_CONFIG_FILE = r"""
+import json, sys, torch
+import roofline_zoo
+from estimator import capture
+from estimator import dynamo_free
+dynamo_free.os.path.isfile = lambda path: False  # a torch that keeps its Dynamo config elsewhere
+model, inputs = roofline_zoo.get("resnet18").build(batch=2, image=64)
+step = capture(model, inputs, "train")
+print(json.dumps({"nodes": len(step.nodes), "loaded": "torch._dynamo" in sys.modules,
+                  "attribute": type(torch._dynamo).__name__}))
+"""
+
+
+def test_without_a_config_file_the_block_leaves_dynamo_to_torch():
+    proc = subprocess.run([sys.executable, "-c", NO_CONFIG_FILE], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    assert result["nodes"] > 100 and result["loaded"] and result["attribute"] == "module"
