@@ -14,7 +14,8 @@ Inside `dynamo_unimported()`, while Dynamo is not loaded, `torch._dynamo` is a s
 holds the config module, loaded alone (it imports nothing of Dynamo's), and whose `disable`,
 called by torch._disable_dynamo's wrapper, returns the function itself: with no Dynamo loaded
 nothing traces, so calling the function is what `disable(fn)` would do. The wrapper's `import torch._dynamo` is answered with the stand-in
-(only that statement in torch._compile is; the `__import__` hook is removed with the block).
+(only that statement in torch._compile is; the `__import__` hook removes itself once the real
+package is loaded, and is removed with the block).
 Any other name read from the stand-in imports the real package, which then takes its place.
 On leaving the block the stand-in is removed, and so is every function it kept as its own
 disabled version, so later calls (torch.compile in the same notebook) import Dynamo and disable
@@ -82,8 +83,10 @@ def dynamo_unimported():
     torch_import = builtins.__import__
 
     def answer_wrapper(name, globals=None, locals=None, fromlist=(), level=0):
-        if (name == DYNAMO and not fromlist and globals is not None
-                and globals.get("__name__") == WRAPPER_MODULE and torch.__dict__.get("_dynamo") is stand_in):
+        if torch.__dict__.get("_dynamo") is not stand_in:  # the real package took its place: hook no more
+            if builtins.__import__ is answer_wrapper:
+                builtins.__import__ = torch_import
+        elif name == DYNAMO and not fromlist and globals is not None and globals.get("__name__") == WRAPPER_MODULE:
             return torch
         return torch_import(name, globals, locals, fromlist, level)
 

@@ -61,15 +61,18 @@ print(json.dumps(out))
 """
 
 STAND_IN = r"""
-import json, sys, torch
+import builtins, json, sys, torch
 from estimator.dynamo_free import dynamo_unimported
+plain_import = builtins.__import__
 with dynamo_unimported():
     before = "torch._dynamo" in sys.modules
     compiling = torch._dynamo.is_compiling()  # a name the stand-in does not hold: the real package
     real = torch._dynamo is sys.modules.get("torch._dynamo")
+    import json as again  # any import after that puts the import hook away
+    hooked = builtins.__import__ is not plain_import
 with dynamo_unimported():  # Dynamo loaded now: the block changes nothing
     unchanged = torch._dynamo is sys.modules["torch._dynamo"]
-print(json.dumps({"before": before, "compiling": compiling, "real": real, "unchanged": unchanged}))
+print(json.dumps({"before": before, "compiling": compiling, "real": real, "hooked": hooked, "unchanged": unchanged}))
 """
 
 DECORATOR = r"""
@@ -114,7 +117,8 @@ def test_same_step_with_dynamo_loaded(fresh_process, name):
 def test_other_names_import_the_real_package():
     proc = subprocess.run([sys.executable, "-c", STAND_IN], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout) == {"before": False, "compiling": False, "real": True, "unchanged": True}
+    assert json.loads(proc.stdout) == {"before": False, "compiling": False, "real": True, "hooked": False,
+                                       "unchanged": True}
 
 
 def test_decorators_other_than_torchs_wrapper_get_dynamos_disable():
