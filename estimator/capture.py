@@ -289,6 +289,7 @@ def _describe(inputs) -> str:
                      for t in tree_leaves(inputs))
 
 
+@dynamo_unimported()  # FakeTensorMode and meta kernels without Dynamo's import (estimator.dynamo_free)
 def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
             loss_fn: Callable[[Any], torch.Tensor] | None = None, model_name: str | None = None,
             optimizer: str | None = DEFAULT_OPTIMIZER, accumulate: int = 1, recompute: bool = False,
@@ -327,31 +328,30 @@ def capture(model: nn.Module, example_inputs: tuple | dict, mode: str = "train",
     was_training = {m: m.training for m in model.modules()}
     model.train(mode == "train")
     try:
-        with dynamo_unimported():  # FakeTensorMode without Dynamo's import (dynamo_free)
-            fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-            params = {n: _fake_like(fake_mode, p, p.requires_grad and mode == "train")
-                      for n, p in model.named_parameters()}
-            buffers = {n: _fake_like(fake_mode, b) for n, b in model.named_buffers()}
-            fake_args = tree_map_only(torch.Tensor, lambda t: _fake_like(fake_mode, t), args)
-            fake_kwargs = tree_map_only(torch.Tensor, lambda t: _fake_like(fake_mode, t), kwargs)
-            with fake_mode:
-                fake_kwargs = {k: v.build() if isinstance(v, Deferred) else v for k, v in fake_kwargs.items()}
-                recorder = _GraphRecorder(tracker)
-                for n, t in {**params, **buffers}.items():
-                    recorder.placeholder(n, t)
-                for i, t in enumerate(t for t in tree_leaves((fake_args, fake_kwargs)) if isinstance(t, torch.Tensor)):
-                    recorder.placeholder(f"input_{i}", t)
-                recomputed = recompute and mode == "train"
-                blocks = recomputing(model) if recomputed else contextlib.nullcontext()
-                kernels = cuda_dispatch() if dispatch == "cuda" else contextlib.nullcontext()
-                experts = routed_experts(model, moe_skew)
-                with tracker, recorder, blocks, kernels, experts, _quiet_fake_tensor_log(), _no_cyclic_gc():
-                    replay = BlockReplay(model, names, recorder, tracker) if replay_blocks and not recomputed else None
-                    with replay or contextlib.nullcontext():
-                        _run_step(model, params, buffers, fake_args, fake_kwargs, loss_module, mode, recorder,
-                                  tracker, names[id(loss_module)], optimizer)
-                    if replay is not None:
-                        replay.verify()
+        fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
+        params = {n: _fake_like(fake_mode, p, p.requires_grad and mode == "train")
+                  for n, p in model.named_parameters()}
+        buffers = {n: _fake_like(fake_mode, b) for n, b in model.named_buffers()}
+        fake_args = tree_map_only(torch.Tensor, lambda t: _fake_like(fake_mode, t), args)
+        fake_kwargs = tree_map_only(torch.Tensor, lambda t: _fake_like(fake_mode, t), kwargs)
+        with fake_mode:
+            fake_kwargs = {k: v.build() if isinstance(v, Deferred) else v for k, v in fake_kwargs.items()}
+            recorder = _GraphRecorder(tracker)
+            for n, t in {**params, **buffers}.items():
+                recorder.placeholder(n, t)
+            for i, t in enumerate(t for t in tree_leaves((fake_args, fake_kwargs)) if isinstance(t, torch.Tensor)):
+                recorder.placeholder(f"input_{i}", t)
+            recomputed = recompute and mode == "train"
+            blocks = recomputing(model) if recomputed else contextlib.nullcontext()
+            kernels = cuda_dispatch() if dispatch == "cuda" else contextlib.nullcontext()
+            experts = routed_experts(model, moe_skew)
+            with tracker, recorder, blocks, kernels, experts, _quiet_fake_tensor_log(), _no_cyclic_gc():
+                replay = BlockReplay(model, names, recorder, tracker) if replay_blocks and not recomputed else None
+                with replay or contextlib.nullcontext():
+                    _run_step(model, params, buffers, fake_args, fake_kwargs, loss_module, mode, recorder,
+                              tracker, names[id(loss_module)], optimizer)
+                if replay is not None:
+                    replay.verify()
     except ReplayAbort as e:  # a replay check failed: the step again, every block recorded
         log.debug("block replay stopped (%s); capturing every block", e)
         return capture(model, example_inputs, mode, loss_fn, model_name, optimizer, accumulate, recompute,

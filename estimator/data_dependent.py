@@ -115,7 +115,6 @@ def _batch_norm_backward(grad_out, x, weight, running_mean, running_var, save_me
             fake_empty(mode, (channels,), dtype) if output_mask[2] else None)
 
 
-
 def _convolution(x, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
     """aten.convolution's output: the meta kernel's, in the memory format of the backend the
     CPU would pick for these operands (cuDNN-free: mkldnn, slow_conv2d, ...), as FakeTensor's

@@ -10,13 +10,14 @@ on FakeTensorMode imports it although it compiles nothing:
   wrapper imports Dynamo on its first call to make `torch._dynamo.disable(fn)` and keeps that
   on `fn`.
 
-Inside `dynamo_unimported()`, while Dynamo is not loaded, `torch._dynamo` is a stand-in that
-holds the config module, loaded alone (it imports nothing of Dynamo's), and whose `disable`,
-called by torch._disable_dynamo's wrapper, returns the function itself: with no Dynamo loaded
-nothing traces, so calling the function is what `disable(fn)` would do. The wrapper's `import torch._dynamo` is answered with the stand-in
+Inside `dynamo_unimported()` (a block, or a decorator: capture() wears it), while Dynamo is not
+loaded, `torch._dynamo` is a stand-in that holds the config module, loaded alone (it imports
+nothing of Dynamo's), and whose `disable`, called by torch._disable_dynamo's wrapper, returns
+the function itself: with no Dynamo loaded nothing traces, so calling the function is what
+`disable(fn)` would do. The wrapper's `import torch._dynamo` is answered with the stand-in
 (only that statement in torch._compile is; the `__import__` hook removes itself once the real
-package is loaded, and is removed with the block).
-Any other name read from the stand-in imports the real package, which then takes its place.
+package is loaded, and is removed with the block). Any other name read from the stand-in
+imports the real package, which then takes its place.
 On leaving the block the stand-in is removed, and so is every function it kept as its own
 disabled version, so later calls (torch.compile in the same notebook) import Dynamo and disable
 as torch does. The real package, imported later, finds the config module already loaded and
